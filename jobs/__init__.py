@@ -1,0 +1,1 @@
+"""sparkamp jobs: config, session, tables, the CLI, and one module per job."""

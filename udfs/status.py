@@ -1,0 +1,18 @@
+"""Row statuses: what went wrong with one input, as data rather than a crash."""
+from __future__ import annotations
+
+OK = "ok"
+EMPTY = "empty"                    # 0 bytes, null, empty or whitespace-only text
+TOO_LARGE = "too_large"            # over max_bytes or max_pixels
+DECODE_ERROR = "decode_error"      # not an image / truncated / not valid UTF-8
+READ_ERROR = "read_error"          # could not be read: missing, permission, a directory
+NO_KNOWN_WORDS = "no_known_words"  # word vectors: no token in the vocabulary
+
+
+class RowError(Exception):
+    """One input's failure: becomes a row with `status` and `error`."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
