@@ -28,6 +28,7 @@ class Config(EmbedConfig):
     image_size: int = key(0, "crop size in pixels; 0 = the model's native size")
     allow_random_weights: bool = key(False, "torchvision models without weights (tests only)")
     extensions: list[str] = key(list(tables.IMAGE_EXTENSIONS), "file extensions read as images")
+    batch_size: int = key(4, "images per model call (small batches stay in cache: fastest on CPU)")
     content_column: str = key("content", "tabular input: column of image bytes (else a `path` column)")
     max_pixels: int = key(64_000_000, "larger images become `too_large` rows (decompression bombs)")
     max_bytes: int = key(64 * 2**20, "larger files become `too_large` rows")

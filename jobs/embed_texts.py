@@ -29,7 +29,7 @@ class Config(EmbedConfig):
     text_column: str = key("text", "column holding the text", flag="--text-column")
     text_template: str = key("", "build the text from columns, e.g. '{title}. {body}'")
     max_chars: int = key(100_000, "longer texts are cut (and counted as truncated)")
-    batch_size: int = key(64, "texts per model call")
+    batch_size: int = key(8, "texts per model call (length-sorted; small batches are fastest on CPU)")
     arrow_batch_size: int = key(1024, "rows per Arrow block: the unit that is length-sorted")
 
     def validate(self) -> None:
@@ -81,13 +81,12 @@ def text_expression(cfg: Config):
 
 
 def read_items(spark, cfg: Config):
-    """DataFrame(id, source, text | content) of the texts to embed."""
+    """DataFrame(id, source, text | path) of the texts to embed."""
     fmt = tables.detect_format(cfg.input, cfg.input_format)
     if fmt == "images":
         raise ConfigError(f"key 'input': {cfg.input!r} holds images; use `sparkamp embed-images`")
     if fmt == "text-dir":
-        files = tables.list_files(spark, cfg.input, ("txt",), with_content=True)
-        return files.select("id", "source", "content")
+        return tables.list_files(spark, cfg.input, ("txt",))
     df = tables.read_input(spark, cfg.input, fmt)
     needed = {"id_column": cfg.id_column}
     if cfg.text_template:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from urllib.parse import unquote, urlsplit
 from typing import Callable
 
 from jobs.config import TABLE_PREFIX, ConfigError, has_glob, is_remote, local_path
@@ -70,26 +71,32 @@ def _root_of(location: str) -> str:
     return "/".join(fixed) or "/"
 
 
-def list_files(spark, location: str, extensions: tuple[str, ...], with_content: bool = False):
-    """DataFrame(id, source, path[, content]) of the files under a directory or glob, recursively.
+def list_files(spark, location: str, extensions: tuple[str, ...]):
+    """DataFrame(id, source, path) of the files under a directory or glob, recursively.
 
-    Spark's binaryFile source lists the files; content is read only when asked for, so image
-    bytes are normally fetched by the worker that decodes them. `id` is the path relative to the
-    input directory (or the glob's fixed prefix); `source` is the full path.
+    Spark's binaryFile source lists them (in parallel for big trees); the list comes from its file
+    index rather than a scan, which would skip 0-byte files. Workers read the bytes themselves.
+    `id` is the path relative to the input directory (or the glob's fixed prefix); `source` and
+    `path` are the full path.
     """
-    from pyspark.sql import functions as F
-
     path = location if is_remote(location) or has_glob(location) else local_path(location)
-    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-    files = reader.load(path)
+    uris = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+            .load(path).inputFiles())
+    paths = sorted(_hadoop_form(uri) for uri in uris)
     if extensions:
-        pattern = r"(?i)\.(" + "|".join(extensions) + ")$"
-        files = files.filter(F.col("path").rlike(pattern))
+        wanted = tuple("." + ext.lower() for ext in extensions)
+        paths = [p for p in paths if p.lower().endswith(wanted)]
     _, root = _hadoop(spark, _root_of(path))
     prefix = root.toString().rstrip("/") + "/"
-    rel = F.when(F.col("path").startswith(prefix), F.expr(f"substring(path, {len(prefix) + 1})"))
-    columns = [rel.otherwise(F.col("path")).alias("id"), F.col("path").alias("source"), "path"]
-    return files.select(*columns, *(["content"] if with_content else []))
+    rows = [(p[len(prefix):] if p.startswith(prefix) else p, p, p) for p in paths]
+    return spark.createDataFrame(rows, "id string, source string, path string")
+
+
+def _hadoop_form(uri: str) -> str:
+    """`file:///a%20b` (a URI) → `file:/a b` (Hadoop's Path form, as Spark shows paths)."""
+    parts = urlsplit(uri)
+    authority = f"//{parts.netloc}" if parts.netloc else ""
+    return f"{parts.scheme}:{authority}{unquote(parts.path)}"
 
 
 def read_input(spark, location: str, fmt: str):

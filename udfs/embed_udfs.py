@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from udfs import cache, cnn, images, texts
+from udfs import cache, cnn, files, images, texts
 from udfs.status import NO_KNOWN_WORDS, OK, RowError
 
 EMBEDDINGS_SCHEMA = ("id string, source string, content_hash string, model string, "
@@ -22,7 +22,7 @@ Frames = Iterator[pd.DataFrame]
 
 @dataclass(frozen=True)
 class ImageJobOptions:
-    batch_size: int = 32
+    batch_size: int = 4
     max_pixels: int = 64_000_000
     max_bytes: int = 64 * 2**20
     decode_threads: int = 2
@@ -31,8 +31,9 @@ class ImageJobOptions:
 
 @dataclass(frozen=True)
 class TextJobOptions:
-    batch_size: int = 64
+    batch_size: int = 8
     torch_threads: int = 0
+    max_bytes: int = 64 * 2**20  # text files read by path
 
 
 def _add(counters: dict[str, Any], name: str, value: float) -> None:
@@ -69,7 +70,7 @@ def _load_image(path: str | None, content: Any, prep: images.Preprocess) -> tupl
     """(content_hash, pixels, status, error, seconds) for one row; never raises on bad data."""
     start, digest = time.perf_counter(), None
     try:
-        data = images.read_file(path, prep.max_bytes) if path is not None else bytes(content or b"")
+        data = files.read_file(path, prep.max_bytes) if path is not None else bytes(content or b"")
         digest = _sha256(data)
         return digest, images.load_pixels(data, prep), OK, None, time.perf_counter() - start
     except RowError as err:
@@ -112,19 +113,27 @@ def text_embedder(spec: texts.TextModelSpec, opts: TextJobOptions,
         cache.set_torch_threads(opts.torch_threads)
         model = cache.get_model(("text", spec), lambda: texts.load_text_model(spec))
         for block in blocks:
-            yield embed_text_block(block, model, opts.batch_size, counters)
+            yield embed_text_block(block, model, opts, counters)
     return embed_partition
 
 
-def embed_text_block(block: pd.DataFrame, model: texts.TextModel, batch_size: int,
+def embed_text_block(block: pd.DataFrame, model: texts.TextModel, opts: TextJobOptions,
                      counters: dict[str, Any]) -> pd.DataFrame:
-    values = block["text"].tolist() if "text" in block else block["content"].tolist()
-    n = len(values)
+    """One output row per input row: (id, source, text | path) → embeddings, or a status."""
+    n = len(block)
     hashes: list = [None] * n
     vectors: list = [None] * n
     statuses, errors = [OK] * n, [None] * n
+    values = block["text"].tolist() if "text" in block else [None] * n
+    for row, path in enumerate(block["path"].tolist() if "path" in block else []):
+        try:
+            values[row] = files.read_file(path, opts.max_bytes)
+        except RowError as err:
+            statuses[row], errors[row] = err.status, err.message
     cleaned, rows, cut = [], [], []
     for row, value in enumerate(values):
+        if statuses[row] != OK:
+            continue
         if isinstance(value, (bytes, bytearray)):
             hashes[row] = _sha256(bytes(value))
         elif isinstance(value, str):
@@ -139,7 +148,7 @@ def embed_text_block(block: pd.DataFrame, model: texts.TextModel, batch_size: in
         cut.append(was_cut)
     if cleaned:
         tick = time.perf_counter()
-        batch = texts.embed_texts(model, cleaned, batch_size)
+        batch = texts.embed_texts(model, cleaned, opts.batch_size)
         _add(counters, "model_seconds", time.perf_counter() - tick)
         for i, row in enumerate(rows):
             if batch.known_tokens[i] == 0:

@@ -1,17 +1,15 @@
-"""Image reading, decoding and preprocessing: bytes or a path → an RGB uint8 array, or a RowError."""
+"""Image decoding and preprocessing: raw bytes → an RGB uint8 array, or a RowError."""
 from __future__ import annotations
 
 import io
-import os
 import struct
 import warnings
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from udfs.status import DECODE_ERROR, EMPTY, READ_ERROR, TOO_LARGE, RowError
+from udfs.status import DECODE_ERROR, EMPTY, TOO_LARGE, RowError
 
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
@@ -24,37 +22,6 @@ class Preprocess:
     crop: int
     max_pixels: int = 64_000_000
     max_bytes: int = 64 * 2**20
-
-
-def read_file(uri: str, max_bytes: int) -> bytes:
-    """The raw bytes at `uri` (a local path, `file:` URI or any pyarrow filesystem URI)."""
-    try:
-        if "://" not in uri or uri.startswith("file:"):
-            path = unquote(uri[len("file:"):]) if uri.startswith("file:") else uri
-            path = "/" + path.lstrip("/") if uri.startswith("file:") else path
-            size = os.stat(path).st_size
-            _check_size(size, max_bytes)
-            with open(path, "rb") as fh:
-                return fh.read()
-        from pyarrow import fs as pafs
-
-        filesystem, path = pafs.FileSystem.from_uri(uri)
-        with filesystem.open_input_file(path) as fh:
-            _check_size(fh.size(), max_bytes)
-            return fh.read()
-    except RowError:
-        raise
-    except IsADirectoryError:
-        raise RowError(READ_ERROR, f"{uri} is a directory, not a file") from None
-    except PermissionError as exc:
-        raise RowError(READ_ERROR, f"permission denied reading {uri}: {exc.strerror or exc}") from None
-    except (OSError, ValueError) as exc:
-        raise RowError(READ_ERROR, f"cannot read {uri}: {exc}") from None
-
-
-def _check_size(size: int, max_bytes: int) -> None:
-    if size > max_bytes:
-        raise RowError(TOO_LARGE, f"{size} bytes is over max_bytes = {max_bytes}")
 
 
 def decode(data: bytes, prep: Preprocess) -> Image.Image:
@@ -91,9 +58,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in _SIXTEEN_BIT:
         arr = np.asarray(img, dtype=np.float32)
         top = 65535.0 if arr.max(initial=0) > 255 else 255.0
-        img = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8), "L")
+        img = Image.fromarray(np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8))
     elif img.mode == "F":
-        img = Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L")
+        img = Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
