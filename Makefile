@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYSPARK_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: venv data test demo dist bench clean
+.PHONY: venv data test demo dist bench docs clean
 
 venv: $(STAMP)
 
@@ -49,3 +49,6 @@ bench: venv data
 
 clean:
 	rm -rf dist build *.egg-info warehouse spark-warehouse metastore_db derby.log
+
+docs: venv
+	$(PY) -m jobs.docs

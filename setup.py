@@ -23,7 +23,6 @@ setup(
     description="Spark batch jobs for CNN/FAISS image search and zero/few-shot text labelling",
     python_requires=">=3.11",
     packages=["jobs", "udfs", "index"],
-    package_data={"jobs": ["../conf/*.yaml"]},
     install_requires=[r for r in REQS if _name(r) not in TEST_ONLY],
     extras_require={"test": [r for r in REQS if _name(r) in TEST_ONLY]},
     entry_points={"console_scripts": ["sparkamp = jobs.cli:main"]},

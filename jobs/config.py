@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import glob
 import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -20,9 +19,9 @@ class ConfigError(ValueError):
     """A bad config or argument: raised before any Spark work, names the key and what is accepted."""
 
 
-def key(default: Any, help: str, flag: str = "", kind: str = "") -> Any:
-    """A config field. `flag` adds a CLI flag; `kind` is `input`/`output` for path checks."""
-    meta = {"help": help, "flag": flag, "kind": kind}
+def key(default: Any, help: str, flag: str = "") -> Any:
+    """A config field with its help text; `flag` (e.g. `--input`) also makes it a CLI flag."""
+    meta = {"help": help, "flag": flag}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -32,7 +31,8 @@ def key(default: Any, help: str, flag: str = "", kind: str = "") -> Any:
 class JobConfig:
     """Keys every job shares."""
 
-    output: str = key("", "output: a Parquet path or `table:db.name`", flag="--output", kind="output")
+    output: str = key("", "a Parquet path or `table:db.name`; empty = a folder under `warehouse`",
+                      flag="--output")
     mode: Literal["overwrite", "append", "error-if-exists"] = key(
         "overwrite", "what to do when the output exists")
     master: str = key("", "Spark master; empty = the launcher's (spark-submit) or local[*]")
@@ -40,6 +40,12 @@ class JobConfig:
     warehouse: str = key("warehouse", "local warehouse dir: default outputs, Derby metastore, runs")
     runs_table: str = key("warehouse/_runs", "where each run appends its summary row; empty = off")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = key("INFO", "sparkamp log level")
+
+    default_output: ClassVar[str] = ""  # the output's folder name under `warehouse` when not given
+
+    def __post_init__(self) -> None:
+        if not self.output and self.default_output:
+            object.__setattr__(self, "output", os.path.join(self.warehouse, self.default_output))
 
     def validate(self) -> None:
         """Checks that need more than one key; subclasses extend it."""
@@ -50,90 +56,11 @@ class JobConfig:
 
 
 def check_table_name(name: str, value: str) -> None:
+    """`table:name` or `table:db.name` with plain identifiers."""
     table = value[len(TABLE_PREFIX):]
     parts = table.split(".")
     if not 1 <= len(parts) <= 2 or not all(p.replace("_", "").isalnum() for p in parts):
         raise ConfigError(f"key '{name}': {value!r} is not a table name; expected `table:db.name`")
-
-
-def is_remote(path: str) -> bool:
-    scheme = path.split("://", 1)[0] if "://" in path else ""
-    return scheme not in ("", "file")
-
-
-def local_path(path: str) -> str:
-    """`file:///x` or `file:/x` → `/x`; other local paths made absolute."""
-    if path.startswith("file:"):
-        path = "/" + path[len("file:"):].lstrip("/")
-    return os.path.abspath(path)
-
-
-def has_glob(path: str) -> bool:
-    return any(c in path for c in "*?[{")
-
-
-def check_input_exists(name: str, value: str) -> None:
-    """A missing local input fails here, before Spark; remote URIs and tables are checked by Spark."""
-    if not value:
-        raise ConfigError(f"key '{name}' is required: a path, a glob or `table:db.name`")
-    if value.startswith(TABLE_PREFIX):
-        check_table_name(name, value)
-        return
-    if is_remote(value):
-        return
-    path = local_path(value)
-    if has_glob(value):
-        if not glob.glob(_braces_to_first(path), recursive=True):
-            raise ConfigError(f"key '{name}': the glob {value!r} matches no file")
-    elif not os.path.exists(path):
-        raise ConfigError(f"key '{name}': {value!r} does not exist")
-
-
-def _braces_to_first(pattern: str) -> str:
-    """Python's glob has no `{a,b}`; checking the first alternative is enough to catch typos."""
-    while "{" in pattern and "}" in pattern:
-        start, end = pattern.index("{"), pattern.index("}")
-        pattern = pattern[:start] + pattern[start + 1:end].split(",")[0] + pattern[end + 1:]
-    return pattern
-
-
-def check_output_not_input(input_value: str, output_value: str) -> None:
-    if not input_value or input_value.startswith(TABLE_PREFIX) != output_value.startswith(TABLE_PREFIX):
-        return
-    if input_value.startswith(TABLE_PREFIX):
-        same, inside = input_value.lower() == output_value.lower(), False
-    elif is_remote(input_value) or is_remote(output_value):
-        a, b = input_value.rstrip("/"), output_value.rstrip("/")
-        same, inside = a == b, b.startswith(a + "/")
-    else:
-        a, b = local_path(input_value).rstrip("/"), local_path(output_value).rstrip("/")
-        same, inside = a == b, b.startswith(a + "/") and not has_glob(input_value)
-    if same:
-        raise ConfigError(f"key 'output': {output_value!r} is the input; write somewhere else")
-    if inside:
-        raise ConfigError(f"key 'output': {output_value!r} is inside the input {input_value!r}; "
-                          "a re-run would read its own output")
-
-
-@dataclass(frozen=True)
-class EmbedConfig(JobConfig):
-    """Keys the embedding jobs share."""
-
-    input: str = key("", "input: a path, a glob or `table:db.name`", flag="--input", kind="input")
-    input_format: Literal["auto", "images", "parquet", "csv", "jsonl", "text-dir", "table"] = key(
-        "auto", "how to read `input`; auto = from the path")
-    id_column: str = key("id", "column holding each row's unique id (tabular inputs)",
-                         flag="--id-column")
-    batch_size: int = key(32, "items per model call")
-    num_partitions: int = key(0, "Spark partitions to embed in; 0 = 2 x the cluster's cores")
-    torch_threads: int = key(0, "torch threads per task; 0 = the task's cores (spark.task.cpus)")
-
-    def validate(self) -> None:
-        super().validate()
-        check_input_exists("input", self.input)
-        check_output_not_input(self.input, self.output)
-        require_positive(self, "batch_size")
-        require_non_negative(self, "num_partitions", "torch_threads")
 
 
 # ---- loading -------------------------------------------------------------------------------

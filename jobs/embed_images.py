@@ -4,12 +4,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import ClassVar
 
 if __package__ in (None, ""):  # `spark-submit jobs/embed_images.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jobs import embedding, tables  # noqa: E402
-from jobs.config import ConfigError, EmbedConfig, key  # noqa: E402
+from jobs.config import ConfigError, key  # noqa: E402
+from jobs.embedding import EmbedConfig  # noqa: E402
 from jobs.summary import RunSummary  # noqa: E402
 from udfs import cnn  # noqa: E402
 from udfs.embed_udfs import ImageJobOptions, image_embedder  # noqa: E402
@@ -21,6 +23,7 @@ needs_metastore = embedding.needs_metastore
 
 @dataclass(frozen=True)
 class Config(EmbedConfig):
+    default_output: ClassVar[str] = "image_embeddings"
     model: str = key(cnn.DEFAULT_IMAGE_MODEL, "efficientnet-lite0/1/2 or a torchvision architecture",
                      flag="--model")
     weights_path: str = key("", "local state dict (.pth/.safetensors); torchvision models need one")

@@ -5,12 +5,14 @@ import os
 import string
 import sys
 from dataclasses import dataclass
+from typing import ClassVar
 
 if __package__ in (None, ""):  # `spark-submit jobs/embed_texts.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jobs import embedding, tables  # noqa: E402
-from jobs.config import ConfigError, EmbedConfig, key  # noqa: E402
+from jobs.config import ConfigError, key  # noqa: E402
+from jobs.embedding import EmbedConfig  # noqa: E402
 from jobs.summary import RunSummary  # noqa: E402
 from udfs import texts  # noqa: E402
 from udfs.embed_udfs import TextJobOptions, text_embedder  # noqa: E402
@@ -22,6 +24,7 @@ needs_metastore = embedding.needs_metastore
 
 @dataclass(frozen=True)
 class Config(EmbedConfig):
+    default_output: ClassVar[str] = "text_embeddings"
     model: str = key(texts.DEFAULT_TEXT_MODEL, f"{texts.DEFAULT_TEXT_MODEL}, {texts.WORD_VECTORS}, "
                      "or a name for the encoder at model_path", flag="--model")
     model_path: str = key("", "a local Sentence-Transformers directory")

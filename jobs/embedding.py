@@ -2,14 +2,37 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 from jobs import tables
-from jobs.config import EmbedConfig, ConfigError
+from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive
+from jobs.paths import check_input_exists, check_output_not_input
 from jobs.summary import RunSummary
 from udfs.embed_udfs import EMBEDDINGS_SCHEMA
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedConfig(JobConfig):
+    """Keys the embedding jobs share."""
+
+    input: str = key("", "a path, a glob or `table:db.name`", flag="--input")
+    input_format: Literal["auto", "images", "parquet", "csv", "jsonl", "text-dir", "table"] = key(
+        "auto", "how to read `input`; auto = from the path")
+    id_column: str = key("id", "column holding each row's unique id (tabular inputs)",
+                         flag="--id-column")
+    batch_size: int = key(32, "items per model call")
+    num_partitions: int = key(0, "Spark partitions to embed in; 0 = 2 x the cluster's cores")
+    torch_threads: int = key(0, "torch threads per task; 0 = the task's cores (spark.task.cpus)")
+
+    def validate(self) -> None:
+        super().validate()
+        check_input_exists("input", self.input)
+        check_output_not_input(self.input, self.output)
+        require_positive(self, "batch_size")
+        require_non_negative(self, "num_partitions", "torch_threads")
 
 
 def needs_metastore(cfg: EmbedConfig) -> bool:

@@ -7,7 +7,8 @@ import uuid
 from urllib.parse import unquote, urlsplit
 from typing import Callable
 
-from jobs.config import TABLE_PREFIX, ConfigError, has_glob, is_remote, local_path
+from jobs.config import TABLE_PREFIX, ConfigError
+from jobs.paths import has_glob, is_remote, local_path
 
 log = logging.getLogger(__name__)
 

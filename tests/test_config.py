@@ -60,8 +60,8 @@ def test_missing_input_output_equal_or_inside_input(tmp_path):
         load_images(tmp_path, input=str(tmp_path / "in"), output=str(tmp_path / "in") + "/")
     with pytest.raises(ConfigError, match="inside the input"):
         load_images(tmp_path, input=str(tmp_path / "in"), output=str(tmp_path / "in" / "emb"))
-    with pytest.raises(ConfigError, match="key 'output' is required"):
-        load_images(tmp_path, input=str(tmp_path / "in"))
+    defaulted = load_images(tmp_path, input=str(tmp_path / "in"), warehouse=str(tmp_path / "wh"))
+    assert defaulted.output == str(tmp_path / "wh" / "image_embeddings")
     with pytest.raises(ConfigError, match="is the input"):
         config.load(embed_texts.Config, flags={"input": "table:db.t", "output": "table:DB.T"})
 
@@ -125,3 +125,10 @@ def test_conf_files_load(tmp_path, monkeypatch):
               for job, name in ((embed_images, "embed_images"), (embed_texts, "embed_texts"), (demo, "demo"))}
     assert loaded["embed_images"].model == "efficientnet-lite0"
     assert loaded["embed_texts"].text_column == "text" and loaded["demo"].images == 2000
+
+
+def test_readme_config_reference_is_current():
+    from jobs import docs
+
+    text = docs.README.read_text()
+    assert docs.reference_markdown() in text, "README's config reference is stale: run `make docs`"

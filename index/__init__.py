@@ -1,0 +1,1 @@
+"""FAISS indexes: choosing, training, sharding, merging, searching and the manifest (no Spark here)."""
