@@ -24,6 +24,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +37,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 from udfs import cnn, images, texts  # noqa: E402
 
 log = logging.getLogger("bench.embed")
+KINDS = {"embed-images": "images", "embed-texts": "texts"}
 TARGET_RATIO, TARGET_SCORE, PROTOTYPE_SCORE = 0.90, 92.0, 89.5
 # Principled knobs tried when the default misses the target: larger crops, and the ends of the last
 # three stages of efficientnet-lite0 (blocks 10, 14, 15) instead of the 1280-d head.
@@ -55,6 +58,14 @@ class Measure:
     @property
     def rate(self) -> float:
         return self.items / self.seconds
+
+
+@dataclass
+class Comparison:
+    """Best pass per variant (Spark first) and each round's Spark ÷ best-bare ratio."""
+
+    best: list[Measure]
+    round_ratios: list[float]
 
 
 # ---- bare loops: the same batch functions the UDFs call, without Spark -----------------------
@@ -85,31 +96,32 @@ LOOPS = {"images": (lambda: cnn.load_image_model(cnn.ImageModelSpec()), embed_fi
 _MODELS: dict[str, object] = {}
 
 
+def timed_loop(kind: str, items: list[str], batch_size: int, ready: Any = None) -> tuple[float, float, float]:
+    """(wall s, decode s, model s) of the bare loop; model load and one warm-up batch untimed."""
+    if kind not in _MODELS:
+        _MODELS[kind] = LOOPS[kind][0]()
+    model, loop = _MODELS[kind], LOOPS[kind][1]
+    loop(model, items[:batch_size], batch_size)
+    if ready is not None:
+        ready.wait()  # a barrier: all processes start the timed pass together
+    tick = time.perf_counter()
+    decode_s, model_s = loop(model, items, batch_size)
+    return time.perf_counter() - tick, decode_s, model_s
+
+
 def bare_threads(kind: str, items: list[str], batch_size: int, threads: int) -> Measure:
-    """The bare loop in this process with `threads` torch threads; model load + 1 batch untimed."""
+    """The bare loop in this process with `threads` torch threads."""
     import torch
 
     torch.set_num_threads(threads)
-    load, loop = LOOPS[kind]
-    model = _MODELS.setdefault(kind, load())
-    loop(model, items[:batch_size], batch_size)
-    tick = time.perf_counter()
-    decode_s, model_s = loop(model, items, batch_size)
-    return Measure(f"bare, 1 process x {threads} threads", len(items), time.perf_counter() - tick,
-                   decode_s, model_s)
+    return Measure(f"bare, 1 process x {threads} threads", len(items), *timed_loop(kind, items, batch_size))
 
 
-def _worker(kind: str, items: list[str], batch_size: int, barrier, results) -> None:
+def _worker(kind: str, items: list[str], batch_size: int, barrier: Any, results: Any) -> None:
     import torch
 
     torch.set_num_threads(1)
-    load, loop = LOOPS[kind]
-    model = load()
-    loop(model, items[:batch_size], batch_size)
-    barrier.wait()  # all processes start the timed pass together
-    tick = time.perf_counter()
-    decode_s, model_s = loop(model, items, batch_size)
-    results.put((time.perf_counter() - tick, decode_s, model_s))
+    results.put(timed_loop(kind, items, batch_size, barrier))
 
 
 def bare_processes(kind: str, items: list[str], batch_size: int, procs: int) -> Measure:
@@ -129,22 +141,24 @@ def bare_processes(kind: str, items: list[str], batch_size: int, procs: int) -> 
 
 # ---- the Spark jobs, in-process ------------------------------------------------------------
 
-def start_spark(work: Path):
+def start_spark(work: Path) -> Any:
     """local[2] through the project's own session code (worker reuse, Arrow); not timed."""
     from jobs import embed_images, session
 
     cfg = embed_images.Config(master="local[2]", warehouse=str(work / "warehouse"),
-                              spark={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"})
+                              spark={"spark.ui.enabled": "false",
+                                     "spark.ui.showConsoleProgress": "false"})
     return session.get_session(cfg, "bench", metastore=False)[0]
 
 
-def job_config(job, work: Path, **keys):
+def job_config(job: ModuleType, work: Path, **keys: Any) -> Any:
+    """The job's validated Config on local[2], writing no run summaries."""
     cfg = job.Config(master="local[2]", warehouse=str(work / "warehouse"), runs_table="", **keys)
     cfg.validate()
     return cfg
 
 
-def run_job(spark, job, cfg) -> Measure:
+def run_job(spark: Any, job: ModuleType, cfg: Any) -> Measure:
     """`job.run` timed whole: listing/reading, counting, embedding, writing, verifying, publishing."""
     from jobs.summary import RunSummary
     from jobs.tables import new_run_id
@@ -159,22 +173,22 @@ def run_job(spark, job, cfg) -> Measure:
                    summary.stats.get("decode_seconds", 0.0), summary.stats.get("model_seconds", 0.0))
 
 
-def compare(spark, kind: str, cfgs: tuple, items: list[str], repeats: int) -> list[Measure]:
+def compare(spark: Any, job: ModuleType, warm_cfg: Any, cfg: Any, items: list[str],
+            repeats: int) -> Comparison:
     """Interleaves the Spark job and both bare loops `repeats` times; each variant's best pass."""
-    job, warm_cfg, cfg = cfgs
-    passes = (lambda: run_job(spark, job, cfg),
-              lambda: bare_threads(kind, items, cfg.batch_size, 2),
-              lambda: bare_processes(kind, items, cfg.batch_size, 2))
+    kind = KINDS[job.NAME]
     best: dict[str, Measure] = {}
+    ratios = []
     for round_ in range(repeats):
-        for timed in passes:
-            if timed is passes[0]:  # idle Python workers die after 1 min: reload the model untimed
-                run_job(spark, job, warm_cfg)
-            m = timed()
+        run_job(spark, job, warm_cfg)  # untimed: idle Python workers die after 1 min, this reloads them
+        passes = [run_job(spark, job, cfg), bare_threads(kind, items, cfg.batch_size, 2),
+                  bare_processes(kind, items, cfg.batch_size, 2)]
+        for m in passes:
             log.info("%s round %d: %-32s %7.1f items/s", kind, round_ + 1, m.variant, m.rate)
             if m.variant not in best or m.rate > best[m.variant].rate:
                 best[m.variant] = m
-    return list(best.values())
+        ratios.append(passes[0].rate / max(m.rate for m in passes[1:]))
+    return Comparison(list(best.values()), ratios)
 
 
 # ---- inputs and retrieval quality ----------------------------------------------------------
@@ -211,15 +225,17 @@ def rank_weighted_precision(vectors: np.ndarray, labels: list[str], k: int = 15)
     return float(100 * ((names[nearest] == names[:, None]) @ weights).mean() / weights.sum())
 
 
-def iconic_score(spark, work: Path, iconic: Path, **keys) -> float:
+def iconic_score(spark: Any, work: Path, iconic: Path, **keys: Any) -> float:
     """Embeds iconic200 with the Spark job (config `keys`) and scores the embeddings."""
     import pyarrow.parquet as pq
     from jobs import embed_images
 
     out = work / ("iconic-" + "-".join(f"{k}{v}" for k, v in keys.items()))
-    run_job(spark, embed_images, job_config(embed_images, work, input=str(iconic), output=str(out), **keys))
+    run_job(spark, embed_images,
+            job_config(embed_images, work, input=str(iconic), output=str(out), **keys))
     table = pq.read_table(out, columns=["id", "embedding"]).to_pydict()
-    classes = {k: v for entry in json.loads((iconic / "classes.json").read_text()) for k, v in entry.items()}
+    entries = json.loads((iconic / "classes.json").read_text())
+    classes = {k: v for entry in entries for k, v in entry.items()}
     labels = [classes[Path(name).stem] for name in table["id"]]
     return rank_weighted_precision(np.array(table["embedding"], dtype=np.float32), labels)
 
@@ -233,56 +249,67 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
-def throughput_rows(kind: str, measures: list[Measure]) -> tuple[list[str], float]:
-    """Markdown rows per variant and the Spark ÷ best-bare ratio."""
-    spark, bare = measures[0], max(measures[1:], key=lambda m: m.rate)
+def throughput_rows(kind: str, measures: list[Measure]) -> list[str]:
+    """Markdown rows, one per variant; the last column is the Spark job's rate ÷ this one's."""
     rows = []
     for m in measures:
         decode = f"{1000 * m.decode_s / m.items:.2f}" if m.decode_s else "—"
-        ratio = "" if m is spark else f"{spark.rate / m.rate:.3f}"
+        ratio = "" if m is measures[0] else f"{measures[0].rate / m.rate:.3f}"
         rows.append(f"| {kind} | {m.variant} | {m.items} | {m.seconds:.2f} | {m.rate:.1f} | {decode} | "
                     f"{1000 * m.model_s / m.items:.2f} | {ratio} |")
-    return rows, spark.rate / bare.rate
+    return rows
 
 
-def verdict(value: float, target: float) -> str:
-    return "meets target" if value >= target else "BELOW target"
+def check_rows(speed: dict[str, Comparison], score: float) -> list[str]:
+    """Markdown rows: each measured figure against its target."""
+    rows = ["| check | measured | target | verdict |", "|---|---:|---|---|"]
+    checks = []
+    for kind, comparison in speed.items():
+        ratio = comparison.best[0].rate / max(m.rate for m in comparison.best[1:])
+        checks.append((f"{kind}/s, Spark ÷ best bare loop", f"{ratio:.3f}", f">= {TARGET_RATIO:.2f}",
+                       ratio >= TARGET_RATIO))
+    checks.append(("iconic200 rank-weighted P@15 (%), efficientnet-lite0 default", f"{score:.1f}",
+                   f">= {TARGET_SCORE:.0f} (prototype best {PROTOTYPE_SCORE})", score >= TARGET_SCORE))
+    for name, value, target, ok in checks:
+        rows.append(f"| {name} | {value} | {target} | {'meets target' if ok else 'BELOW target'} |")
+    return rows
 
 
-def report(args, speed: dict[str, list[Measure]], scores: list[tuple[str, float]]) -> str:
+NOTES = """Notes:
+- Best of {repeats} interleaved rounds per variant; Spark ÷ best bare within each round: {rounds}. \
+The machine is shared and noisy (other work and tests may run at the same time): trust the \
+side-by-side ratios, not the absolute numbers.
+- Spark time = `job.run` on a running local[2] session: listing/reading, counting, embedding, writing \
+Parquet, verifying and publishing. Session start-up is excluded.
+- Warm-up: before each round the job runs untimed on a tiny input, so both reused Python workers hold \
+the model (Spark kills workers idle for 1 min); the bare loops load the model and embed one batch untimed.
+- Threads: Spark = 2 tasks x 1 torch thread (+2 decode threads per task, overlapped with the model); \
+bare = 1 process x 2 torch threads (decode, then model) or 2 processes x 1 thread, items dealt \
+round-robin. Batch size = the job's default (images 4, texts 8).
+- decode/model ms/item are summed over tasks or processes (Spark: the job's decode_seconds and \
+model_seconds stats; its decode also reads and hashes the file, its text model time includes the \
+token-length pass). 2 torch threads in one process slow down sharply whenever another process holds \
+a core (the OpenMP threads wait for each other), hence that variant's spread.
+- Images: iconic200 JPEGs (~320x240) repeated to {images}; texts: the first {texts} AG News test rows \
+as `title. description`, in JSON Lines (id, text)."""
+
+
+def report(args: argparse.Namespace, speed: dict[str, Comparison], scores: list[tuple[str, float]]) -> str:
+    """The BENCHMARKS.md section: command, date, machine, results, checks against targets, notes."""
     lines = [f"Command: `{' '.join(['.venv/bin/python', 'bench/embed.py', *args.argv])}`  ",
              f"Date: {datetime.datetime.now().astimezone().isoformat(timespec='minutes')}  ",
              f"Machine: {machine()} (`lscpu`)", "",
-             "| benchmark | variant | items | seconds | items/s | decode ms/item | model ms/item | Spark ÷ this |",
+             "| benchmark | variant | items | seconds | items/s | decode ms/item | model ms/item "
+             "| Spark ÷ this |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    ratios = {}
-    for kind, measures in speed.items():
-        rows, ratios[kind] = throughput_rows(kind, measures)
-        lines += rows
-    default = scores[0][1]
-    lines += ["", "| check | measured | target | verdict |", "|---|---:|---|---|"]
-    lines += [f"| {kind}/s, Spark ÷ best bare loop | {r:.3f} | >= {TARGET_RATIO:.2f} | {verdict(r, TARGET_RATIO)} |"
-              for kind, r in ratios.items()]
-    lines.append(f"| iconic200 rank-weighted P@15, efficientnet-lite0 default | {default:.1f} | >= "
-                 f"{TARGET_SCORE:.0f} (prototype best {PROTOTYPE_SCORE}) | {verdict(default, TARGET_SCORE)} |")
+    for kind, comparison in speed.items():
+        lines += throughput_rows(kind, comparison.best)
+    lines += ["", *check_rows(speed, scores[0][1])]
     if len(scores) > 1:
         lines += ["", "iconic200 knobs (same metric, one change each): "
                   + ", ".join(f"{name} **{score:.1f}**" for name, score in scores) + "."]
-    lines += ["", "Notes:",
-              f"- Best of {args.repeats} interleaved passes per variant. The machine is shared and noisy "
-              "(tests may run at the same time): trust the side-by-side ratios, not absolute numbers.",
-              "- Spark time = `job.run` on a running local[2] session: listing/reading, counting, "
-              "embedding, writing Parquet, verifying and publishing. Session start-up is excluded.",
-              "- Warm-up: before each timed Spark pass the job runs on a tiny input, so both reused "
-              "Python workers hold the model (idle workers die after 1 min); the bare loops load the "
-              "model and embed one batch untimed.",
-              "- Threads: Spark = 2 tasks x 1 torch thread (+2 decode threads per task, overlapped with "
-              "the model); bare = 1 process x 2 torch threads (decode then model, serial) or 2 "
-              "processes x 1 thread. Same batch size as the job's default.",
-              "- decode/model ms/item are summed over tasks/processes (Spark: the job's decode_seconds "
-              "and model_seconds stats; Spark text model time includes its token-length pass).",
-              f"- Images: iconic200 JPEGs (~320x240) repeated to {args.images}; texts: first "
-              f"{args.texts} AG News test rows as `title. description`, JSON Lines (id, text)."]
+    rounds = "; ".join(f"{k} " + ", ".join(f"{r:.3f}" for r in c.round_ratios) for k, c in speed.items())
+    lines += ["", NOTES.format(repeats=args.repeats, rounds=rounds, images=args.images, texts=args.texts)]
     return "\n".join(lines)
 
 
@@ -303,47 +330,55 @@ def update_section(path: Path, heading: str, body: str) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="200 images, 400 texts, 1 pass, no knobs")
-    parser.add_argument("--repeats", type=int, help="interleaved passes per variant (default 3; quick 1)")
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"), help="agnews/, iconic200/")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="200 images, 400 texts, 1 round")
+    parser.add_argument("--repeats", type=int, help="interleaved rounds (default 3; quick 1)")
+    parser.add_argument("--knobs", action="store_true", help="score the iconic200 knobs even at target")
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"),
+                        help="folder holding agnews/ and iconic200/")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-md", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     args.argv = argv
-    args.images, args.texts = (200, 400) if args.quick else (1200, 3000)
+    args.images, args.texts = (200, 400) if args.quick else (1000, 2000)
     args.repeats = args.repeats or (1 if args.quick else 3)
     return args
+
+
+def measure_all(args: argparse.Namespace, work: Path) -> tuple[dict[str, Comparison], list[tuple]]:
+    """Writes the inputs, then runs both comparisons and the iconic200 scores in one Spark session."""
+    from jobs import embed_images, embed_texts
+
+    agnews, iconic = args.data / "agnews" / "test.csv", args.data / "iconic200"
+    paths = write_images(work / "images", iconic, args.images)
+    items = write_texts(work / "texts.jsonl", agnews, args.texts)
+    write_images(work / "warm-images", iconic, 8)
+    write_texts(work / "warm-texts.jsonl", agnews, 16)
+    spark = start_spark(work)
+    try:
+        def cfg(job: ModuleType, name: str) -> Any:
+            return job_config(job, work, input=str(work / name), output=str(work / f"out-{name}"))
+
+        speed = {"images": compare(spark, embed_images, cfg(embed_images, "warm-images"),
+                                   cfg(embed_images, "images"), paths, args.repeats),
+                 "sentences": compare(spark, embed_texts, cfg(embed_texts, "warm-texts.jsonl"),
+                                      cfg(embed_texts, "texts.jsonl"), items, args.repeats)}
+        scores = [("default (224 px, head features)", iconic_score(spark, work, iconic))]
+        if scores[0][1] < TARGET_SCORE or args.knobs:
+            scores += [(", ".join(f"{k}={v}" for k, v in knob.items()),
+                        iconic_score(spark, work, iconic, **knob)) for knob in KNOBS]
+    finally:
+        spark.stop()
+    return speed, scores
 
 
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
     args = parse_args(argv)
-    from jobs import embed_images, embed_texts
-
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
-        work = args.work or Path(tmp)
-        paths = write_images(work / "images", args.data / "iconic200", args.images)
-        items = write_texts(work / "texts.jsonl", args.data / "agnews" / "test.csv", args.texts)
-        write_images(work / "warm-images", args.data / "iconic200", 8)
-        write_texts(work / "warm-texts.jsonl", args.data / "agnews" / "test.csv", 16)
-        spark = start_spark(work)
-        try:
-            image_cfgs = (embed_images, *(job_config(embed_images, work, input=str(work / name),
-                                                     output=str(work / f"out-{name}"))
-                                          for name in ("warm-images", "images")))
-            text_cfgs = (embed_texts, *(job_config(embed_texts, work, input=str(work / name),
-                                                   output=str(work / f"out-{name}"))
-                                        for name in ("warm-texts.jsonl", "texts.jsonl")))
-            speed = {"images": compare(spark, "images", image_cfgs, paths, args.repeats),
-                     "sentences": compare(spark, "texts", text_cfgs, items, args.repeats)}
-            scores = [("default (224 px, head features)", iconic_score(spark, work, args.data / "iconic200"))]
-            if scores[0][1] < TARGET_SCORE and not args.quick:
-                scores += [(", ".join(f"{k}={v}" for k, v in knob.items()),
-                            iconic_score(spark, work, args.data / "iconic200", **knob)) for knob in KNOBS]
-        finally:
-            spark.stop()
+        speed, scores = measure_all(args, args.work or Path(tmp))
     body = report(args, speed, scores)
     print(body)
     if not args.no_md:

@@ -15,6 +15,8 @@ from jobs.config import ConfigError
 JOBS = {
     "embed-images": "jobs.embed_images",
     "embed-texts": "jobs.embed_texts",
+    "build-index": "jobs.build_index",
+    "search": "jobs.search",
     "demo": "jobs.demo",
 }
 log = logging.getLogger("sparkamp")
@@ -95,6 +97,9 @@ def execute(job: ModuleType, cfg: typing.Any) -> int:
     except ConfigError as exc:
         log.error("%s: %s", job.NAME, exc)
         return 2
+    except summary.JobFailed as exc:
+        log.error("%s failed: %s", job.NAME, exc)
+        return 1
     finally:
         if owned:
             spark.stop()

@@ -8,7 +8,7 @@ from typing import Any, Callable, Literal
 from jobs import tables
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive
 from jobs.paths import check_input_exists, check_output_not_input
-from jobs.summary import RunSummary
+from jobs.summary import JobFailed, RunSummary
 from udfs.embed_udfs import EMBEDDINGS_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def _check_rows(staged, summary: RunSummary) -> None:
                                           F.countDistinct("id").alias("ids")).collect()
     summary.statuses = {row["status"]: int(row["n"]) for row in counts}
     if summary.rows_out != summary.rows_in:
-        raise RuntimeError(f"{summary.rows_in} rows in but {summary.rows_out} rows out; "
+        raise JobFailed(f"{summary.rows_in} rows in but {summary.rows_out} rows out; "
                            "nothing was published")
     distinct = staged.select("id").distinct().count()
     if distinct != summary.rows_out:

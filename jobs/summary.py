@@ -13,6 +13,10 @@ from typing import Any, Iterator
 log = logging.getLogger("sparkamp")
 
 
+class JobFailed(RuntimeError):
+    """The job ran but refused to publish (rows lost, an index below min_recall): exit code 1."""
+
+
 @dataclass
 class RunSummary:
     job: str

@@ -172,7 +172,7 @@ def publish(spark, df, output: str, mode: str, run_id: str, verify: Callable) ->
     directories by rename; append moves the new part files in. For a table, overwrite points the
     table at a new location in one metastore call; append inserts through Spark's commit protocol.
     """
-    staging = _staging_location(spark, output, run_id)
+    staging = staging_location(spark, output, f"staging-{run_id}")
     fs, staging_path = _hadoop(spark, staging)
     try:
         df.write.mode("overwrite").parquet(staging)
@@ -187,13 +187,25 @@ def publish(spark, df, output: str, mode: str, run_id: str, verify: Callable) ->
         _publish_path(spark, staging, output, mode, run_id)
 
 
-def _staging_location(spark, output: str, run_id: str) -> str:
+def staging_location(spark, output: str, tag: str) -> str:
+    """Where a run writes before publishing: hidden beside a path, a new version dir for a table."""
     if is_table(output):
         db, name = table_name(output).split(".")
         base = spark.conf.get("spark.sql.warehouse.dir")
-        return f"{base.rstrip('/')}/sparkamp-tables/{db}.db/{name}/v-{run_id}"
+        return f"{base.rstrip('/')}/sparkamp-tables/{db}.db/{name}/v-{tag}"
     _, path = _hadoop(spark, output)
-    return _staging_dir(path).toString() + f"/{path.getName()}-staging-{run_id}"
+    return _staging_dir(path).toString() + f"/{path.getName()}-{tag}"
+
+
+def swap_in(spark, staging: str, output: str, run_id: str) -> None:
+    """Publishes a finished staging directory as `output` (replacing it atomically)."""
+    _publish_path(spark, staging, output, "overwrite", run_id)
+
+
+def remove(spark, location: str) -> None:
+    fs, path = _hadoop(spark, location)
+    if fs.exists(path):
+        fs.delete(path, True)
 
 
 def _publish_path(spark, staging: str, output: str, mode: str, run_id: str) -> None:

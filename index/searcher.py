@@ -1,0 +1,111 @@
+"""Loading a published index (checked against its manifest, memory-mapped where possible) and searching it."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from index import factory, manifest, store
+from index.manifest import IndexIntegrityError, Manifest
+
+
+@dataclass
+class LoadedIndex:
+    manifest: Manifest
+    index: "object"            # faiss index, or IndexShards over several
+    parts: list                # the loaded index files (one unless merge: none)
+    sorted_ids: np.ndarray     # int64 faiss ids, ascending
+    names: np.ndarray          # the table's string ids, aligned with sorted_ids
+
+
+def _read_index(path: str) -> "object":
+    import faiss
+
+    flags = faiss.IO_FLAG_ONDISK_SAME_DIR
+    try:
+        return faiss.read_index(path, flags | faiss.IO_FLAG_MMAP)
+    except RuntimeError:  # formats without mmap support are read into memory
+        return faiss.read_index(path, flags)
+
+
+def load(folder: str, nprobe: int = 0, ef_search: int = 0) -> LoadedIndex:
+    """Verifies every file's sha256 first, then loads; a dim/metric/count mismatch is an error."""
+    import faiss
+    import pyarrow.parquet as pq
+
+    meta = manifest.read(folder)
+    manifest.verify(folder, meta)
+    local = folder if store.is_local(folder) else _fetch(folder, meta)
+    local = store.resolve(local)[1]
+    parts = [_read_index(os.path.join(local, name)) for name in meta.index_files]
+    expected_metric = factory.metric_type(meta.metric)
+    for name, part in zip(meta.index_files, parts):
+        if part.d != meta.dim or part.metric_type != expected_metric:
+            raise IndexIntegrityError(f"{name} has dim {part.d} / metric {part.metric_type}; the manifest "
+                                      f"says dim {meta.dim} / metric {meta.metric}")
+    if sum(p.ntotal for p in parts) != meta.ntotal:
+        raise IndexIntegrityError(f"{folder} holds {sum(p.ntotal for p in parts)} vectors, the manifest "
+                                  f"says {meta.ntotal}")
+    index = parts[0]
+    if len(parts) > 1:
+        index = faiss.IndexShards(meta.dim, False, False)
+        for part in parts:
+            index.add_shard(part)
+        index.own_fields = False
+    table = pq.read_table(os.path.join(local, manifest.IDS), columns=["faiss_id", "id"])
+    faiss_ids = table.column("faiss_id").to_numpy()
+    order = np.argsort(faiss_ids)
+    if len(order) != meta.ntotal:
+        raise IndexIntegrityError(f"{manifest.IDS} maps {len(order)} ids, the index holds {meta.ntotal}")
+    names = np.asarray(table.column("id").to_pylist(), dtype=object)[order]
+    loaded = LoadedIndex(meta, index, parts, faiss_ids[order], names)
+    configure(loaded, nprobe or meta.nprobe, ef_search or meta.ef_search)
+    return loaded
+
+
+def configure(loaded: LoadedIndex, nprobe: int, ef_search: int) -> None:
+    for part in loaded.parts:
+        factory.set_search_params(part, nprobe, ef_search)
+
+
+def _fetch(folder: str, meta: Manifest) -> str:
+    """Remote index: the files copied to a local scratch dir (faiss reads local files)."""
+    local = store.scratch_dir()
+    for name in [*manifest.expected_sha256(meta)]:
+        store.local_copy(store.join(folder, name), local)
+    fs, path = store.resolve(store.join(folder, manifest.IDS))
+    os.makedirs(os.path.join(local, manifest.IDS), exist_ok=True)
+    from pyarrow import fs as pafs
+
+    for info in fs.get_file_info(pafs.FileSelector(path)):
+        if info.base_name.endswith(".parquet"):
+            store.local_copy(f"{folder.rstrip('/')}/{manifest.IDS}/{info.base_name}",
+                             os.path.join(local, manifest.IDS))
+    return local
+
+
+def search(loaded: LoadedIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores [n, k] float32, ids [n, k] object: the table's ids, None where fewer than k exist).
+
+    Scores are inner products for `ip` (cosine on normalised vectors), squared L2 distances for `l2`.
+    """
+    scores, faiss_ids = search_ids(loaded, queries, k)
+    return scores, names_of(loaded, faiss_ids)
+
+
+def search_ids(loaded: LoadedIndex, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return loaded.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+
+def names_of(loaded: LoadedIndex, faiss_ids: np.ndarray) -> np.ndarray:
+    positions = np.clip(np.searchsorted(loaded.sorted_ids, faiss_ids), 0, len(loaded.sorted_ids) - 1)
+    found = (faiss_ids >= 0) & (loaded.sorted_ids[positions] == faiss_ids)
+    return np.where(found, loaded.names[positions], None)
+
+
+def recall_at_k(exact_ids: np.ndarray, approx_ids: np.ndarray, k: int = 10) -> float:
+    """Mean share of each query's exact top-k found in the approximate top-k."""
+    hits = [len(set(e[:k][e[:k] >= 0]) & set(a[:k])) / max(1, int((e[:k] >= 0).sum()))
+            for e, a in zip(exact_ids, approx_ids)]
+    return float(np.mean(hits)) if hits else 0.0

@@ -1,0 +1,112 @@
+"""Index shards: filling a copy of the trained index from blocks, exact top-k, merging shards."""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from index import factory, store
+
+Block = tuple[np.ndarray, np.ndarray]  # (int64 ids [n], float32 vectors [n, dim])
+
+
+def serialize(index: "object") -> bytes:
+    import faiss
+
+    return faiss.serialize_index(index).tobytes()
+
+
+def deserialize(data: bytes) -> "object":
+    import faiss
+
+    return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+
+
+def shard_name(number: int) -> str:
+    return f"shard-{number:05d}.faiss"
+
+
+def fill(trained: bytes, blocks: Iterable[Block]) -> "object":
+    """A copy of the trained empty index holding every (id, vector) of `blocks`."""
+    index = deserialize(trained)
+    for ids, vectors in blocks:
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                           np.ascontiguousarray(ids, dtype=np.int64))
+    return index
+
+
+def exact_topk(queries: np.ndarray, blocks: Iterable[Block], k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of `queries` over the vectors of `blocks`: (scores [q, k], ids [q, k]; -1 = none)."""
+    import faiss
+
+    best: tuple[np.ndarray, np.ndarray] | None = None
+    for ids, vectors in blocks:
+        kk = min(k, len(ids))
+        scores, positions = faiss.knn(np.ascontiguousarray(queries, dtype=np.float32),
+                                      np.ascontiguousarray(vectors, dtype=np.float32), kk,
+                                      metric=factory.metric_type(metric))
+        part = (scores, np.where(positions >= 0, ids[np.maximum(positions, 0)], -1))
+        best = part if best is None else merge_topk([best, part], k, metric)
+    if best is None:
+        fill_value = -np.inf if metric == "ip" else np.inf
+        return np.full((len(queries), k), fill_value, np.float32), np.full((len(queries), k), -1, np.int64)
+    return _pad(best, k, metric)
+
+
+def merge_topk(parts: list[tuple[np.ndarray, np.ndarray]], k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The best k per row over several partial results; ties broken by id so merges are deterministic."""
+    scores = np.concatenate([p[0] for p in parts], axis=1)
+    ids = np.concatenate([p[1] for p in parts], axis=1)
+    key = -scores if metric == "ip" else scores
+    key = np.where(ids < 0, np.inf, key)
+    order = np.lexsort((ids, key), axis=1)[:, :k]
+    rows = np.arange(len(scores))[:, None]
+    return _pad((scores[rows, order], ids[rows, order]), k, metric)
+
+
+def _pad(result: tuple[np.ndarray, np.ndarray], k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    scores, ids = result
+    if scores.shape[1] >= k:
+        return scores[:, :k].astype(np.float32), ids[:, :k].astype(np.int64)
+    missing = k - scores.shape[1]
+    fill_value = -np.inf if metric == "ip" else np.inf
+    return (np.hstack([scores, np.full((len(scores), missing), fill_value)]).astype(np.float32),
+            np.hstack([ids, np.full((len(ids), missing), -1)]).astype(np.int64))
+
+
+def read_shards(uris: list[str]) -> Iterator["object"]:
+    for uri in uris:
+        yield deserialize(store.read_bytes(uri))
+
+
+def merge_in_memory(trained: bytes, shards: Iterable["object"]) -> "object":
+    """One index holding every shard; peak memory is the result plus one shard."""
+    merged = deserialize(trained)
+    for shard in shards:
+        if factory.is_ivf(merged):
+            import faiss
+
+            target = faiss.extract_index_ivf(merged)
+            target.merge_from(faiss.extract_index_ivf(shard), 0)
+            merged.ntotal = target.ntotal
+        else:
+            merged.merge_from(shard)
+    return merged
+
+
+def merge_on_disk(trained: bytes, shard_paths: list[str], ivfdata_path: str) -> "object":
+    """IVF inverted lists merged into one `.ivfdata` file; shards are memory-mapped, RAM stays bounded."""
+    from faiss.contrib.ondisk import merge_ondisk
+
+    merged = deserialize(trained)
+    merge_ondisk(merged, shard_paths, ivfdata_path)
+    return merged
+
+
+def write_index(index: "object", path: str) -> None:
+    """Writes to a local path (on-disk IVF keeps its `.ivfdata` beside it)."""
+    import faiss
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    faiss.write_index(index, path)

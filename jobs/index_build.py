@@ -1,0 +1,170 @@
+"""The stages of build-index: read and check rows, train, add shards, merge, measure recall, publish."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from jobs import indexing, tables
+from jobs.config import ConfigError
+from jobs.summary import JobFailed
+from index import factory, manifest, searcher, shards, store
+from index.manifest import Manifest
+
+log = logging.getLogger(__name__)
+RECALL_K = 10
+
+
+class PoorIndexError(JobFailed):
+    """recall@10 below min_recall: the index is not published."""
+
+
+@dataclass(frozen=True)
+class RowsInfo:
+    rows: int
+    dim: int
+    model: str
+
+
+def read_ok_rows(spark, cfg) -> tuple["object", RowsInfo]:
+    """DataFrame(faiss_id, id, embedding) of the `ok` rows, after checking dims, model and ids."""
+    from pyspark.sql import functions as F
+
+    fmt = "table" if tables.is_table(cfg.embeddings) else "parquet"
+    df = tables.read_input(spark, cfg.embeddings, fmt)
+    tables.require_columns(df, {f"embeddings ({c})": c for c in ("id", "embedding", "status", "model")},
+                           cfg.embeddings)
+    ok = df.filter(F.col("status") == "ok")
+    stats = ok.agg(F.count("*").alias("n"), F.min(F.size("embedding")).alias("lo"),
+                   F.max(F.size("embedding")).alias("hi"), F.collect_set("model").alias("models"),
+                   F.countDistinct("id").alias("ids"),
+                   F.countDistinct(F.xxhash64("id")).alias("hashes")).first()
+    where = f"in {cfg.embeddings!r}"
+    if stats["n"] == 0:
+        raise ConfigError(f"key 'embeddings': no rows with status ok {where}; nothing to index")
+    if stats["lo"] != stats["hi"]:
+        raise ConfigError(f"key 'embeddings': embeddings of {stats['lo']} and {stats['hi']} dims {where}")
+    if len(stats["models"]) != 1:
+        raise ConfigError(f"key 'embeddings': rows of several models {sorted(stats['models'])} {where}; "
+                          "build one index per model")
+    if stats["ids"] != stats["n"]:
+        raise ConfigError(f"key 'embeddings': {stats['n'] - stats['ids']} rows repeat an id {where}; "
+                          "ids must be unique")
+    if stats["hashes"] != stats["n"]:
+        raise JobFailed("two ids hash to the same 64-bit FAISS id; rename one of them")
+    rows = ok.select(indexing.faiss_id_column(), "id", "embedding")
+    return rows, RowsInfo(int(stats["n"]), int(stats["lo"]), stats["models"][0])
+
+
+def choose(cfg, info: RowsInfo) -> factory.Choice:
+    if cfg.factory != "auto":
+        return factory.Choice(cfg.factory, "given in the config")
+    choice = factory.choose_factory(info.rows, info.dim, factory.parse_size(cfg.memory_budget))
+    if cfg.merge == "ondisk" and "IVF" not in choice.factory:
+        raise ConfigError(f"key 'merge': ondisk needs an IVF index but {choice.factory} suits "
+                          f"{info.rows} rows; set factory: IVF{factory.ivf_lists(info.rows)},Flat")
+    return choice
+
+
+def work_folder(spark, cfg, run_id: str, build_key: str) -> str:
+    """A hidden folder beside the output; deterministic (resumable) when `resume` is on."""
+    tag = f"build-{build_key}" if cfg.resume else f"staging-{run_id}"
+    return tables.staging_location(spark, cfg.output, tag)
+
+
+def sample_vectors(rows, count: int, total: int, seed: int) -> np.ndarray:
+    """A seeded sample of about `count` vectors [count, dim], ordered by id so it is reproducible."""
+    fraction = min(1.0, 1.5 * count / total)
+    sample = rows.select("faiss_id", "embedding").sample(False, fraction, seed).toPandas()
+    sample = sample.sort_values("faiss_id").head(count)
+    return indexing.vectors_of(sample)
+
+
+def train(spark, cfg, rows, info: RowsInfo, factory_string: str, folder: str) -> bytes:
+    """The trained empty index, serialized (kept in the work folder for `resume`)."""
+    uri = store.join(folder, "trained.faiss")
+    if cfg.resume and store.exists(uri):
+        log.info("resume: reusing the trained index %s", uri)
+        return store.read_bytes(uri)
+    index = factory.build_empty(factory_string, info.dim, cfg.metric)
+    if not index.is_trained:
+        sample = sample_vectors(rows, min(cfg.train_size, info.rows), info.rows, cfg.seed)
+        log.info("training %s on %d vectors", factory_string, len(sample))
+        factory.train(index, sample, cfg.seed)
+    data = shards.serialize(index)
+    store.write_bytes(uri, data)
+    return data
+
+
+def add_shards(spark, cfg, rows, trained: bytes, folder: str, queries: np.ndarray) -> list[dict]:
+    """One shard per partition (partitioned by id, sorted within): [{shard, sha256, ntotal, ...}]."""
+    count = cfg.num_shards or 2 * spark.sparkContext.defaultParallelism
+    fn = indexing.shard_writer(trained, folder, queries, RECALL_K, cfg.metric, cfg.resume)
+    result = (rows.select("faiss_id", "embedding").repartition(count, "faiss_id")
+              .sortWithinPartitions("faiss_id").mapInPandas(fn, indexing.SHARD_SCHEMA).collect())
+    return sorted((r.asDict() for r in result), key=lambda r: r["shard"])
+
+
+def merge(cfg, trained: bytes, folder: str, shard_rows: list[dict], choice: factory.Choice,
+          info: RowsInfo) -> Manifest:
+    """Merges the shards as `cfg.merge` says and returns the manifest (recall not yet measured)."""
+    meta = Manifest(model=info.model, dim=info.dim, metric=cfg.metric, factory=choice.factory,
+                    ntotal=sum(r["ntotal"] for r in shard_rows), merge=cfg.merge,
+                    shards=[{"name": r["shard"], "sha256": r["sha256"], "ntotal": r["ntotal"]}
+                            for r in shard_rows], factory_reason=choice.reason)
+    if meta.ntotal != info.rows:
+        raise JobFailed(f"{info.rows} ok rows but {meta.ntotal} vectors in the shards")
+    if cfg.merge == "none":
+        return meta
+    uris = [store.join(folder, r["shard"]) for r in shard_rows]
+    for uri, row in zip(uris, shard_rows):
+        if store.sha256(uri) != row["sha256"]:
+            raise JobFailed(f"{uri} changed after it was written (sha256 mismatch)")
+    scratch = store.scratch_dir()
+    local_index = os.path.join(scratch, "index.faiss")
+    if cfg.merge == "memory":
+        merged = shards.merge_in_memory(trained, shards.read_shards(uris))
+        shards.write_index(merged, local_index)
+        names = ["index.faiss"]
+    else:
+        paths = [store.local_copy(uri, scratch) for uri in uris]
+        merged = shards.merge_on_disk(trained, paths, os.path.join(scratch, "index.ivfdata"))
+        shards.write_index(merged, local_index)
+        names = ["index.faiss", "index.ivfdata"]
+    del merged
+    for name in names:
+        store.upload(os.path.join(scratch, name), store.join(folder, name))
+        meta.files[name] = store.sha256(store.join(folder, name))
+    fs, path = store.resolve(store.join(folder, "shards"))
+    fs.delete_dir(path)  # merged: the shards are not part of the published index
+    return meta
+
+
+def measure_recall(cfg, meta: Manifest, folder: str, shard_rows: list[dict], queries: np.ndarray) -> None:
+    """recall@10 of the built index vs exact search over the query sample; auto-tunes nprobe."""
+    exact = indexing.exact_from_shards(shard_rows, len(queries), RECALL_K, cfg.metric)[1]
+    manifest.write(folder, meta)
+    loaded = searcher.load(folder, cfg.nprobe, cfg.ef_search)
+    nlist = max((factory.nlist(p) for p in loaded.parts), default=0)
+    candidates = [cfg.nprobe] if cfg.nprobe or not nlist else \
+        [p for p in (2 ** i for i in range(20)) if p < nlist] + [nlist]
+    for nprobe in candidates:
+        searcher.configure(loaded, nprobe, cfg.ef_search)
+        recall = searcher.recall_at_k(exact, searcher.search_ids(loaded, queries, RECALL_K)[1], RECALL_K)
+        log.info("recall@10 %.4f at nprobe %d", recall, nprobe)
+        if recall >= cfg.target_recall:
+            break
+    meta.recall_at_10, meta.nprobe, meta.ef_search = round(recall, 4), nprobe, cfg.ef_search
+
+
+def publish(spark, cfg, meta: Manifest, folder: str, run_id: str) -> None:
+    manifest.write(folder, meta)
+    tables.swap_in(spark, folder, cfg.output, run_id)
+
+
+def discard(spark, cfg, folder: str) -> None:
+    """A failed build's work folder goes, unless `resume` wants its shards next time."""
+    if not cfg.resume:
+        tables.remove(spark, folder)

@@ -1,0 +1,107 @@
+"""Spark wiring for indexes: the partition functions that write shards and search, and their helpers."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from index import searcher, shards, store
+
+SHARD_SCHEMA = "shard string, sha256 string, ntotal long, scores binary, ids binary"
+NEIGHBOURS_SCHEMA = "query_id string, rank int, neighbor_id string, score float"
+MAX_INT64 = 0x7FFFFFFFFFFFFFFF
+Frames = Iterator[pd.DataFrame]
+
+
+def faiss_id_column():
+    """Stable int64 ids from the table's string ids (xxhash64, non-negative): any partitioning agrees."""
+    from pyspark.sql import functions as F
+
+    return (F.xxhash64(F.col("id")).bitwiseAND(F.lit(MAX_INT64))).alias("faiss_id")
+
+
+def vectors_of(frame: pd.DataFrame) -> np.ndarray:
+    return np.stack(frame["embedding"].to_numpy()).astype(np.float32, copy=False)
+
+
+def shard_writer(trained: bytes, folder: str, queries: np.ndarray, k: int, metric: str,
+                 resume: bool) -> Callable[[Frames], Frames]:
+    """A mapInPandas function: one partition of (faiss_id, embedding) → one shard file + exact top-k.
+
+    The shard is a copy of the trained empty index filled with the partition's vectors, written as
+    `shards/shard-<partition>.faiss` with a `.sha256` done-marker written last. With `resume`, a
+    shard whose marker exists is reused. Each partition also returns the exact top-k of the recall
+    queries over its own vectors, so ground truth costs no extra pass over the data.
+    """
+    def write_shard(frames: Frames) -> Frames:
+        from pyspark import TaskContext
+
+        name = f"shards/{shards.shard_name(TaskContext.get().partitionId())}"
+        marker = store.join(folder, name + ".sha256")
+        reuse = resume and store.exists(marker)
+        index = None if reuse else shards.deserialize(trained)
+        best, count = None, 0
+        for frame in frames:
+            if frame.empty:
+                continue
+            ids, vectors = frame["faiss_id"].to_numpy(np.int64), vectors_of(frame)
+            if index is not None:
+                index.add_with_ids(vectors, ids)
+            part = shards.exact_topk(queries, [(ids, vectors)], k, metric)
+            best = part if best is None else shards.merge_topk([best, part], k, metric)
+            count += len(ids)
+        if count == 0:
+            return
+        if reuse:
+            digest = store.read_bytes(marker).decode().strip()
+        else:
+            digest = store.write_bytes(store.join(folder, name), shards.serialize(index))
+            store.write_bytes(marker, digest.encode())
+        yield pd.DataFrame({"shard": [name], "sha256": [digest], "ntotal": [count],
+                            "scores": [best[0].astype(np.float32).tobytes()],
+                            "ids": [best[1].astype(np.int64).tobytes()]})
+    return write_shard
+
+
+def exact_from_shards(rows: list, n_queries: int, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    parts = [(np.frombuffer(r["scores"], np.float32).reshape(n_queries, k),
+              np.frombuffer(r["ids"], np.int64).reshape(n_queries, k)) for r in rows]
+    return shards.merge_topk(parts, k, metric)
+
+
+def searcher_fn(folder: str, k: int, exclude_self: bool, params: tuple[int, int],
+                batch_size: int) -> Callable[[Frames], Frames]:
+    """A mapInPandas function: blocks of (id, embedding) → neighbours rows, k per query."""
+    def search_partition(frames: Frames) -> Frames:
+        from udfs import cache
+
+        loaded = cache.get_model(("index", folder, params), lambda: searcher.load(folder, *params))
+        for frame in frames:
+            for start in range(0, len(frame), batch_size):
+                yield neighbours_frame(loaded, frame.iloc[start:start + batch_size], k, exclude_self)
+    return search_partition
+
+
+def neighbours_frame(loaded: searcher.LoadedIndex, frame: pd.DataFrame, k: int,
+                     exclude_self: bool) -> pd.DataFrame:
+    """k rows per query (fewer only when the index holds fewer), ranks from 1."""
+    scores, names = searcher.search(loaded, vectors_of(frame), k + 1 if exclude_self else k)
+    query_ids, ranks, neighbours, values = [], [], [], []
+    for query, row_scores, row_names in zip(frame["id"].tolist(), scores, names):
+        kept = [(n, s) for n, s in zip(row_names, row_scores) if n is not None and
+                not (exclude_self and n == query)][:k]
+        for rank, (name, score) in enumerate(kept, start=1):
+            query_ids.append(query)
+            ranks.append(rank)
+            neighbours.append(name)
+            values.append(float(score))
+    return pd.DataFrame({"query_id": query_ids, "rank": np.asarray(ranks, np.int32),
+                         "neighbor_id": neighbours, "score": np.asarray(values, np.float32)})
+
+
+def build_key(parts: dict[str, Any]) -> str:
+    """A short digest of what determines a build: names its resumable working directory."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -1,0 +1,100 @@
+"""Search an index with an embeddings table of queries: k nearest neighbours per query, with string ids."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import ClassVar
+
+if __package__ in (None, ""):  # `spark-submit jobs/search.py` without the zip on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jobs import indexing, tables  # noqa: E402
+from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
+from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
+from jobs.summary import JobFailed, RunSummary  # noqa: E402
+from index import manifest  # noqa: E402
+from index.manifest import IndexIntegrityError  # noqa: E402
+
+NAME = "search"
+PLAN = "check the manifest and the queries' model → each worker loads the index once → k-NN → publish"
+
+
+@dataclass(frozen=True)
+class Config(JobConfig):
+    default_output: ClassVar[str] = "neighbours"
+    index: str = key("", "the index directory written by build-index", flag="--index")
+    queries: str = key("", "an embeddings table of queries (Parquet path or `table:db.name`)",
+                       flag="--queries")
+    k: int = key(10, "neighbours per query", flag="--k")
+    exclude_self: bool = key(False, "drop a query's own id from its neighbours", flag="--exclude-self")
+    nprobe: int = key(0, "IVF lists searched; 0 = the value tuned at build (manifest)")
+    ef_search: int = key(0, "HNSW search depth; 0 = the manifest's")
+    batch_size: int = key(1024, "queries per index.search call")
+    num_partitions: int = key(0, "Spark partitions of the queries; 0 = as read")
+
+    def validate(self) -> None:
+        super().validate()
+        check_input_exists("queries", self.queries)
+        check_input_exists("index", self.index)
+        check_output_not_input(self.queries, self.output)
+        check_output_not_input(self.index, self.output)
+        require_positive(self, "k", "batch_size")
+        require_non_negative(self, "nprobe", "ef_search", "num_partitions")
+        try:  # every file against its sha256, before any Spark work (workers check again on load)
+            manifest.verify(self.index, manifest.read(self.index))
+        except IndexIntegrityError as exc:
+            raise ConfigError(f"key 'index': {exc}") from None
+
+
+def needs_metastore(cfg: Config) -> bool:
+    return any(tables.is_table(v) for v in (cfg.queries, cfg.output, cfg.runs_table))
+
+
+def read_queries(spark, cfg: Config, meta: manifest.Manifest):
+    """The `ok` query rows (id, embedding), after checking they come from the index's model."""
+    from pyspark.sql import functions as F
+
+    df = tables.read_input(spark, cfg.queries, "table" if tables.is_table(cfg.queries) else "parquet")
+    tables.require_columns(df, {f"queries ({c})": c for c in ("id", "embedding", "status", "model")},
+                           cfg.queries)
+    ok = df.filter(F.col("status") == "ok")
+    stats = ok.agg(F.collect_set("model").alias("models"), F.count("*").alias("n"),
+                   F.max(F.size("embedding")).alias("dim")).first()
+    others = sorted(set(stats["models"]) - {meta.model})
+    if others:
+        raise ConfigError(f"key 'queries': embedded with {others}, but the index was built from "
+                          f"{meta.model!r} embeddings; embed the queries with {meta.model!r}")
+    if stats["n"] and stats["dim"] != meta.dim:
+        raise ConfigError(f"key 'queries': {stats['dim']}-d vectors, the index is {meta.dim}-d")
+    return ok.select("id", "embedding"), int(stats["n"]), df.count()
+
+
+def run(spark, cfg: Config, summary: RunSummary) -> None:
+    tables.prepare_output(spark, cfg.output, cfg.mode)
+    meta = manifest.read(cfg.index)
+    with summary.timed("read queries"):
+        queries, n_ok, summary.rows_in = read_queries(spark, cfg, meta)
+    if cfg.num_partitions:
+        queries = queries.repartition(cfg.num_partitions)
+    fn = indexing.searcher_fn(cfg.index, cfg.k, cfg.exclude_self, (cfg.nprobe, cfg.ef_search), cfg.batch_size)
+    neighbours = queries.mapInPandas(fn, indexing.NEIGHBOURS_SCHEMA)
+
+    def verify(staged) -> None:
+        answered = staged.select("query_id").distinct().count()
+        if meta.ntotal > 1 and answered != n_ok:
+            raise JobFailed(f"{n_ok} queries but {answered} have neighbours; nothing was published")
+        summary.statuses = {"ok": answered, **({"skipped": summary.rows_in - n_ok}
+                                              if summary.rows_in > n_ok else {})}
+        summary.stats["neighbour_rows"] = staged.count()
+
+    with summary.timed("search + write"):
+        tables.publish(spark, neighbours, cfg.output, cfg.mode, summary.run_id, verify)
+    summary.stats["queries_per_second"] = round(n_ok / max(summary.stages["search + write"], 1e-9), 1)
+    summary.outputs.append(cfg.output)
+
+
+if __name__ == "__main__":
+    from jobs import cli, search
+
+    sys.exit(cli.run_job(search, sys.argv[1:]))
