@@ -19,14 +19,17 @@ class LoadedIndex:
     names: np.ndarray          # the table's string ids, aligned with sorted_ids
 
 
-def _read_index(path: str) -> "object":
+def _read_index(path: str, mmap: bool) -> "object":
+    """On-disk IVF maps its `.ivfdata` itself (adding IO_FLAG_MMAP to it crashes faiss 1.15)."""
     import faiss
 
     flags = faiss.IO_FLAG_ONDISK_SAME_DIR
-    try:
-        return faiss.read_index(path, flags | faiss.IO_FLAG_MMAP)
-    except RuntimeError:  # formats without mmap support are read into memory
-        return faiss.read_index(path, flags)
+    if mmap:
+        try:
+            return faiss.read_index(path, flags | faiss.IO_FLAG_MMAP)
+        except RuntimeError:  # formats without mmap support are read into memory
+            pass
+    return faiss.read_index(path, flags)
 
 
 def load(folder: str, nprobe: int = 0, ef_search: int = 0) -> LoadedIndex:
@@ -38,7 +41,8 @@ def load(folder: str, nprobe: int = 0, ef_search: int = 0) -> LoadedIndex:
     manifest.verify(folder, meta)
     local = folder if store.is_local(folder) else _fetch(folder, meta)
     local = store.resolve(local)[1]
-    parts = [_read_index(os.path.join(local, name)) for name in meta.index_files]
+    parts = [_read_index(os.path.join(local, name), mmap=meta.merge != "ondisk")
+             for name in meta.index_files]
     expected_metric = factory.metric_type(meta.metric)
     for name, part in zip(meta.index_files, parts):
         if part.d != meta.dim or part.metric_type != expected_metric:
@@ -52,7 +56,6 @@ def load(folder: str, nprobe: int = 0, ef_search: int = 0) -> LoadedIndex:
         index = faiss.IndexShards(meta.dim, False, False)
         for part in parts:
             index.add_shard(part)
-        index.own_fields = False
     table = pq.read_table(os.path.join(local, manifest.IDS), columns=["faiss_id", "id"])
     faiss_ids = table.column("faiss_id").to_numpy()
     order = np.argsort(faiss_ids)

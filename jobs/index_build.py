@@ -36,6 +36,9 @@ def read_ok_rows(spark, cfg) -> tuple["object", RowsInfo]:
     df = tables.read_input(spark, cfg.embeddings, fmt)
     tables.require_columns(df, {f"embeddings ({c})": c for c in ("id", "embedding", "status", "model")},
                            cfg.embeddings)
+    kind = df.schema["embedding"].dataType.simpleString()
+    if kind not in ("array<float>", "array<double>"):
+        raise ConfigError(f"key 'embeddings': column embedding is {kind}, not an array of floats")
     ok = df.filter(F.col("status") == "ok")
     stats = ok.agg(F.count("*").alias("n"), F.min(F.size("embedding")).alias("lo"),
                    F.max(F.size("embedding")).alias("hi"), F.collect_set("model").alias("models"),

@@ -39,6 +39,10 @@ def shard_writer(trained: bytes, folder: str, queries: np.ndarray, k: int, metri
     def write_shard(frames: Frames) -> Frames:
         from pyspark import TaskContext
 
+        from udfs import cache
+
+        cache.set_faiss_threads()
+
         name = f"shards/{shards.shard_name(TaskContext.get().partitionId())}"
         marker = store.join(folder, name + ".sha256")
         reuse = resume and store.exists(marker)
@@ -78,6 +82,7 @@ def searcher_fn(folder: str, k: int, exclude_self: bool, params: tuple[int, int]
     def search_partition(frames: Frames) -> Frames:
         from udfs import cache
 
+        cache.set_faiss_threads()
         loaded = cache.get_model(("index", folder, params), lambda: searcher.load(folder, *params))
         for frame in frames:
             for start in range(0, len(frame), batch_size):

@@ -31,6 +31,15 @@ def set_torch_threads(requested: int) -> int:
     return threads
 
 
+def set_faiss_threads(requested: int = 0) -> int:
+    """OpenMP threads for faiss in this task; oversubscribed OpenMP spin-waits can cost 100x."""
+    import faiss
+
+    threads = requested or _task_cpus()
+    faiss.omp_set_num_threads(threads)
+    return threads
+
+
 def _task_cpus() -> int:
     try:
         from pyspark import TaskContext

@@ -1,0 +1,127 @@
+"""FAISS building blocks without Spark: choosing, sharding, merging, exact top-k, integrity checks."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from index import factory, manifest, searcher, shards, store
+
+
+def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    x = centres[rng.integers(0, clusters, n)] + 0.3 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_choose_factory_follows_size_and_budget():
+    assert factory.choose_factory(50_000, 384, factory.parse_size("4G")).factory == "IDMap,Flat"
+    ivf = factory.choose_factory(1_000_000, 384, factory.parse_size("4G"))
+    assert ivf.factory == "IVF2048,Flat" and "fits" in ivf.reason
+    pq = factory.choose_factory(1_000_000, 384, factory.parse_size("100M"))
+    assert "PQ" in pq.factory and pq.factory.startswith("OPQ")
+    with pytest.raises(ValueError, match="raise memory_budget"):
+        factory.choose_factory(10_000_000, 384, factory.parse_size("10M"))
+    assert factory.parse_size("1.5G") == 3 * 2**29 and factory.parse_size("512m") == 512 * 2**20
+    with pytest.raises(ValueError, match="not a size"):
+        factory.parse_size("lots")
+
+
+@pytest.fixture(scope="module")
+def ivf_setup():
+    data = clustered(4000, 32, 40, seed=0)
+    ids = np.random.default_rng(1).permutation(10**9)[:4000].astype(np.int64) * 7 + 3
+    index = factory.build_empty("IVF32,Flat", 32, "ip")
+    factory.train(index, data[:2000], seed=0)
+    return data, ids, shards.serialize(index)
+
+
+def test_sharded_in_memory_merge_equals_one_process(ivf_setup):
+    data, ids, trained = ivf_setup
+    parts = np.array_split(np.random.default_rng(2).permutation(len(ids)), 5)
+    merged = shards.merge_in_memory(trained, (shards.fill(trained, [(ids[p], data[p])]) for p in parts))
+    single = shards.fill(trained, [(ids, data)])
+    for index in (merged, single):
+        factory.set_search_params(index, 4, 0)
+    d1, i1 = merged.search(data[:200], 10)
+    d2, i2 = single.search(data[:200], 10)
+    assert merged.ntotal == 4000 and np.allclose(d1, d2, atol=1e-6)
+    assert [set(a) for a in i1] == [set(b) for b in i2]
+
+
+def test_on_disk_merge_equals_in_memory(ivf_setup, tmp_path):
+    data, ids, trained = ivf_setup
+    paths = []
+    for n, part in enumerate(np.array_split(np.arange(len(ids)), 3)):
+        paths.append(str(tmp_path / shards.shard_name(n)))
+        shards.write_index(shards.fill(trained, [(ids[part], data[part])]), paths[-1])
+    on_disk = shards.merge_on_disk(trained, paths, str(tmp_path / "index.ivfdata"))
+    in_memory = shards.merge_in_memory(trained, shards.read_shards(paths))
+    for index in (on_disk, in_memory):
+        factory.set_search_params(index, 8, 0)
+    d1, i1 = on_disk.search(data[:100], 5)
+    d2, i2 = in_memory.search(data[:100], 5)
+    assert np.allclose(d1, d2) and [set(a) for a in i1] == [set(b) for b in i2]
+
+
+def test_exact_topk_over_blocks_equals_brute_force(ivf_setup):
+    data, ids, _ = ivf_setup
+    queries = data[:50]
+    blocks = [(ids[s], data[s]) for s in np.array_split(np.arange(len(ids)), 7)]
+    scores, got = shards.exact_topk(queries, blocks, 10, "ip")
+    sims = queries @ data.T
+    expected = ids[np.argsort(-sims, axis=1)[:, :10]]
+    assert (got == expected).all() and np.allclose(scores, np.sort(sims, axis=1)[:, ::-1][:, :10], atol=1e-5)
+    few, few_ids = shards.exact_topk(queries, [(ids[:3], data[:3])], 5, "l2")
+    assert (few_ids[:, 3:] == -1).all() and np.isinf(few[:, 3:]).all()
+
+
+def published_flat(tmp_path, data, names):
+    """A tiny index directory written the way build-index writes one (merge: none)."""
+    import pandas as pd
+
+    ids = np.arange(len(names), dtype=np.int64) * 10
+    trained = shards.serialize(factory.build_empty("Flat", data.shape[1], "ip"))
+    folder = str(tmp_path / "idx")
+    digest = store.write_bytes(f"{folder}/shards/{shards.shard_name(0)}",
+                               shards.serialize(shards.fill(trained, [(ids, data)])))
+    pd.DataFrame({"faiss_id": ids, "id": names}).to_parquet(f"{folder}/{manifest.IDS}")
+    meta = manifest.Manifest(model="m", dim=data.shape[1], metric="ip", factory="Flat",
+                             ntotal=len(names), merge="none",
+                             shards=[{"name": f"shards/{shards.shard_name(0)}", "sha256": digest,
+                                      "ntotal": len(names)}])
+    manifest.write(folder, meta)
+    return folder
+
+
+def test_loaded_index_maps_string_ids_and_rejects_tampering(tmp_path):
+    data = clustered(30, 8, 3, seed=4)
+    names = [f"doc/{i:03d}.txt" for i in range(30)]
+    folder = published_flat(tmp_path, data, names)
+    loaded = searcher.load(folder)
+    scores, found = searcher.search(loaded, data[:3], 2)
+    assert found[:, 0].tolist() == names[:3] and np.allclose(scores[:, 0], 1, atol=1e-5)
+
+    shard = tmp_path / "idx" / "shards" / shards.shard_name(0)
+    raw = bytearray(shard.read_bytes())
+    raw[-5] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(manifest.IndexIntegrityError, match="sha256"):
+        searcher.load(folder)
+
+    folder = published_flat(tmp_path / "b", data, names)
+    doc = json.loads((tmp_path / "b" / "idx" / "manifest.json").read_text())
+    doc["dim"] = 16
+    (tmp_path / "b" / "idx" / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(manifest.IndexIntegrityError, match="dim 8 .* dim 16"):
+        searcher.load(folder)
+    with pytest.raises(manifest.IndexIntegrityError, match="no manifest.json"):
+        searcher.load(str(tmp_path))
+
+
+def test_recall_at_k():
+    exact = np.array([[1, 2, 3, 4], [5, 6, 7, -1]])
+    approx = np.array([[1, 2, 9, 8], [7, 6, 5, 0]])
+    assert searcher.recall_at_k(exact, approx, k=4) == pytest.approx((0.5 + 1.0) / 2)
