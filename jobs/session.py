@@ -40,6 +40,7 @@ def get_session(cfg: JobConfig, app_name: str, metastore: bool) -> tuple["object
     }
     if metastore:
         builder = builder.enableHiveSupport()
+    if metastore and not under_launcher:  # under spark-submit the platform's metastore settings apply
         settings["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
             f"jdbc:derby:;databaseName={os.path.join(warehouse, 'metastore_db')};create=true")
         settings["spark.driver.extraJavaOptions"] = f"-Dderby.system.home={warehouse}"
