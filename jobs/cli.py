@@ -17,6 +17,8 @@ JOBS = {
     "embed-texts": "jobs.embed_texts",
     "build-index": "jobs.build_index",
     "search": "jobs.search",
+    "dedup": "jobs.dedup",
+    "unique": "jobs.unique",
     "demo": "jobs.demo",
 }
 log = logging.getLogger("sparkamp")

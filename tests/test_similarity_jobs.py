@@ -1,0 +1,86 @@
+"""dedup and unique end to end on images made in the test from packaged photos and Fashion-MNIST."""
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from jobs import cli, demo_data
+from tests.conftest import common_args
+
+
+def variants(img: Image.Image, rng) -> dict[str, Image.Image]:
+    """The copies a duplicate finder must catch: re-encoded, resized, cropped, brightened."""
+    w, h = img.size
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=40)
+    scale = rng.uniform(0.5, 0.9)
+    cut = rng.uniform(0.02, 0.1) / 2
+    return {"q40.jpg": Image.open(io.BytesIO(buf.getvalue())),
+            "small.png": img.resize((int(w * scale), int(h * scale))),
+            "crop.png": img.crop((int(w * cut), int(h * cut), w - int(w * cut), h - int(h * cut))),
+            "bright.png": ImageEnhance.Brightness(img.convert("RGB")).enhance(rng.uniform(0.75, 1.25))}
+
+
+def embed(tmp_path, folder, name="emb") -> str:
+    out = str(tmp_path / name)
+    assert cli.main(["embed-images", "--input", str(folder), "--output", out, *common_args(tmp_path)]) == 0
+    return out
+
+
+def test_dedup_finds_planted_copies_and_keeps_originals_apart(spark, tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photos = demo_data.sample_photos()
+    planted = {}
+    for photo in photos:
+        shutil.copy(photo, folder / photo.name)
+    for photo in photos[:6]:
+        for suffix, img in variants(Image.open(photo), rng).items():
+            name = f"{photo.stem}-{suffix}"
+            img.save(folder / name)
+            planted[name] = photo.name
+    shutil.copy(photos[6], folder / f"copy-of-{photos[6].name}")  # byte-identical
+    planted[f"copy-of-{photos[6].name}"] = photos[6].name
+    emb = embed(tmp_path, folder)
+    out, pairs = str(tmp_path / "groups"), str(tmp_path / "pairs")
+    assert cli.main(["dedup", "--embeddings", emb, "--output", out, "--set", f"pairs_output={pairs}",
+                     *common_args(tmp_path)]) == 0
+
+    groups = spark.read.parquet(out).toPandas()
+    by_group = groups.groupby("group_id").id.apply(set).to_dict()
+    expected = {}
+    for copy, original in planted.items():
+        expected.setdefault(original, {original}).add(copy)
+    assert sorted(map(sorted, by_group.values())) == sorted(map(sorted, expected.values()))
+    assert all(gid == min(members) for gid, members in by_group.items())  # deterministic representative
+    reps = groups[groups.id == groups.group_id]
+    assert np.allclose(reps.score_to_representative, 1, atol=1e-4)
+    assert groups.score_to_representative.min() >= 0.8
+    kinds = spark.read.parquet(pairs).toPandas().set_index(["id_a", "id_b"]).kind
+    assert kinds[(f"copy-of-{photos[6].name}", photos[6].name)] == "exact"
+
+
+def test_unique_puts_the_planted_outlier_first(spark, tmp_path):
+    folder = tmp_path / "items"
+    folder.mkdir()
+    images, labels = demo_data.fashion_mnist(400, seed=2)
+    for i in np.flatnonzero(labels == 7)[:30]:  # sneakers
+        Image.fromarray(255 - images[i]).save(folder / f"sneaker-{i:04d}.png")
+    astronaut = next(p for p in demo_data.sample_photos() if p.stem == "astronaut")
+    shutil.copy(astronaut, folder / "outlier.png")
+    shutil.copy(astronaut, folder / "outlier-copy.png")  # an exact duplicate of the outlier
+    emb = embed(tmp_path, folder)
+    for count, out in ((False, "u1"), (True, "u2")):
+        assert cli.main(["unique", "--embeddings", emb, "--output", str(tmp_path / out),
+                         "--set", f"count_duplicates={str(count).lower()}", *common_args(tmp_path)]) == 0
+    ranked = spark.read.parquet(str(tmp_path / "u1")).toPandas().sort_values("rank")
+    assert len(ranked) == 32 and ranked["rank"].tolist() == list(range(1, 33))
+    assert set(ranked.id[:2]) == {"outlier.png", "outlier-copy.png"}
+    assert ranked.nearest_id.iloc[0].startswith("sneaker-") and ranked.nearest_score.iloc[0] < 0.6
+    counted = spark.read.parquet(str(tmp_path / "u2")).toPandas().sort_values("rank")
+    assert counted.id.iloc[0].startswith("sneaker-")
+    assert counted.set_index("id").nearest_score["outlier.png"] > 0.999
