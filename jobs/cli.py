@@ -19,6 +19,7 @@ JOBS = {
     "search": "jobs.search",
     "dedup": "jobs.dedup",
     "unique": "jobs.unique",
+    "evaluate": "jobs.evaluate",
     "demo": "jobs.demo",
 }
 log = logging.getLogger("sparkamp")
