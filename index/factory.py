@@ -36,7 +36,7 @@ def choose_factory(n: int, dim: int, memory_budget: int) -> Choice:
     """Flat while small, IVF-Flat while the vectors fit the budget, IVF-PQ (OPQ) beyond."""
     flat_bytes = n * (4 * dim + 8)
     if n <= FLAT_MAX_ROWS and flat_bytes <= memory_budget:
-        return Choice("IDMap,Flat", f"{n} rows <= {FLAT_MAX_ROWS}: exact search, no training")
+        return Choice("IDMap2,Flat", f"{n} rows <= {FLAT_MAX_ROWS}: exact search, no training")
     nlist = ivf_lists(n)
     ivf_bytes = flat_bytes + nlist * dim * 4
     if ivf_bytes <= memory_budget:
@@ -53,8 +53,9 @@ def choose_factory(n: int, dim: int, memory_budget: int) -> Choice:
 
 
 def with_ids(factory: str) -> str:
-    """Indexes that cannot take explicit ids (Flat, HNSW, PQ) are wrapped in an IDMap."""
-    return factory if "IVF" in factory or factory.startswith("IDMap") else f"IDMap,{factory}"
+    """Indexes that cannot take explicit ids (Flat, HNSW, PQ) are wrapped in an IDMap2 (which can
+    also give vectors back by id, for query expansion)."""
+    return factory if "IVF" in factory or factory.startswith("IDMap") else f"IDMap2,{factory}"
 
 
 def metric_type(metric: str) -> int:

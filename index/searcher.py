@@ -17,6 +17,7 @@ class LoadedIndex:
     parts: list                # the loaded index files (one unless merge: none)
     sorted_ids: np.ndarray     # int64 faiss ids, ascending
     names: np.ndarray          # the table's string ids, aligned with sorted_ids
+    direct_map: bool = False   # IVF parts can give vectors back by id
 
 
 def _read_index(path: str, mmap: bool) -> "object":
@@ -105,6 +106,34 @@ def names_of(loaded: LoadedIndex, faiss_ids: np.ndarray) -> np.ndarray:
     positions = np.clip(np.searchsorted(loaded.sorted_ids, faiss_ids), 0, len(loaded.sorted_ids) - 1)
     found = (faiss_ids >= 0) & (loaded.sorted_ids[positions] == faiss_ids)
     return np.where(found, loaded.names[positions], None)
+
+
+def vectors_by_id(loaded: LoadedIndex, faiss_ids: np.ndarray) -> np.ndarray:
+    """The stored vectors of `faiss_ids` [n, m] → [n, m, dim] float32 (zeros for -1).
+
+    IVF indexes get a hash-table direct map on first use; IDMap2 indexes look ids up directly.
+    """
+    import faiss
+
+    if not loaded.direct_map:
+        for part in loaded.parts:
+            if factory.is_ivf(part):
+                faiss.extract_index_ivf(part).set_direct_map_type(faiss.DirectMap.Hashtable)
+        loaded.direct_map = True
+    flat = faiss_ids.reshape(-1)
+    out = np.zeros((len(flat), loaded.manifest.dim), np.float32)
+    valid = np.flatnonzero(flat >= 0)
+    if len(loaded.parts) == 1:
+        out[valid] = loaded.parts[0].reconstruct_batch(flat[valid].astype(np.int64))
+    else:
+        for row in valid:
+            for part in loaded.parts:
+                try:
+                    out[row] = part.reconstruct(int(flat[row]))
+                    break
+                except RuntimeError:  # not in this shard
+                    continue
+    return out.reshape(*faiss_ids.shape, loaded.manifest.dim)
 
 
 def recall_at_k(exact_ids: np.ndarray, approx_ids: np.ndarray, k: int = 10) -> float:

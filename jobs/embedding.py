@@ -80,3 +80,34 @@ def _check_rows(staged, summary: RunSummary) -> None:
 def add_counter_stats(summary: RunSummary, values: dict[str, Any]) -> None:
     for name, acc in values.items():
         summary.stats[name] = round(float(acc.value), 3)
+
+
+def raw_queries(spark, images: str, texts_file: str, model: str):
+    """Query files or lines of text embedded with `model` (an index's): DataFrame of embeddings rows."""
+    from udfs import cnn, texts
+    from udfs.embed_udfs import ImageJobOptions, TextJobOptions, image_embedder, text_embedder
+
+    if images:
+        spec = cnn.ImageModelSpec(model)
+        _check_model(lambda: cnn.check_spec(spec), model, "embed-images")
+        items = tables.list_files(spark, images, tables.IMAGE_EXTENSIONS)
+        fn = image_embedder(spec, ImageJobOptions(), {})
+    else:
+        spec = texts.TextModelSpec(texts.WORD_VECTORS if model == "glove-6b-50d" else model)
+        _check_model(lambda: texts.check_spec(spec), model, "embed-texts")
+        with open(texts_file, encoding="utf-8") as fh:
+            lines = [line.rstrip("\n") for line in fh if line.strip()]
+        if not lines:
+            raise ConfigError(f"key 'query_texts': {texts_file!r} has no non-empty line")
+        items = spark.createDataFrame([(line, texts_file, line) for line in lines],
+                                      "id string, source string, text string")
+        fn = text_embedder(spec, TextJobOptions(), {})
+    return items.mapInPandas(fn, EMBEDDINGS_SCHEMA)
+
+
+def _check_model(check: Callable, model: str, job: str) -> None:
+    try:
+        check()
+    except ValueError:
+        raise ConfigError(f"the index's model {model!r} cannot be rebuilt from its name; embed the "
+                          f"queries with `sparkamp {job}` and pass them with --queries") from None

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from index import searcher, shards, store
+from udfs.similarity import expand_queries
 
 SHARD_SCHEMA = "shard string, sha256 string, ntotal long, scores binary, ids binary"
 NEIGHBOURS_SCHEMA = "query_id string, rank int, neighbor_id string, score float"
@@ -76,8 +78,17 @@ def exact_from_shards(rows: list, n_queries: int, k: int, metric: str) -> tuple[
     return shards.merge_topk(parts, k, metric)
 
 
+@dataclass(frozen=True)
+class Expansion:
+    """Query expansion: re-search with each query averaged with its `top` first results."""
+
+    method: str = "none"    # none | average | alpha
+    top: int = 5
+    alpha: float = 3.0
+
+
 def searcher_fn(folder: str, k: int, exclude_self: bool, params: tuple[int, int],
-                batch_size: int) -> Callable[[Frames], Frames]:
+                batch_size: int, expansion: Expansion = Expansion()) -> Callable[[Frames], Frames]:
     """A mapInPandas function: blocks of (id, embedding) → neighbours rows, k per query."""
     def search_partition(frames: Frames) -> Frames:
         from udfs import cache
@@ -86,14 +97,20 @@ def searcher_fn(folder: str, k: int, exclude_self: bool, params: tuple[int, int]
         loaded = cache.get_model(("index", folder, params), lambda: searcher.load(folder, *params))
         for frame in frames:
             for start in range(0, len(frame), batch_size):
-                yield neighbours_frame(loaded, frame.iloc[start:start + batch_size], k, exclude_self)
+                yield neighbours_frame(loaded, frame.iloc[start:start + batch_size], k, exclude_self,
+                                       expansion)
     return search_partition
 
 
-def neighbours_frame(loaded: searcher.LoadedIndex, frame: pd.DataFrame, k: int,
-                     exclude_self: bool) -> pd.DataFrame:
+def neighbours_frame(loaded: searcher.LoadedIndex, frame: pd.DataFrame, k: int, exclude_self: bool,
+                     expansion: Expansion = Expansion()) -> pd.DataFrame:
     """k rows per query (fewer only when the index holds fewer), ranks from 1."""
-    scores, names = searcher.search(loaded, vectors_of(frame), k + 1 if exclude_self else k)
+    queries = vectors_of(frame)
+    if expansion.method != "none":
+        first_scores, first_ids = searcher.search_ids(loaded, queries, expansion.top)
+        queries = expand_queries(queries, searcher.vectors_by_id(loaded, first_ids), first_scores,
+                                 expansion.top, expansion.alpha if expansion.method == "alpha" else 0.0)
+    scores, names = searcher.search(loaded, queries, k + 1 if exclude_self else k)
     query_ids, ranks, neighbours, values = [], [], [], []
     for query, row_scores, row_names in zip(frame["id"].tolist(), scores, names):
         kept = [(n, s) for n, s in zip(row_names, row_scores) if n is not None and

@@ -4,12 +4,12 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 if __package__ in (None, ""):  # `spark-submit jobs/search.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import indexing, tables  # noqa: E402
+from jobs import embedding, indexing, tables  # noqa: E402
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
 from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
 from jobs.summary import JobFailed, RunSummary  # noqa: E402
@@ -26,6 +26,14 @@ class Config(JobConfig):
     index: str = key("", "the index directory written by build-index", flag="--index")
     queries: str = key("", "an embeddings table of queries (Parquet path or `table:db.name`)",
                        flag="--queries")
+    query_images: str = key("", "image files to embed with the index's model and search",
+                            flag="--query-images")
+    query_texts: str = key("", "a text file, one query per line, embedded with the index's model",
+                           flag="--query-texts")
+    query_expansion: Literal["none", "average", "alpha"] = key(
+        "none", "re-search with each query averaged with its first results (average, or alpha-weighted)")
+    qe_top: int = key(5, "query expansion: how many first results are averaged in")
+    qe_alpha: float = key(3.0, "alpha query expansion: result i weighs similarity_i ** alpha")
     k: int = key(10, "neighbours per query", flag="--k")
     exclude_self: bool = key(False, "drop a query's own id from its neighbours", flag="--exclude-self")
     nprobe: int = key(0, "IVF lists searched; 0 = the value tuned at build (manifest)")
@@ -35,11 +43,15 @@ class Config(JobConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_input_exists("queries", self.queries)
+        given = [n for n in ("queries", "query_images", "query_texts") if getattr(self, n)]
+        if len(given) != 1:
+            raise ConfigError("give exactly one of --queries, --query-images, --query-texts "
+                              f"(got {', '.join(given) or 'none'})")
+        check_input_exists(given[0], getattr(self, given[0]))
         check_input_exists("index", self.index)
-        check_output_not_input(self.queries, self.output)
+        check_output_not_input(getattr(self, given[0]), self.output)
         check_output_not_input(self.index, self.output)
-        require_positive(self, "k", "batch_size")
+        require_positive(self, "k", "batch_size", "qe_top")
         require_non_negative(self, "nprobe", "ef_search", "num_partitions")
         try:  # every file against its sha256, before any Spark work (workers check again on load)
             manifest.verify(self.index, manifest.read(self.index))
@@ -74,10 +86,17 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     tables.prepare_output(spark, cfg.output, cfg.mode)
     meta = manifest.read(cfg.index)
     with summary.timed("read queries"):
-        queries, n_ok, summary.rows_in = read_queries(spark, cfg, meta)
+        if cfg.queries:
+            queries, n_ok, summary.rows_in = read_queries(spark, cfg, meta)
+        else:
+            raw = embedding.raw_queries(spark, cfg.query_images, cfg.query_texts, meta.model).cache()
+            queries = raw.filter("status = 'ok'").select("id", "embedding")
+            n_ok, summary.rows_in = queries.count(), raw.count()
     if cfg.num_partitions:
         queries = queries.repartition(cfg.num_partitions)
-    fn = indexing.searcher_fn(cfg.index, cfg.k, cfg.exclude_self, (cfg.nprobe, cfg.ef_search), cfg.batch_size)
+    expansion = indexing.Expansion(cfg.query_expansion, cfg.qe_top, cfg.qe_alpha)
+    fn = indexing.searcher_fn(cfg.index, cfg.k, cfg.exclude_self, (cfg.nprobe, cfg.ef_search),
+                              cfg.batch_size, expansion)
     neighbours = queries.mapInPandas(fn, indexing.NEIGHBOURS_SCHEMA)
 
     def verify(staged) -> None:

@@ -17,7 +17,7 @@ def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
 
 
 def test_choose_factory_follows_size_and_budget():
-    assert factory.choose_factory(50_000, 384, factory.parse_size("4G")).factory == "IDMap,Flat"
+    assert factory.choose_factory(50_000, 384, factory.parse_size("4G")).factory == "IDMap2,Flat"
     ivf = factory.choose_factory(1_000_000, 384, factory.parse_size("4G"))
     assert ivf.factory == "IVF2048,Flat" and "fits" in ivf.reason
     pq = factory.choose_factory(1_000_000, 384, factory.parse_size("100M"))

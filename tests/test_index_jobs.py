@@ -75,7 +75,7 @@ def test_flat_search_job_is_exact_and_ondisk_equals_memory(spark, tmp_path, corp
     source = write_embeddings(tmp_path / "emb", vectors[:1000], names[:1000])
     assert build(tmp_path, source, str(tmp_path / "flat")) == 0  # auto: small → exact Flat
     meta = json.loads((tmp_path / "flat" / "manifest.json").read_text())
-    assert meta["factory"] == "IDMap,Flat" and meta["recall_at_10"] == 1.0 and meta["ntotal"] == 1000
+    assert meta["factory"] == "IDMap2,Flat" and meta["recall_at_10"] == 1.0 and meta["ntotal"] == 1000
     rows = search_rows(spark, tmp_path, str(tmp_path / "flat"), source, "--k", "5", "--exclude-self")
     assert len(rows) == 5000 and rows["rank"].tolist()[:5] == [1, 2, 3, 4, 5]
     sims = vectors[:1000] @ vectors[:1000].T

@@ -84,3 +84,45 @@ def test_unique_puts_the_planted_outlier_first(spark, tmp_path):
     counted = spark.read.parquet(str(tmp_path / "u2")).toPandas().sort_values("rank")
     assert counted.id.iloc[0].startswith("sneaker-")
     assert counted.set_index("id").nearest_score["outlier.png"] > 0.999
+
+
+def test_query_by_example_with_and_without_expansion(spark, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in demo_data.sample_photos():
+        shutil.copy(photo, folder / photo.name)
+    emb = embed(tmp_path, folder)
+    index = str(tmp_path / "index")
+    assert cli.main(["build-index", "--embeddings", emb, "--output", index, *common_args(tmp_path)]) == 0
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    rng = np.random.default_rng(1)
+    astronaut = Image.open(folder / "astronaut.png")
+    for suffix, img in variants(astronaut, rng).items():
+        img.save(queries / f"astronaut-{suffix}")
+    (queries / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    for method in ("none", "average", "alpha"):
+        out = str(tmp_path / f"nb-{method}")
+        assert cli.main(["search", "--index", index, "--query-images", str(queries), "--output", out,
+                         "--k", "3", "--set", f"query_expansion={method}", *common_args(tmp_path)]) == 0
+        rows = spark.read.parquet(out).toPandas()
+        top = rows[rows["rank"] == 1].set_index("query_id").neighbor_id
+        assert len(top) == 4 and set(top) == {"astronaut.png"}, (method, top)
+        assert len(rows) == 12
+
+    texts = tmp_path / "docs.jsonl"
+    texts.write_text('{"id": "sport", "text": "the team won the football match"}\n'
+                     '{"id": "law", "text": "the court ruled on the contract"}\n'
+                     '{"id": "food", "text": "a recipe for bread and soup"}\n')
+    temb, tindex = str(tmp_path / "temb"), str(tmp_path / "tindex")
+    assert cli.main(["embed-texts", "--input", str(texts), "--output", temb, *common_args(tmp_path)]) == 0
+    assert cli.main(["build-index", "--embeddings", temb, "--output", tindex, *common_args(tmp_path)]) == 0
+    (tmp_path / "q.txt").write_text("who scored the winning goal\njudges and lawyers\n")
+    out = str(tmp_path / "tnb")
+    assert cli.main(["search", "--index", tindex, "--query-texts", str(tmp_path / "q.txt"), "--output", out,
+                     "--k", "1", *common_args(tmp_path)]) == 0
+    top = spark.read.parquet(out).toPandas().set_index("query_id").neighbor_id.to_dict()
+    assert top == {"who scored the winning goal": "sport", "judges and lawyers": "law"}
+    # the text index's model cannot embed images: refused before any search
+    assert cli.main(["search", "--index", tindex, "--query-images", str(queries), "--output",
+                     str(tmp_path / "never"), *common_args(tmp_path)]) == 2
