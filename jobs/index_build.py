@@ -104,9 +104,12 @@ def train(spark, cfg, rows, info: RowsInfo, factory_string: str, folder: str) ->
 def add_shards(spark, cfg, rows, trained: bytes, folder: str, queries: np.ndarray) -> list[dict]:
     """One shard per partition (partitioned by id, sorted within): [{shard, sha256, ntotal, ...}]."""
     count = cfg.num_shards or 2 * spark.sparkContext.defaultParallelism
-    fn = indexing.shard_writer(trained, folder, queries, RECALL_K, cfg.metric, cfg.resume)
+    shipped = spark.sparkContext.broadcast(trained), spark.sparkContext.broadcast(queries)
+    fn = indexing.shard_writer(*shipped, folder, RECALL_K, cfg.metric, cfg.resume)
     result = (rows.select("faiss_id", "embedding").repartition(count, "faiss_id")
               .sortWithinPartitions("faiss_id").mapInPandas(fn, indexing.SHARD_SCHEMA).collect())
+    for broadcast in shipped:
+        broadcast.unpersist()
     return sorted((r.asDict() for r in result), key=lambda r: r["shard"])
 
 

@@ -29,7 +29,7 @@ def vectors_of(frame: pd.DataFrame) -> np.ndarray:
     return np.stack(frame["embedding"].to_numpy()).astype(np.float32, copy=False)
 
 
-def shard_writer(trained: bytes, folder: str, queries: np.ndarray, k: int, metric: str,
+def shard_writer(trained: Any, queries: Any, folder: str, k: int, metric: str,
                  resume: bool) -> Callable[[Frames], Frames]:
     """A mapInPandas function: one partition of (faiss_id, embedding) → one shard file + exact top-k.
 
@@ -37,6 +37,7 @@ def shard_writer(trained: bytes, folder: str, queries: np.ndarray, k: int, metri
     `shards/shard-<partition>.faiss` with a `.sha256` done-marker written last. With `resume`, a
     shard whose marker exists is reused. Each partition also returns the exact top-k of the recall
     queries over its own vectors, so ground truth costs no extra pass over the data.
+    `trained` (bytes) and `queries` (float32 [q, dim]) are Spark broadcasts: shipped once per executor.
     """
     def write_shard(frames: Frames) -> Frames:
         from pyspark import TaskContext
@@ -48,7 +49,8 @@ def shard_writer(trained: bytes, folder: str, queries: np.ndarray, k: int, metri
         name = f"shards/{shards.shard_name(TaskContext.get().partitionId())}"
         marker = store.join(folder, name + ".sha256")
         reuse = resume and store.exists(marker)
-        index = None if reuse else shards.deserialize(trained)
+        index = None if reuse else shards.deserialize(trained.value)
+        sample = queries.value
         best, count = None, 0
         for frame in frames:
             if frame.empty:
@@ -56,7 +58,7 @@ def shard_writer(trained: bytes, folder: str, queries: np.ndarray, k: int, metri
             ids, vectors = frame["faiss_id"].to_numpy(np.int64), vectors_of(frame)
             if index is not None:
                 index.add_with_ids(vectors, ids)
-            part = shards.exact_topk(queries, [(ids, vectors)], k, metric)
+            part = shards.exact_topk(sample, [(ids, vectors)], k, metric)
             best = part if best is None else shards.merge_topk([best, part], k, metric)
             count += len(ids)
         if count == 0:
