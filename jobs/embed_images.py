@@ -35,7 +35,7 @@ class Config(EmbedConfig):
     content_column: str = key("content", "tabular input: column of image bytes (else a `path` column)")
     max_pixels: int = key(64_000_000, "larger images become `too_large` rows (decompression bombs)")
     max_bytes: int = key(64 * 2**20, "larger files become `too_large` rows")
-    decode_threads: int = key(2, "decode threads per task, overlapped with the model")
+    decode_threads: int = key(1, "decode threads per task, one batch ahead of the model")
     arrow_batch_size: int = key(256, "rows per Arrow block handed to a worker")
 
     def validate(self) -> None:

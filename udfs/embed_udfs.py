@@ -25,7 +25,7 @@ class ImageJobOptions:
     batch_size: int = 4
     max_pixels: int = 64_000_000
     max_bytes: int = 64 * 2**20
-    decode_threads: int = 2
+    decode_threads: int = 1
     torch_threads: int = 0
 
 
@@ -79,14 +79,25 @@ def _load_image(path: str | None, content: Any, prep: images.Preprocess) -> tupl
 
 def embed_image_block(block: pd.DataFrame, model: cnn.ImageModel, prep: images.Preprocess,
                       pool: ThreadPoolExecutor, batch_size: int, counters: dict[str, Any]) -> pd.DataFrame:
-    """Decodes on `pool` while the model embeds earlier batches; one output row per input row."""
+    """Decodes the next batch on `pool` while the model embeds this one; one output row per input row.
+
+    Only one batch is decoded ahead: deeper prefetch only adds threads fighting the model for the
+    task's core.
+    """
     paths = block["path"].tolist() if "path" in block else [None] * len(block)
     contents = block["content"].tolist() if "content" in block else [None] * len(block)
-    futures = [pool.submit(_load_image, p, c, prep) for p, c in zip(paths, contents)]
+    starts = range(0, len(paths), batch_size)
+
+    def submit(start: int) -> list:
+        return [pool.submit(_load_image, p, c, prep)
+                for p, c in zip(paths[start:start + batch_size], contents[start:start + batch_size])]
+
     hashes, vectors, statuses, errors = [], [], [], []
     model_seconds = decode_seconds = 0.0
-    for start in range(0, len(futures), batch_size):
-        loaded = [f.result() for f in futures[start:start + batch_size]]
+    ahead = submit(0)
+    for start in starts:
+        current, ahead = ahead, submit(start + batch_size) if start + batch_size < len(paths) else []
+        loaded = [f.result() for f in current]
         ok = [row for row, item in enumerate(loaded) if item[2] == OK]
         batch_vectors: list = [None] * len(loaded)
         if ok:
