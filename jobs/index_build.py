@@ -41,9 +41,7 @@ def read_ok_rows(spark, cfg) -> tuple["object", RowsInfo]:
         raise ConfigError(f"key 'embeddings': column embedding is {kind}, not an array of floats")
     ok = df.filter(F.col("status") == "ok")
     stats = ok.agg(F.count("*").alias("n"), F.min(F.size("embedding")).alias("lo"),
-                   F.max(F.size("embedding")).alias("hi"), F.collect_set("model").alias("models"),
-                   F.countDistinct("id").alias("ids"),
-                   F.countDistinct(F.xxhash64("id")).alias("hashes")).first()
+                   F.max(F.size("embedding")).alias("hi"), F.collect_set("model").alias("models")).first()
     where = f"in {cfg.embeddings!r}"
     if stats["n"] == 0:
         raise ConfigError(f"key 'embeddings': no rows with status ok {where}; nothing to index")
@@ -52,11 +50,6 @@ def read_ok_rows(spark, cfg) -> tuple["object", RowsInfo]:
     if len(stats["models"]) != 1:
         raise ConfigError(f"key 'embeddings': rows of several models {sorted(stats['models'])} {where}; "
                           "build one index per model")
-    if stats["ids"] != stats["n"]:
-        raise ConfigError(f"key 'embeddings': {stats['n'] - stats['ids']} rows repeat an id {where}; "
-                          "ids must be unique")
-    if stats["hashes"] != stats["n"]:
-        raise JobFailed("two ids hash to the same 64-bit FAISS id; rename one of them")
     rows = ok.select(indexing.faiss_id_column(), "id", "embedding")
     return rows, RowsInfo(int(stats["n"]), int(stats["lo"]), stats["models"][0])
 
@@ -110,6 +103,10 @@ def add_shards(spark, cfg, rows, trained: bytes, folder: str, queries: np.ndarra
               .sortWithinPartitions("faiss_id").mapInPandas(fn, indexing.SHARD_SCHEMA).collect())
     for broadcast in shipped:
         broadcast.unpersist()
+    repeated = sum(r["repeated"] for r in result)
+    if repeated:  # found while adding (rows are partitioned and sorted by id): no extra pass
+        raise ConfigError(f"key 'embeddings': {repeated} rows repeat an id of another row (or two ids "
+                          f"share a 64-bit hash) in {cfg.embeddings!r}; ids must be unique")
     return sorted((r.asDict() for r in result), key=lambda r: r["shard"])
 
 
@@ -128,14 +125,15 @@ def merge(cfg, trained: bytes, folder: str, shard_rows: list[dict], choice: fact
     for uri, row in zip(uris, shard_rows):
         if store.sha256(uri) != row["sha256"]:
             raise JobFailed(f"{uri} changed after it was written (sha256 mismatch)")
-    scratch = store.scratch_dir()
+    local = store.is_local(folder)  # a local folder is written in place: no copy of the index
+    scratch = store.resolve(folder)[1] if local else store.scratch_dir()
     local_index = os.path.join(scratch, "index.faiss")
     if cfg.merge == "memory":
         merged = shards.merge_in_memory(trained, shards.read_shards(uris))
         shards.write_index(merged, local_index)
         names = ["index.faiss"]
     else:
-        paths = [store.local_copy(uri, scratch) for uri in uris]
+        paths = [store.local_copy(uri, scratch) for uri in uris]  # local shards are used in place
         merged = shards.merge_on_disk(trained, paths, os.path.join(scratch, "index.ivfdata"))
         shards.write_index(merged, local_index)
         names = ["index.faiss", "index.ivfdata"]

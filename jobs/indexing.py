@@ -12,7 +12,7 @@ import pandas as pd
 from index import searcher, shards, store
 from udfs.similarity import expand_queries
 
-SHARD_SCHEMA = "shard string, sha256 string, ntotal long, scores binary, ids binary"
+SHARD_SCHEMA = "shard string, sha256 string, ntotal long, repeated long, scores binary, ids binary"
 NEIGHBOURS_SCHEMA = "query_id string, rank int, neighbor_id string, score float"
 MAX_INT64 = 0x7FFFFFFFFFFFFFFF
 Frames = Iterator[pd.DataFrame]
@@ -51,11 +51,14 @@ def shard_writer(trained: Any, queries: Any, folder: str, k: int, metric: str,
         reuse = resume and store.exists(marker)
         index = None if reuse else shards.deserialize(trained.value)
         sample = queries.value
-        best, count = None, 0
+        best, count, repeated, last = None, 0, 0, -1
         for frame in frames:
             if frame.empty:
                 continue
             ids, vectors = frame["faiss_id"].to_numpy(np.int64), vectors_of(frame)
+            # rows arrive sorted by id: a repeated id (or a hash collision) sits next to its twin
+            repeated += int(np.count_nonzero(np.diff(ids) == 0)) + int(ids[0] == last)
+            last = int(ids[-1])
             if index is not None:
                 index.add_with_ids(vectors, ids)
             part = shards.exact_topk(sample, [(ids, vectors)], k, metric)
@@ -68,7 +71,7 @@ def shard_writer(trained: Any, queries: Any, folder: str, k: int, metric: str,
         else:
             digest = store.write_bytes(store.join(folder, name), shards.serialize(index))
             store.write_bytes(marker, digest.encode())
-        yield pd.DataFrame({"shard": [name], "sha256": [digest], "ntotal": [count],
+        yield pd.DataFrame({"shard": [name], "sha256": [digest], "ntotal": [count], "repeated": [repeated],
                             "scores": [best[0].astype(np.float32).tobytes()],
                             "ids": [best[1].astype(np.int64).tobytes()]})
     return write_shard

@@ -109,6 +109,9 @@ def test_refusals_empty_table_min_recall_model_mismatch_tampering(spark, tmp_pat
     assert build(tmp_path, str(tmp_path / "failed"), str(tmp_path / "never")) == 2
     assert not (tmp_path / "never").exists()
 
+    repeated = write_embeddings(tmp_path / "repeated", vectors[:50], names[:49] + names[:1])
+    assert build(tmp_path, repeated, str(tmp_path / "never")) == 2
+
     source = write_embeddings(tmp_path / "emb", vectors, names)
     assert build(tmp_path, source, str(tmp_path / "poor"), "--factory", "IVF64,Flat",
                  "--set", "nprobe=1", "--set", "min_recall=0.99") == 1
