@@ -29,7 +29,7 @@ class Config(JobConfig):
     k: int = key(10, "neighbours looked at per item")
     pairs_output: str = key("", "also write the duplicate pairs (id_a, id_b, score, kind) here")
     nprobe: int = key(0, "IVF lists searched; 0 = the index's tuned value")
-    batch_size: int = key(1024, "queries per index search call")
+    batch_size: int = key(4096, "queries per index search call")
 
     def validate(self) -> None:
         super().validate()

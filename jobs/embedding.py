@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from jobs import tables
+from jobs import session, tables
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive
 from jobs.paths import check_input_exists, check_output_not_input
 from jobs.summary import JobFailed, RunSummary
@@ -51,7 +51,7 @@ def embed_and_publish(spark, cfg: EmbedConfig, summary: RunSummary, items,
     if summary.rows_in == 0:
         raise ConfigError(f"key 'input': {cfg.input!r} holds no rows to embed")
     partitions = cfg.num_partitions or 2 * spark.sparkContext.defaultParallelism
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(arrow_batch_size))
+    session.set_arrow_batch(spark, arrow_batch_size)
     embedded = items.repartition(min(partitions, summary.rows_in)).mapInPandas(
         embedder, EMBEDDINGS_SCHEMA)
     with summary.timed("embed + write"):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jobs import indexing, tables
+from jobs import indexing, session, tables
 from jobs.config import ConfigError
 from jobs.summary import JobFailed
 from index import factory, manifest, searcher, shards, store
@@ -97,6 +97,7 @@ def train(spark, cfg, rows, info: RowsInfo, factory_string: str, folder: str) ->
 def add_shards(spark, cfg, rows, trained: bytes, folder: str, queries: np.ndarray) -> list[dict]:
     """One shard per partition (partitioned by id, sorted within): [{shard, sha256, ntotal, ...}]."""
     count = cfg.num_shards or 2 * spark.sparkContext.defaultParallelism
+    session.set_arrow_batch(spark, 8192)  # exact top-k per block: fewer, larger blocks
     shipped = spark.sparkContext.broadcast(trained), spark.sparkContext.broadcast(queries)
     fn = indexing.shard_writer(*shipped, folder, RECALL_K, cfg.metric, cfg.resume)
     result = (rows.select("faiss_id", "embedding").repartition(count, "faiss_id")

@@ -5,7 +5,7 @@ import logging
 from contextlib import contextmanager
 from typing import Iterator
 
-from jobs import indexing, tables
+from jobs import indexing, session, tables
 from jobs.config import ConfigError
 from jobs.summary import RunSummary
 from index import manifest
@@ -65,4 +65,5 @@ def checked_manifest(folder: str) -> manifest.Manifest:
 def all_neighbours(ok, folder: str, k: int, nprobe: int, batch_size: int):
     """DataFrame(query_id, rank, neighbor_id, score): each row's k nearest *other* rows."""
     fn = indexing.searcher_fn(folder, k, True, (nprobe, 0), batch_size)
+    session.set_arrow_batch(ok.sparkSession, max(batch_size, 4096))
     return ok.select("id", "embedding").mapInPandas(fn, indexing.NEIGHBOURS_SCHEMA)

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 if __package__ in (None, ""):  # `spark-submit jobs/search.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import embedding, indexing, tables  # noqa: E402
+from jobs import embedding, indexing, session, tables  # noqa: E402
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
 from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
 from jobs.summary import JobFailed, RunSummary  # noqa: E402
@@ -38,7 +38,7 @@ class Config(JobConfig):
     exclude_self: bool = key(False, "drop a query's own id from its neighbours", flag="--exclude-self")
     nprobe: int = key(0, "IVF lists searched; 0 = the value tuned at build (manifest)")
     ef_search: int = key(0, "HNSW search depth; 0 = the manifest's")
-    batch_size: int = key(1024, "queries per index.search call")
+    batch_size: int = key(4096, "queries per index.search call (faiss is slower on small blocks)")
     num_partitions: int = key(0, "Spark partitions of the queries; 0 = as read")
 
     def validate(self) -> None:
@@ -97,6 +97,7 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     expansion = indexing.Expansion(cfg.query_expansion, cfg.qe_top, cfg.qe_alpha)
     fn = indexing.searcher_fn(cfg.index, cfg.k, cfg.exclude_self, (cfg.nprobe, cfg.ef_search),
                               cfg.batch_size, expansion)
+    session.set_arrow_batch(spark, max(cfg.batch_size, 4096))
     neighbours = queries.mapInPandas(fn, indexing.NEIGHBOURS_SCHEMA)
 
     def verify(staged) -> None:

@@ -58,3 +58,9 @@ def _set_runtime(spark: "object", name: str, value: str) -> None:
         spark.conf.set(name, value)
     except Exception as exc:  # a static setting cannot change on a running session
         log.warning("%s=%s not applied to the running session: %s", name, value, exc)
+
+
+def set_arrow_batch(spark, rows: int) -> None:
+    """Rows per Arrow block handed to pandas functions. Each job sets its own: the setting outlives
+    a job in a shared session, and faiss searches of small blocks are many times slower per query."""
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(rows))

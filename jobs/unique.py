@@ -26,7 +26,7 @@ class Config(JobConfig):
     k: int = key(10, "neighbours looked at per item (room to skip exact duplicates)")
     count_duplicates: bool = key(False, "let exact duplicates (same content_hash) count as nearest")
     nprobe: int = key(0, "IVF lists searched; 0 = the index's tuned value")
-    batch_size: int = key(1024, "queries per index search call")
+    batch_size: int = key(4096, "queries per index search call")
 
     def validate(self) -> None:
         super().validate()
