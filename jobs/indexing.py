@@ -129,6 +129,15 @@ def neighbours_frame(loaded: searcher.LoadedIndex, frame: pd.DataFrame, k: int, 
                          "neighbor_id": neighbours, "score": np.asarray(values, np.float32)})
 
 
+def spread(df, partitions: int = 0):
+    """`df` in `partitions` partitions, or (0) at least one per core: a single small query file would
+    otherwise leave all but one core idle."""
+    cores = df.sparkSession.sparkContext.defaultParallelism
+    if partitions:
+        return df.repartition(partitions)
+    return df.repartition(cores) if df.rdd.getNumPartitions() < cores else df
+
+
 def build_key(parts: dict[str, Any]) -> str:
     """A short digest of what determines a build: names its resumable working directory."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]

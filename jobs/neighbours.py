@@ -66,4 +66,4 @@ def all_neighbours(ok, folder: str, k: int, nprobe: int, batch_size: int):
     """DataFrame(query_id, rank, neighbor_id, score): each row's k nearest *other* rows."""
     fn = indexing.searcher_fn(folder, k, True, (nprobe, 0), batch_size)
     session.set_arrow_batch(ok.sparkSession, max(batch_size, 4096))
-    return ok.select("id", "embedding").mapInPandas(fn, indexing.NEIGHBOURS_SCHEMA)
+    return indexing.spread(ok.select("id", "embedding")).mapInPandas(fn, indexing.NEIGHBOURS_SCHEMA)

@@ -39,7 +39,7 @@ class Config(JobConfig):
     nprobe: int = key(0, "IVF lists searched; 0 = the value tuned at build (manifest)")
     ef_search: int = key(0, "HNSW search depth; 0 = the manifest's")
     batch_size: int = key(4096, "queries per index.search call (faiss is slower on small blocks)")
-    num_partitions: int = key(0, "Spark partitions of the queries; 0 = as read")
+    num_partitions: int = key(0, "Spark partitions of the queries; 0 = as read, at least the cores")
 
     def validate(self) -> None:
         super().validate()
@@ -92,8 +92,7 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
             raw = embedding.raw_queries(spark, cfg.query_images, cfg.query_texts, meta.model).cache()
             queries = raw.filter("status = 'ok'").select("id", "embedding")
             n_ok, summary.rows_in = queries.count(), raw.count()
-    if cfg.num_partitions:
-        queries = queries.repartition(cfg.num_partitions)
+    queries = indexing.spread(queries, cfg.num_partitions)
     expansion = indexing.Expansion(cfg.query_expansion, cfg.qe_top, cfg.qe_alpha)
     fn = indexing.searcher_fn(cfg.index, cfg.k, cfg.exclude_self, (cfg.nprobe, cfg.ef_search),
                               cfg.batch_size, expansion)
