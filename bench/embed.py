@@ -1,6 +1,6 @@
 """Embedding benchmark: the Spark jobs vs bare PyTorch loops (images/s, sentences/s), and iconic200 retrieval.
 
-    .venv/bin/python bench/embed.py [--quick] [--repeats R] [--work DIR] [--no-md]
+    .venv/bin/python bench/embed.py [--quick] [--repeats R] [--knobs] [--work DIR] [--no-md]
 
 Throughput: `embed-images` (efficientnet-lite0) and `embed-texts` (all-MiniLM-L6-v2) run in-process on
 local[2] (2 tasks x 1 torch thread) against the same model on the same inputs in a bare loop, as
@@ -39,8 +39,8 @@ from udfs import cnn, images, texts  # noqa: E402
 log = logging.getLogger("bench.embed")
 KINDS = {"embed-images": "images", "embed-texts": "texts"}
 TARGET_RATIO, TARGET_SCORE, PROTOTYPE_SCORE = 0.90, 92.0, 89.5
-# Principled knobs tried when the default misses the target: larger crops, and the ends of the last
-# three stages of efficientnet-lite0 (blocks 10, 14, 15) instead of the 1280-d head.
+# Principled knobs, tried when the default misses the target (or with --knobs): larger crops, and
+# the ends of efficientnet-lite0's last three stages (blocks 10, 14, 15) instead of the 1280-d head.
 KNOBS = ({"image_size": 260}, {"image_size": 300}, {"layer": "_blocks.15"},
          {"layer": "_blocks.14"}, {"layer": "_blocks.10"})
 

@@ -13,7 +13,6 @@ process whose peak RSS is read. The results replace the script's own section of 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
@@ -21,9 +20,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -32,12 +33,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
+from bench.index_report import CLUSTERS, DIM, JOB, NOISE, RAW, report, update_section  # noqa: E402
 from index import factory, searcher, shards, store  # noqa: E402
 
 log = logging.getLogger("bench.index")
-DIM, CLUSTERS, NOISE, SEED, K, CHUNK = 384, 1000, 0.3, 0, 10, 100_000
-STAGES = ("read embeddings", "train", "add shards", "write ids", "merge", "measure recall")
-BUILD_TARGET, RECALL_TARGET, SEARCH_TARGET, RSS_TARGET = 1.3, 0.95, 0.8, 1.5
+SEED, K, CHUNK, TICK = 0, 10, 100_000, os.sysconf("SC_CLK_TCK")
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -53,9 +53,9 @@ def write_table(folder: Path, vectors: np.ndarray, first_id: int = 0) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ids = pa.array([f"v{first_id + i:08d}" for i in range(len(vectors))])
-    offsets = pa.array(np.arange(0, vectors.size + 1, DIM, dtype=np.int32))
     n = len(vectors)
+    ids = pa.array([f"v{first_id + i:08d}" for i in range(n)])
+    offsets = pa.array(np.arange(0, vectors.size + 1, DIM, dtype=np.int32))
     table = pa.table({"id": ids, "source": ids, "content_hash": ids,
                       "model": pa.array(["synthetic-384"] * n), "status": pa.array(["ok"] * n),
                       "embedding": pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1))),
@@ -79,20 +79,20 @@ def make_data(work: Path, n: int, queries: int) -> tuple[np.ndarray, np.ndarray]
 
 # ---- measurements ---------------------------------------------------------------------------------
 
-def common(work: Path) -> list[str]:
-    return ["--set", f"warehouse={work / 'wh'}", "--set", f"runs_table={work / 'runs'}"]
-
-
-def spark_build(work: Path, n: int, out: str, *extra: str) -> tuple[float, dict]:
-    """Wall seconds of `sparkamp build-index` on the running session, and the manifest it wrote."""
+def sparkamp(work: Path, *argv: str) -> float:
+    """Wall seconds of one `sparkamp` job run in-process (`jobs.cli.main`) on the running session."""
     from jobs import cli
 
     start = time.perf_counter()
-    code = cli.main(["build-index", "--embeddings", str(work / f"emb-{n}"), "--output", out,
-                     *common(work), *extra])
-    seconds = time.perf_counter() - start
+    code = cli.main([*argv, "--set", f"warehouse={work / 'wh'}", "--set", f"runs_table={work / 'runs'}"])
     if code != 0:
-        raise RuntimeError(f"build-index exited with {code}")
+        raise RuntimeError(f"sparkamp {argv[0]} exited with {code}")
+    return time.perf_counter() - start
+
+
+def spark_build(work: Path, n: int, out: str, *extra: str) -> tuple[float, dict]:
+    """Seconds of `sparkamp build-index` over work/emb-<n>, and the manifest it wrote."""
+    seconds = sparkamp(work, "build-index", "--embeddings", str(work / f"emb-{n}"), "--output", out, *extra)
     return seconds, json.loads(Path(out, "manifest.json").read_text())
 
 
@@ -126,41 +126,37 @@ def verify_recall(folder: str, vectors: np.ndarray, queries: np.ndarray) -> floa
 
 
 def search_job(work: Path, n: int, folder: str, *extra: str) -> tuple[float, float]:
-    """Wall seconds of `sparkamp search` on the running session, and of its `search + write` stage."""
+    """Seconds of `sparkamp search` with work/q-<n>, and of its own `search + write` stage."""
     import pyarrow.parquet as pq
 
-    from jobs import cli
-
-    start = time.perf_counter()
-    code = cli.main(["search", "--index", folder, "--queries", str(work / f"q-{n}"), "--k", str(K),
-                     "--output", str(work / f"nb-{n}"), *common(work), *extra])
-    seconds = time.perf_counter() - start
-    if code != 0:
-        raise RuntimeError(f"search exited with {code}")
+    seconds = sparkamp(work, "search", "--index", folder, "--queries", str(work / f"q-{n}"), "--k", str(K),
+                       "--output", str(work / f"nb-{n}"), *extra)
     last = max((r for r in pq.read_table(work / "runs").to_pylist() if r["job"] == "search"),
                key=lambda r: r["started_at"])
     return seconds, json.loads(last["stages"])["search + write"]
 
 
 def compare_search(work: Path, n: int, folder: str, queries: np.ndarray) -> dict[str, Any]:
-    """Seconds per variant: the job (defaults, and num_partitions=2) vs raw index.search, 2 threads."""
+    """Best of 2 interleaved rounds: the job (defaults; num_partitions=2) vs raw index.search, 2 threads."""
     import faiss
     from pyspark.sql import SparkSession
 
     spark = SparkSession.getActiveSession()
-    partitions = spark.read.parquet(str(work / f"q-{n}")).rdd.getNumPartitions()
-    job_s, stage_s = search_job(work, n, folder)
-    split_s = search_job(work, n, folder, "--set", "num_partitions=2")[0]
-    faiss.omp_set_num_threads(2)
+    partitions = spark.read.parquet(str(work / f"q-{n}")).select("id").rdd.glom().map(len).collect()
     start = time.perf_counter()
     loaded = searcher.load(folder)
     load_s = time.perf_counter() - start
-    start = time.perf_counter()
-    searcher.search_ids(loaded, queries, K)
-    raw_s = time.perf_counter() - start
-    return {"partitions": partitions, "load_s": load_s, "seconds": {
-        "job, end to end": job_s, "job, its `search + write` stage": stage_s,
-        "job with num_partitions=2, end to end": split_s, "raw `index.search`": raw_s}}
+    best: dict[str, float] = {}
+    for _ in range(2):
+        job_s, stage_s = search_job(work, n, folder)
+        split_s = search_job(work, n, folder, "--set", "num_partitions=2")[0]
+        faiss.omp_set_num_threads(2)
+        start = time.perf_counter()
+        searcher.search_ids(loaded, queries, K)
+        times = {JOB: job_s, "job, its `search + write` stage": stage_s,
+                 "job with num_partitions=2, end to end": split_s, RAW: time.perf_counter() - start}
+        best = {k: min(v, best.get(k, v)) for k, v in times.items()}
+    return {"partitions": partitions, "load_s": load_s, "seconds": best}
 
 
 def merge_child(variant: str, folder: str) -> None:
@@ -183,7 +179,8 @@ def merge_child(variant: str, folder: str) -> None:
 def proc_status(pid: int) -> dict[str, float]:
     """The kB lines of /proc/<pid>/status, in MiB."""
     lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return {k: int(v.split()[0]) / 1024 for k, v in (line.split(":", 1) for line in lines) if v.endswith("kB")}
+    pairs = (line.split(":", 1) for line in lines)
+    return {k: int(v.split()[0]) / 1024 for k, v in pairs if v.endswith("kB")}
 
 
 def measure_merge(folder: str, variant: str) -> dict[str, float]:
@@ -202,143 +199,93 @@ def measure_merge(folder: str, variant: str) -> dict[str, float]:
     if child.returncode != 0:
         raise RuntimeError(f"merge child ({variant}) exited with {child.returncode}")
     result = json.loads(child.stdout.read().strip().splitlines()[-1])
-    largest = max(p.stat().st_size for p in Path(folder, "shards").glob("*.faiss")) / 2**20
-    return {**result, "anon": anon, "mapped": mapped, "largest": largest, "ratio": result["hwm"] / largest}
+    sizes = [p.stat().st_size / 2**20 for p in Path(folder, "shards").glob("*.faiss")]
+    return {**result, "anon": anon, "mapped": mapped, "largest": max(sizes), "total": sum(sizes),
+            "ratio": result["hwm"] / max(sizes)}
 
 
-def measure_size(work: Path, n: int, queries: int, merge: bool) -> dict[str, Any]:
+class OtherLoad(threading.Thread):
+    """CPU seconds used by processes outside this benchmark's process tree (the machine is shared)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.total, self.by_phase, self._last = 0.0, {}, cpu_by_pid()[1]
+        self.start()
+
+    def run(self) -> None:
+        while True:
+            time.sleep(2)
+            parents, cpu = cpu_by_pid()
+            mine, grew = {os.getpid()}, True
+            while grew:
+                children = {pid for pid, ppid in parents.items() if ppid in mine} - mine
+                mine, grew = mine | children, bool(children)
+            self.total += sum(c - self._last.get(pid, 0.0) for pid, c in cpu.items() if pid not in mine)
+            self._last = cpu
+
+    @contextmanager
+    def during(self, phase: str) -> Iterator[None]:
+        start = self.total
+        yield
+        self.by_phase[phase] = self.total - start
+
+
+def cpu_by_pid() -> tuple[dict[int, int], dict[int, float]]:
+    """({pid: parent pid}, {pid: CPU seconds so far}) of every process, from /proc/<pid>/stat."""
+    parents, cpu = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+        cpu[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / TICK
+    return parents, cpu
+
+
+def measure_size(work: Path, n: int, queries: int, merge: bool, other: OtherLoad) -> dict[str, Any]:
     log.info("%d vectors: writing the embeddings table and %d queries", n, queries)
     vectors, held_out = make_data(work, n, queries)
-    log.info("%d vectors: sparkamp build-index (factory auto)", n)
-    build_s, meta = spark_build(work, n, str(work / f"idx-{n}"))
-    log.info("%d vectors: single-process %s", n, meta["factory"])
-    single = single_build(vectors, meta["factory"], meta["config"]["train_size"])
+    log.info("%d vectors: sparkamp build-index (factory auto), then single-process", n)
+    with other.during(f"{n:,} Spark build"):
+        build_s, meta = spark_build(work, n, str(work / f"idx-{n}"))
+    with other.during(f"{n:,} single build"):
+        single = single_build(vectors, meta["factory"], meta["config"]["train_size"])
     log.info("%d vectors: recall check and search", n)
-    result = {"n": n, "build_s": build_s, "meta": meta, "single": single,
-              "recall": verify_recall(str(work / f"idx-{n}"), vectors, held_out[:1000]),
-              "search": compare_search(work, n, str(work / f"idx-{n}"), held_out), "queries": queries}
+    with other.during(f"{n:,} recall and search"):
+        result = {"n": n, "build_s": build_s, "meta": meta, "single": single, "queries": queries,
+                  "recall": verify_recall(str(work / f"idx-{n}"), vectors, held_out[:1000]),
+                  "search": compare_search(work, n, str(work / f"idx-{n}"), held_out)}
     if merge:  # IVF at any size, since merge: ondisk needs inverted lists
         ivf = f"IVF{factory.ivf_lists(n)},Flat"
         log.info("%d vectors: %s build with merge: none, then each merge in a child process", n, ivf)
-        result["none_s"] = spark_build(work, n, str(work / f"none-{n}"), "--factory", ivf,
-                                       "--set", "merge=none")[0]
-        result["merge"] = {v: measure_merge(str(work / f"none-{n}"), v) for v in ("memory", "ondisk")}
+        with other.during(f"{n:,} merge"):
+            result["none_s"] = spark_build(work, n, str(work / f"none-{n}"), "--factory", ivf,
+                                           "--set", "merge=none")[0]
+            result["merge"] = {v: measure_merge(str(work / f"none-{n}"), v) for v in ("memory", "ondisk")}
         result["merge_factory"] = ivf
     shutil.rmtree(work / f"emb-{n}")
     return result
 
 
-# ---- running and reporting ------------------------------------------------------------------------
+# ---- running ------------------------------------------------------------------------------------
 
 def start_spark(work: Path) -> Any:
     """local[2] through the project's own session code (Arrow, worker reuse); warmed up, not timed."""
-    from jobs import build_index, cli, session
+    from jobs import build_index, session
 
     cfg = build_index.Config(master="local[2]", warehouse=str(work / "wh"),
                              spark={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"})
     spark = session.get_session(cfg, "bench", metastore=False)[0]
     make_data(work, 2000, 100)
     spark_build(work, 2000, str(work / "idx-2000"))
-    cli.main(["search", "--index", str(work / "idx-2000"), "--queries", str(work / "q-2000"),
-              "--output", str(work / "nb-2000"), *common(work)])
+    search_job(work, 2000, str(work / "idx-2000"))
     return spark
 
 
-def machine() -> str:
-    info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                  if line.startswith("Model name")), "unknown CPU")
-    return f"{model}, {os.cpu_count()} cores"
-
-
-def verdict(value: float, target: float, higher_is_better: bool) -> str:
-    met = value >= target if higher_is_better else value <= target
-    return f"{'≥' if higher_is_better else '≤'} {target} — {'met' if met else '**missed**'}"
-
-
-NOTES = """Notes:
-- Data: seeded, {clusters} Gaussian clusters (centres N(0,1), noise σ={noise}), L2-normalised, {dim}-d, \
-written with pyarrow as 100k-row Parquet files (row groups of 32,768). Queries are held-out vectors \
-from the same clusters, one Parquet file.
-- Spark build = wall time of `sparkamp build-index` (`jobs.cli.main`, in-process) on an already \
-running local[2] session (warmed up by a 2,000-row build and search): reading and checking the table \
-(counts, distinct ids), two sampling passes, training on the driver, the shuffle into shards, adding, \
-writing ids, merge (memory), recall tuning, publish. Single = train on the same number of sampled \
-vectors + one `add_with_ids` with 2 faiss threads, vectors already in RAM (no Parquet read).
-- Search job = wall time of `sparkamp search` including manifest sha256 checks, reading the queries, \
-each Python worker loading the index, writing and verifying the output; "stage" = its own \
-`search + write` stage. Raw = one `searcher.search_ids` call over all queries, 2 threads, same nprobe \
-(manifest), index loaded beforehand. `num_partitions=2` repartitions the queries (a shuffle) so both \
-cores search.
-- Merge RSS: a fresh Python process per variant reads `trained.faiss` and the shards of a \
-`merge: none` build, merges and writes the index (`index.shards.merge_in_memory` / `merge_on_disk`); \
-peak = its VmHWM (includes the interpreter, numpy and faiss: the baseline column, and touched pages of \
-memory-mapped files); anon and mapped peaks are sampled from /proc every 20 ms by the parent.
-- One run of each measurement; the machine is shared and noisy."""
-
-
-def report(args: argparse.Namespace, results: list[dict[str, Any]]) -> str:
-    lines = [f"Command: `{' '.join(['.venv/bin/python', 'bench/index.py', *args.argv])}`  ",
-             f"Date: {datetime.datetime.now().astimezone().isoformat(timespec='minutes')}  ",
-             f"Machine: {machine()} (`lscpu`); Spark local[2]", "",
-             "| vectors | factory (auto) | Spark build s | single train s | single add s | single total s "
-             "| Spark ÷ single | target |", "|---:|---|---:|---:|---:|---:|---:|---|"]
-    for r in results:
-        s, ratio = r["single"], r["build_s"] / r["single"]["total"]
-        lines.append(f"| {r['n']:,} | `{r['meta']['factory']}` | {r['build_s']:.1f} | {s['train']:.1f} "
-                     f"| {s['add']:.1f} | {s['total']:.1f} | {ratio:.2f} | {verdict(ratio, BUILD_TARGET, False)} |")
-    lines += ["", "Spark build stages (manifest `stage_seconds`): " + "; ".join(
-        f"{r['n']:,}: " + ", ".join(f"{k} {r['meta']['stage_seconds'][k]:.1f}" for k in STAGES)
-        for r in results), "",
-        "| vectors | nprobe (tuned) | recall@10, manifest | recall@10, 1,000 held-out vs IndexFlatIP | target |",
-        "|---:|---:|---:|---:|---|"]
-    for r in results:
-        m = r["meta"]
-        lines.append(f"| {r['n']:,} | {m['nprobe']} | {m['recall_at_10']:.4f} | {r['recall']:.4f} "
-                     f"| {verdict(min(m['recall_at_10'], r['recall']), RECALL_TARGET, True)} |")
-    lines += ["", "| vectors | queries | variant | seconds | queries/s | ÷ raw | target |",
-              "|---:|---:|---|---:|---:|---:|---|"]
-    for r in results:
-        times = r["search"]["seconds"]
-        raw = times["raw `index.search`"]
-        for variant, seconds in times.items():
-            target = verdict(raw / seconds, SEARCH_TARGET, True) if variant == "job, end to end" else ""
-            lines.append(f"| {r['n']:,} | {r['queries']:,} | {variant} | {seconds:.2f} "
-                         f"| {r['queries'] / seconds:,.0f} | {raw / seconds:.3f} | {target} |")
-    lines += ["", "Query table partitions as read: " + ", ".join(
-        f"{r['n']:,}: {r['search']['partitions']}" for r in results) + "; `searcher.load` (not in raw) took "
-        + ", ".join(f"{r['n']:,}: {r['search']['load_s']:.1f} s" for r in results) + "."]
-    big = results[-1]
-    lines += ["", f"Merge of the {len(big['meta']['shards'])} shards of a `merge: none` build of "
-              f"{big['n']:,} vectors (`{big['merge_factory']}`, build {big['none_s']:.1f} s):", "",
-              "| merge | seconds | peak RSS MiB (VmHWM) | baseline MiB | peak anon MiB | peak mapped MiB "
-              "| largest shard MiB | peak ÷ shard | target |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for variant, m in big["merge"].items():
-        target = verdict(m["ratio"], RSS_TARGET, False) if variant == "ondisk" else "—"
-        lines.append(f"| {variant} | {m['seconds']:.1f} | {m['hwm']:,.0f} | {m['base']:,.0f} | {m['anon']:,.0f} "
-                     f"| {m['mapped']:,.0f} | {m['largest']:,.0f} | {m['ratio']:.2f} | {target} |")
-    lines += ["", NOTES.format(clusters=CLUSTERS, noise=NOISE, dim=DIM)]
-    return "\n".join(lines)
-
-
-def update_section(path: Path, heading: str, body: str) -> None:
-    """Replaces `heading`'s section (up to the next `## `) in place, or appends it; others stay."""
-    lines = path.read_text().splitlines() if path.exists() else [
-        "# Benchmarks", "", "One section per benchmark script; each script rewrites only its own.", ""]
-    new = [heading, "", *body.splitlines(), ""]
-    if heading in lines:
-        start = lines.index(heading)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = new
-    else:
-        lines += ([""] if lines and lines[-1] else []) + new
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines).rstrip() + "\n")
-    tmp.replace(path)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100k vectors and 2,000 queries only")
     parser.add_argument("--sizes", type=int, nargs="+", help="vector counts (default 100000 1000000)")
     parser.add_argument("--queries", type=int, help="search queries (default 10,000; quick 2,000)")
@@ -360,12 +307,12 @@ def main(argv: list[str]) -> None:
     log.setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="bench-index-", dir=args.work) as tmp:
         work = Path(tmp)
-        spark = start_spark(work)
+        spark, other = start_spark(work), OtherLoad()
         try:
-            results = [measure_size(work, n, args.queries, n == max(args.sizes)) for n in args.sizes]
+            results = [measure_size(work, n, args.queries, n == max(args.sizes), other) for n in args.sizes]
         finally:
             spark.stop()
-    body = report(args, results)
+    body = report(args, results, other)
     print(body)
     if not (args.no_md or args.quick):  # only the full run owns the BENCHMARKS.md section
         update_section(ROOT / "BENCHMARKS.md", "## bench/index.py", body)

@@ -71,10 +71,12 @@ def synthetic_table(folder: Path, n: int, dim: int = 384, seed: int = 0) -> np.n
     ids = [f"item-{i:07d}" for i in range(n)]
     folder.mkdir(parents=True)
     for part, rows in enumerate(np.array_split(np.arange(n), 8)):
+        names = [ids[i] for i in rows]
         pq.write_table(pa.table({
-            "id": [ids[i] for i in rows], "source": "synthetic", "content_hash": [ids[i] for i in rows],
-            "model": "synthetic-384", "embedding": pa.array(list(x[rows]), pa.list_(pa.float32())),
-            "status": "ok", "error": pa.array([None] * len(rows), pa.string())}),
+            "id": names, "source": ["synthetic"] * len(rows), "content_hash": names,
+            "model": ["synthetic-384"] * len(rows),
+            "embedding": pa.array(list(x[rows]), pa.list_(pa.float32())),
+            "status": ["ok"] * len(rows), "error": pa.array([None] * len(rows), pa.string())}),
             folder / f"part-{part}.parquet")
     return x
 
