@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
+from bench.benchmarks_md import update_section  # noqa: E402
 from udfs import cnn, images, texts  # noqa: E402
 
 log = logging.getLogger("bench.embed")
@@ -318,22 +319,6 @@ def report(args: argparse.Namespace, speed: dict[str, Comparison], scores: list[
     lines += ["", NOTES.format(repeats=args.repeats, rounds=rounds, images=args.images, texts=args.texts,
                                warm_images=speed["images"].warm_s, warm_texts=speed["sentences"].warm_s)]
     return "\n".join(lines)
-
-
-def update_section(path: Path, heading: str, body: str) -> None:
-    """Replaces `heading`'s section (up to the next `## `) in place, or appends it; others stay."""
-    lines = path.read_text().splitlines() if path.exists() else [
-        "# Benchmarks", "", "One section per benchmark script; each script rewrites only its own.", ""]
-    new = [heading, "", *body.splitlines(), ""]
-    if heading in lines:
-        start = lines.index(heading)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = new
-    else:
-        lines += ([""] if lines and lines[-1] else []) + new
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines).rstrip() + "\n")
-    tmp.replace(path)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

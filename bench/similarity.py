@@ -32,6 +32,8 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 ICONIC = ROOT.parent / "shared" / "data" / "iconic200"
 log = logging.getLogger("bench.similarity")
 
+from bench.benchmarks_md import update_section  # noqa: E402
+
 
 def cli(*args: str) -> None:
     from jobs import cli as sparkamp
@@ -112,15 +114,6 @@ def machine() -> str:
     return f"{model.group(1).strip() if model else platform.processor()}, {os.cpu_count()} cores"
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"## bench/similarity\.py\n.*?(?=\n## |\Z)", re.S)
-    doc = pattern.sub(lambda _: text.rstrip() + "\n", doc) if pattern.search(doc) \
-        else doc.rstrip() + "\n\n" + text
-    path.write_text(doc)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20k items for the throughput figure")
@@ -150,7 +143,7 @@ def main() -> None:
               f"| `sparkamp search` (read, search, write, whole job) | {knn['job_items_per_s']:,.0f} |",
               f"| raw `index.search`, 2 threads, one process | {knn['raw_items_per_s']:,.0f} |",
               f"| ratio job / raw | {knn['ratio']:.2f} |", ""]
-    write_section("\n".join(lines))
+    update_section(ROOT / "BENCHMARKS.md", lines[0], "\n".join(lines[2:]))
     print("\n".join(lines))
     spark.stop()
 
