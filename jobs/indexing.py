@@ -130,12 +130,10 @@ def neighbours_frame(loaded: searcher.LoadedIndex, frame: pd.DataFrame, k: int, 
 
 
 def spread(df, partitions: int = 0):
-    """`df` in `partitions` partitions, or (0) at least one per core: a single small query file would
-    otherwise leave all but one core idle."""
+    """`df` dealt round-robin over `partitions`, or (0) at least one partition per core: files are
+    read as skewed partitions (one row group can hold every query), which would leave cores idle."""
     cores = df.sparkSession.sparkContext.defaultParallelism
-    if partitions:
-        return df.repartition(partitions)
-    return df.repartition(cores) if df.rdd.getNumPartitions() < cores else df
+    return df.repartition(partitions or max(cores, df.rdd.getNumPartitions()))
 
 
 def build_key(parts: dict[str, Any]) -> str:
