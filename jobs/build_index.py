@@ -67,9 +67,6 @@ class Config(JobConfig):
                 raise ConfigError(f"key '{name}' must be between 0 and 1")
 
 
-def needs_metastore(cfg: Config) -> bool:
-    return any(tables.is_table(v) for v in (cfg.embeddings, cfg.runs_table))
-
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
     tables.prepare_output(spark, cfg.output, "overwrite")

@@ -90,7 +90,9 @@ def run_job(job: ModuleType, argv: list[str]) -> int:
 def execute(job: ModuleType, cfg: typing.Any) -> int:
     from jobs import session, summary, tables
 
-    spark, owned = session.get_session(cfg, job.NAME, metastore=job.needs_metastore(cfg))
+    metastore = any(isinstance(v, str) and v.startswith(config.TABLE_PREFIX)
+                    for v in config.as_dict(cfg).values())  # any `table:` input or output
+    spark, owned = session.get_session(cfg, job.NAME, metastore=metastore)
     run = summary.RunSummary(job.NAME, tables.new_run_id())
     try:
         job.run(spark, cfg, run)

@@ -45,9 +45,6 @@ class Config(JobConfig):
         require_non_negative(self, "nprobe")
 
 
-def needs_metastore(cfg: Config) -> bool:
-    return any(tables.is_table(v) for v in (cfg.embeddings, cfg.output, cfg.pairs_output, cfg.runs_table))
-
 
 def duplicate_pairs(ok, near):
     """DataFrame(id_a, id_b, score, kind) with id_a < id_b: exact (same content_hash) and near pairs."""
@@ -106,7 +103,7 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
             tables.publish(spark, pairs, cfg.pairs_output, cfg.mode, summary.run_id, lambda staged: None)
             summary.outputs.append(cfg.pairs_output)
     pairs.unpersist()
-    summary.statuses = {"ok": n_ok, **({"skipped": summary.rows_in - n_ok} if summary.rows_in > n_ok else {})}
+    summary.count_ok(n_ok)
     summary.stats.update({"exact_pairs": counts.get("exact", 0), "near_pairs": counts.get("near", 0),
                           "duplicated_items": members})
     summary.outputs.insert(0, cfg.output)

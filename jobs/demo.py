@@ -33,9 +33,6 @@ class Config(JobConfig):
         require_positive(self, "images", "texts")
 
 
-def needs_metastore(cfg: Config) -> bool:
-    return cfg.runs_table.startswith("table:")
-
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
     base = Path(cfg.output)

@@ -18,7 +18,6 @@ from udfs.embed_udfs import ImageJobOptions, image_embedder  # noqa: E402
 
 NAME = "embed-images"
 PLAN = "list image files → repartition → decode + CNN embed per worker → stage, count, publish"
-needs_metastore = embedding.needs_metastore
 
 
 @dataclass(frozen=True)

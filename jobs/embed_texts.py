@@ -19,7 +19,6 @@ from udfs.embed_udfs import TextJobOptions, text_embedder  # noqa: E402
 
 NAME = "embed-texts"
 PLAN = "read texts → repartition → clean + encode per worker (length-sorted) → stage, count, publish"
-needs_metastore = embedding.needs_metastore
 
 
 @dataclass(frozen=True)

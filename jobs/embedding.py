@@ -35,9 +35,6 @@ class EmbedConfig(JobConfig):
         require_non_negative(self, "num_partitions", "torch_threads")
 
 
-def needs_metastore(cfg: EmbedConfig) -> bool:
-    return any(tables.is_table(v) for v in (cfg.input, cfg.output, cfg.runs_table))
-
 
 def counters(spark, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: spark.sparkContext.accumulator(0.0) for name in names}

@@ -44,9 +44,6 @@ class Config(JobConfig):
         require_non_negative(self, "k")
 
 
-def needs_metastore(cfg: Config) -> bool:
-    return any(tables.is_table(v) for v in (cfg.neighbours, cfg.labels, cfg.output, cfg.runs_table))
-
 
 def read_labels(spark, cfg: Config):
     """DataFrame(id, label) from a JSON mapping / list of mappings, or a table with id + label."""

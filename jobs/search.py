@@ -59,9 +59,6 @@ class Config(JobConfig):
             raise ConfigError(f"key 'index': {exc}") from None
 
 
-def needs_metastore(cfg: Config) -> bool:
-    return any(tables.is_table(v) for v in (cfg.queries, cfg.output, cfg.runs_table))
-
 
 def read_queries(spark, cfg: Config, meta: manifest.Manifest):
     """The `ok` query rows (id, embedding), after checking they come from the index's model."""
@@ -103,8 +100,7 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
         answered = staged.select("query_id").distinct().count()
         if meta.ntotal > 1 and answered != n_ok:
             raise JobFailed(f"{n_ok} queries but {answered} have neighbours; nothing was published")
-        summary.statuses = {"ok": answered, **({"skipped": summary.rows_in - n_ok}
-                                              if summary.rows_in > n_ok else {})}
+        summary.count_ok(answered, skipped=summary.rows_in - n_ok)
         summary.stats["neighbour_rows"] = staged.count()
 
     with summary.timed("search + write"):

@@ -39,6 +39,11 @@ class RunSummary:
             self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - start
             log.info("%s: %s done in %.1f s", self.job, stage, self.stages[stage])
 
+    def count_ok(self, ok: int, skipped: int | None = None) -> None:
+        """Statuses of a job that reads embeddings: `ok` rows used, the rest (not ok) skipped."""
+        skipped = self.rows_in - ok if skipped is None else skipped
+        self.statuses = {"ok": ok, **({"skipped": skipped} if skipped > 0 else {})}
+
     @property
     def rows_ok(self) -> int:
         return self.statuses.get("ok", 0)

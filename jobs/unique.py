@@ -38,9 +38,6 @@ class Config(JobConfig):
         require_non_negative(self, "nprobe")
 
 
-def needs_metastore(cfg: Config) -> bool:
-    return any(tables.is_table(v) for v in (cfg.embeddings, cfg.output, cfg.runs_table))
-
 
 def uniqueness(ok, near, count_duplicates: bool):
     """(id, nearest_id, nearest_score, rank): rank 1 = the least similar to anything else.
@@ -82,7 +79,7 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
         with summary.timed("rank + write"):
             tables.publish(spark, uniqueness(ok, near, cfg.count_duplicates), cfg.output, cfg.mode,
                            summary.run_id, verify)
-    summary.statuses = {"ok": n_ok, **({"skipped": summary.rows_in - n_ok} if summary.rows_in > n_ok else {})}
+    summary.count_ok(n_ok)
     summary.outputs.append(cfg.output)
 
 
