@@ -19,6 +19,7 @@ JOBS = {
     "search": "jobs.search",
     "dedup": "jobs.dedup",
     "unique": "jobs.unique",
+    "assign-labels": "jobs.assign_labels",
     "evaluate": "jobs.evaluate",
     "demo": "jobs.demo",
 }

@@ -36,6 +36,37 @@ class EmbedConfig(JobConfig):
 
 
 
+@dataclass(frozen=True)
+class RowsInfo:
+    rows: int
+    dim: int
+    model: str
+
+
+def read_ok_embeddings(spark, location: str, purpose: str, one_model_hint: str) -> tuple["object", RowsInfo]:
+    """The `ok` rows of an embeddings table (all columns), after checking one model and one dimension."""
+    from pyspark.sql import functions as F
+
+    df = tables.read_input(spark, location, "table" if tables.is_table(location) else "parquet")
+    tables.require_columns(df, {f"embeddings ({c})": c for c in ("id", "embedding", "status", "model")},
+                           location)
+    kind = df.schema["embedding"].dataType.simpleString()
+    if kind not in ("array<float>", "array<double>"):
+        raise ConfigError(f"key 'embeddings': column embedding is {kind}, not an array of floats")
+    ok = df.filter(F.col("status") == "ok")
+    stats = ok.agg(F.count("*").alias("n"), F.min(F.size("embedding")).alias("lo"),
+                   F.max(F.size("embedding")).alias("hi"), F.collect_set("model").alias("models")).first()
+    where = f"in {location!r}"
+    if stats["n"] == 0:
+        raise ConfigError(f"key 'embeddings': no rows with status ok {where}; nothing {purpose}")
+    if stats["lo"] != stats["hi"]:
+        raise ConfigError(f"key 'embeddings': embeddings of {stats['lo']} and {stats['hi']} dims {where}")
+    if len(stats["models"]) != 1:
+        raise ConfigError(f"key 'embeddings': rows of several models {sorted(stats['models'])} {where}; "
+                          + one_model_hint)
+    return ok, RowsInfo(int(stats["n"]), int(stats["lo"]), stats["models"][0])
+
+
 def counters(spark, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: spark.sparkContext.accumulator(0.0) for name in names}
 

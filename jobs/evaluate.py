@@ -1,4 +1,4 @@
-"""Evaluate retrieval: precision@k, rank-weighted precision@k, mAP@k and recall@k, overall and per class."""
+"""Evaluate retrieval (precision@k family per class) or classification (accuracy, macro-F1, confusion)."""
 from __future__ import annotations
 
 import json
@@ -12,36 +12,51 @@ from typing import ClassVar, Literal
 if __package__ in (None, ""):  # `spark-submit jobs/evaluate.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import tables  # noqa: E402
+from jobs import classification, tables  # noqa: E402
 from jobs.config import ConfigError, JobConfig, key, require_non_negative  # noqa: E402
 from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
 from jobs.summary import RunSummary  # noqa: E402
+from udfs.classification import NONE  # noqa: E402
 from udfs.similarity import query_metrics  # noqa: E402
 
 NAME = "evaluate"
-PLAN = "join neighbours with labels → per-query metrics (grouped pandas) → mean overall and per class"
+PLAN = ("retrieval: join neighbours with labels → per-query metrics (grouped pandas) → mean overall and "
+        "per class; classification: join labels table with gold → confusion count → metrics")
 METRICS = ("precision", "rank_weighted_precision", "average_precision", "recall")
-METRICS_SCHEMA = "job string, metric string, k int, class string, value double, queries long"
+METRICS_SCHEMA = ("job string, metric string, k int, class string, predicted string, value double, "
+                  "queries long")
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Config(JobConfig):
     default_output: ClassVar[str] = "metrics"
-    neighbours: str = key("", "the neighbours table written by search/dedup", flag="--neighbours")
-    labels: str = key("", "labels: a JSON file ({id: label} or [{id: label}, ...]), or a table / "
-                      "Parquet / CSV with id and label columns", flag="--labels")
-    k: int = key(0, "cut-off rank; 0 = the deepest rank in the neighbours table", flag="--k")
+    neighbours: str = key("", "retrieval: the neighbours table written by search/dedup", flag="--neighbours")
+    labels_table: str = key("", "classification: the labels table written by assign-labels",
+                            flag="--labels-table")
+    gold: str = key("", "true labels: a JSON file ({id: label} or [{id: label}, ...]), or a table / "
+                    "Parquet / CSV with id and label columns", flag="--gold")
+    labels: str = key("", "the same as `gold` (kept for retrieval commands)", flag="--labels")
+    k: int = key(0, "cut-off rank; 0 = the deepest rank in the neighbours or labels table", flag="--k")
     label_column: str = key("label", "label column of a tabular `labels`")
     id_match: Literal["auto", "exact", "stem"] = key(
         "auto", "match ids to labels as they are, or by file name without folder and extension")
 
     def validate(self) -> None:
         super().validate()
-        check_input_exists("neighbours", self.neighbours)
-        check_input_exists("labels", self.labels)
-        check_output_not_input(self.neighbours, self.output)
+        if bool(self.neighbours) == bool(self.labels_table):
+            raise ConfigError("give exactly one of --neighbours (retrieval) or --labels-table (classification)")
+        if bool(self.gold) == bool(self.labels):
+            raise ConfigError("key 'gold': give the true labels once, with --gold (or --labels)")
+        scored = "neighbours" if self.neighbours else "labels_table"
+        check_input_exists(scored, getattr(self, scored))
+        check_input_exists("gold" if self.gold else "labels", self.gold_labels)
+        check_output_not_input(getattr(self, scored), self.output)
         require_non_negative(self, "k")
+
+    @property
+    def gold_labels(self) -> str:
+        return self.gold or self.labels
 
 
 
@@ -49,15 +64,16 @@ def read_labels(spark, cfg: Config):
     """DataFrame(id, label) from a JSON mapping / list of mappings, or a table with id + label."""
     from pyspark.sql import functions as F
 
-    if cfg.labels.endswith(".json") and not tables.is_table(cfg.labels):
-        data = json.loads(Path(cfg.labels).read_text())
+    location = cfg.gold_labels
+    if location.endswith(".json") and not tables.is_table(location):
+        data = json.loads(Path(location).read_text())
         pairs = data.items() if isinstance(data, dict) else \
             [item for entry in data for item in entry.items()] if isinstance(data, list) else None
         if pairs is None:
-            raise ConfigError(f"key 'labels': {cfg.labels!r} must hold {{id: label}} or [{{id: label}}]")
+            raise ConfigError(f"key 'gold': {location!r} must hold {{id: label}} or [{{id: label}}]")
         return spark.createDataFrame([(str(i), str(label)) for i, label in pairs], "id string, label string")
-    df = tables.read_input(spark, cfg.labels, tables.detect_format(cfg.labels, "auto"))
-    tables.require_columns(df, {"labels (id)": "id", "label_column": cfg.label_column}, cfg.labels)
+    df = tables.read_input(spark, location, tables.detect_format(location, "auto"))
+    tables.require_columns(df, {"gold (id)": "id", "label_column": cfg.label_column}, location)
     return df.select(F.col("id").cast("string"), F.col(cfg.label_column).cast("string").alias("label"))
 
 
@@ -115,14 +131,46 @@ def metrics_table(scores, k: int):
     both = overall.unionByName(per_class)
     stack = F.expr("stack({}, {})".format(len(METRICS), ", ".join(f"'{m}@{k}', {m}" for m in METRICS)))
     return both.select(F.lit(NAME).alias("job"), stack.alias("metric", "value"), F.lit(k).alias("k"),
-                       "class", "queries").select("job", "metric", "k", "class", "value", "queries")
+                       "class", F.lit(None).cast("string").alias("predicted"), "queries").select(
+        "job", "metric", "k", "class", "predicted", "value", "queries")
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
-    from pyspark.sql import functions as F
-
     tables.prepare_output(spark, cfg.output, cfg.mode)
     labels = read_labels(spark, cfg)
+    if cfg.labels_table:
+        run_classification(spark, cfg, summary, labels)
+    else:
+        run_retrieval(spark, cfg, summary, labels)
+    written = tables.read_input(spark, cfg.output, "table" if tables.is_table(cfg.output) else "parquet")
+    for row in written.filter("class is null").collect():
+        summary.stats[row.metric] = round(row.value, 4)
+    summary.outputs.append(cfg.output)
+
+
+def run_classification(spark, cfg: Config, summary: RunSummary, gold) -> None:
+    from pyspark.sql import functions as F
+
+    predictions = tables.read_input(spark, cfg.labels_table,
+                                    "table" if tables.is_table(cfg.labels_table) else "parquet")
+    tables.require_columns(predictions, {f"labels_table ({c})": c for c in ("id", "label", "rank")},
+                           cfg.labels_table)
+    k = cfg.k or int(predictions.agg(F.max("rank")).first()[0] or 1)
+    with summary.timed("confusion count"):
+        predictions = classification.with_matching_ids(predictions, gold, cfg.id_match)
+        counts, hits, extra = classification.confusion(predictions, gold, k)
+    summary.rows_in = sum(counts.values()) + extra
+    missing = sum(n for (_, p), n in counts.items() if p == NONE)
+    summary.statuses = {"ok": sum(counts.values()) - missing, **({"no_prediction": missing} if missing else {}),
+                        **({"no_gold_label": extra} if extra else {})}
+    with summary.timed("write"):
+        tables.publish(spark, classification.metrics_frame(spark, NAME, counts, hits, k), cfg.output,
+                       cfg.mode, summary.run_id, lambda staged: None)
+
+
+def run_retrieval(spark, cfg: Config, summary: RunSummary, labels) -> None:
+    from pyspark.sql import functions as F
+
     nb = tables.read_input(spark, cfg.neighbours, "table" if tables.is_table(cfg.neighbours) else "parquet")
     tables.require_columns(nb, {f"neighbours ({c})": c for c in ("query_id", "rank", "neighbor_id")},
                            cfg.neighbours)
@@ -138,11 +186,7 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     with summary.timed("write"):
         tables.publish(spark, metrics_table(scores, k), cfg.output, cfg.mode, summary.run_id,
                        lambda staged: None)
-    written = tables.read_input(spark, cfg.output, "table" if tables.is_table(cfg.output) else "parquet")
-    for row in written.filter("class is null").collect():
-        summary.stats[row.metric] = round(row.value, 4)
     scores.unpersist()
-    summary.outputs.append(cfg.output)
 
 
 if __name__ == "__main__":

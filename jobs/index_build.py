@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
-from jobs import indexing, session, tables
+from jobs import embedding, indexing, session, tables
+from jobs.embedding import RowsInfo
 from jobs.config import ConfigError
 from jobs.summary import JobFailed
 from index import factory, manifest, searcher, shards, store
@@ -21,37 +21,10 @@ class PoorIndexError(JobFailed):
     """recall@10 below min_recall: the index is not published."""
 
 
-@dataclass(frozen=True)
-class RowsInfo:
-    rows: int
-    dim: int
-    model: str
-
-
 def read_ok_rows(spark, cfg) -> tuple["object", RowsInfo]:
     """DataFrame(faiss_id, id, embedding) of the `ok` rows, after checking dims, model and ids."""
-    from pyspark.sql import functions as F
-
-    fmt = "table" if tables.is_table(cfg.embeddings) else "parquet"
-    df = tables.read_input(spark, cfg.embeddings, fmt)
-    tables.require_columns(df, {f"embeddings ({c})": c for c in ("id", "embedding", "status", "model")},
-                           cfg.embeddings)
-    kind = df.schema["embedding"].dataType.simpleString()
-    if kind not in ("array<float>", "array<double>"):
-        raise ConfigError(f"key 'embeddings': column embedding is {kind}, not an array of floats")
-    ok = df.filter(F.col("status") == "ok")
-    stats = ok.agg(F.count("*").alias("n"), F.min(F.size("embedding")).alias("lo"),
-                   F.max(F.size("embedding")).alias("hi"), F.collect_set("model").alias("models")).first()
-    where = f"in {cfg.embeddings!r}"
-    if stats["n"] == 0:
-        raise ConfigError(f"key 'embeddings': no rows with status ok {where}; nothing to index")
-    if stats["lo"] != stats["hi"]:
-        raise ConfigError(f"key 'embeddings': embeddings of {stats['lo']} and {stats['hi']} dims {where}")
-    if len(stats["models"]) != 1:
-        raise ConfigError(f"key 'embeddings': rows of several models {sorted(stats['models'])} {where}; "
-                          "build one index per model")
-    rows = ok.select(indexing.faiss_id_column(), "id", "embedding")
-    return rows, RowsInfo(int(stats["n"]), int(stats["lo"]), stats["models"][0])
+    ok, info = embedding.read_ok_embeddings(spark, cfg.embeddings, "to index", "build one index per model")
+    return ok.select(indexing.faiss_id_column(), "id", "embedding"), info
 
 
 def choose(cfg, info: RowsInfo) -> factory.Choice:

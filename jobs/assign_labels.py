@@ -1,0 +1,151 @@
+"""Assign labels: zero-shot, Zmap, Wmap, logistic, centroid or SetFit heads over embeddings or texts."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+if __package__ in (None, ""):  # `spark-submit jobs/assign_labels.py` without the zip on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jobs import label_fit, session, tables  # noqa: E402
+from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
+from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
+from jobs.summary import JobFailed, RunSummary  # noqa: E402
+from udfs import heads  # noqa: E402
+from udfs.embed_udfs import TextJobOptions  # noqa: E402
+from udfs.label_udfs import LABELS_SCHEMA, ScoreOptions, embedding_scorer, text_scorer  # noqa: E402
+
+NAME = "assign-labels"
+PLAN = ("read the label set and examples → fit the head on the driver (or load --head) → save it → "
+        "broadcast → score every row of the embeddings (or texts) table → stage, count, publish")
+METHODS = ("zero-shot", "zmap", "wmap", "logreg", "centroid", "setfit")
+
+
+@dataclass(frozen=True)
+class Config(JobConfig):
+    default_output: ClassVar[str] = "labels"
+    embeddings: str = key("", "the embeddings table to label (not needed by setfit)", flag="--embeddings")
+    texts: str = key("", "setfit: the texts to label (a path or table with id and text columns)",
+                     flag="--texts")
+    labels: str = key("", "label set YAML: labels with name, description, keywords, examples; "
+                      "templates. Optional when examples name the labels", flag="--labels")
+    method: Literal["zero-shot", "zmap", "wmap", "logreg", "centroid", "setfit"] = key(
+        "zero-shot", "how labels are scored", flag="--method")
+    examples: str = key("", "labelled examples: a table with label and id (joined to the embeddings) "
+                        "or text; or a folder with one sub-folder of images per label", flag="--examples")
+    examples_per_class: int = key(0, "use this many examples per label, drawn with `seed`; 0 = all")
+    seed: int = key(0, "seed for drawing examples, pairs and self-training")
+    head: str = key("", "score with this saved head instead of fitting one", flag="--head")
+    head_output: str = key("", "where the fitted head is saved; empty = warehouse/label_heads/<method>-<run>")
+    top_k: int = key(1, "labels written per item", flag="--top-k")
+    min_score: float = key(-1.0, "an item whose best score is below this gets one row labelled `unknown` "
+                           "(cosine for zero-shot/zmap/wmap/centroid, probability for logreg/setfit); "
+                           "-1 = off")
+    id_column: str = key("id", "examples and texts: the id column")
+    text_column: str = key("text", "examples and texts: the text column")
+    label_column: str = key("label", "examples: the label column")
+    model_path: str = key("", "the table's Sentence-Transformers directory when it is not packaged")
+    vectors_path: str = key("", "word-vectors tables: the vectors file they were embedded with")
+    word_vectors: str = key("", "zmap: word2vec/GloVe file of the target space; empty = packaged GloVe 6B 50d")
+    vocab_size: int = key(20_000, "zmap: the most frequent words the map is fitted on")
+    zmap_alpha: float = key(10.0, "zmap: ridge strength")
+    wmap_lambda: float = key(1.0, "wmap: pull towards the identity (large = the input map unchanged)")
+    wmap_base: Literal["zmap", "none"] = key("zmap", "wmap: fitted after Zmap, or on the raw embeddings")
+    logreg_c: float = key(1.0, "logreg/setfit/self-training: inverse regularisation strength")
+    prior_weight: float = key(1.0, "centroid: weight of the label-text embedding added to each centroid")
+    self_training: int = key(0, "rounds of self-training on the table's own confident predictions "
+                             "(transductive; no labels needed); 0 = off")
+    self_training_fraction: float = key(0.5, "self-training: most confident share of each label kept")
+    self_training_sample: int = key(20_000, "self-training: rows of the table brought to the driver")
+    setfit_pairs: int = key(20, "setfit: contrastive pairs drawn per example and kind (same/other)")
+    setfit_epochs: int = key(1, "setfit: passes over the pairs")
+    setfit_max_seconds: float = key(600.0, "setfit: stop fine-tuning after this long")
+    batch_size: int = key(8, "setfit: texts per model call while scoring")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.head:
+            check_input_exists("head", self.head)
+        if self.scores_texts:
+            if not self.texts:
+                raise ConfigError("key 'texts' is required by method setfit and by a saved setfit head "
+                                  "(they embed the texts with the fine-tuned encoder)")
+            check_input_exists("texts", self.texts)
+            check_output_not_input(self.texts, self.output)
+        else:
+            if not self.embeddings:
+                raise ConfigError(f"key 'embeddings' is required by method {self.method}")
+            check_input_exists("embeddings", self.embeddings)
+            check_output_not_input(self.embeddings, self.output)
+        for name in ("labels", "examples"):
+            if getattr(self, name):
+                check_input_exists(name, getattr(self, name))
+        require_positive(self, "top_k", "vocab_size", "setfit_pairs", "setfit_epochs", "batch_size",
+                         "self_training_sample")
+        require_non_negative(self, "examples_per_class", "self_training", "wmap_lambda", "zmap_alpha")
+        if self.logreg_c <= 0:
+            raise ConfigError("key 'logreg_c' must be > 0")
+        if not 0 < self.self_training_fraction <= 1:
+            raise ConfigError("key 'self_training_fraction' must be in (0, 1]")
+        if self.self_training and self.method == "setfit":
+            raise ConfigError("key 'self_training' works on an embeddings table; setfit scores texts")
+        if not self.head:
+            label_fit.check_label_inputs(self)
+
+    @property
+    def scores_texts(self) -> bool:
+        """setfit, or a saved setfit head: the texts are embedded with its fine-tuned encoder."""
+        if not self.head:
+            return self.method == "setfit"
+        try:
+            return bool(heads.read_manifest(self.head)["params"].get("encoder"))
+        except ValueError as exc:
+            raise ConfigError(f"key 'head': {exc}") from None
+
+
+def run(spark, cfg: Config, summary: RunSummary) -> None:
+    tables.prepare_output(spark, cfg.output, cfg.mode)
+    source, model = label_fit.read_source(spark, cfg)
+    with summary.timed("fit head"):
+        head, folder = label_fit.head_for(spark, cfg, model, summary)
+    summary.stats["labels"] = len(head.labels)
+    opts = ScoreOptions(cfg.top_k, cfg.min_score if cfg.min_score > -1 else None, head.method)
+    shared = spark.sparkContext.broadcast(head)
+    if head.params.get("encoder"):
+        spec = label_fit.encoder_spec(folder, head)
+        scorer = text_scorer(shared, spec, TextJobOptions(cfg.batch_size), opts)
+        session.set_arrow_batch(spark, 1024)
+    else:
+        scorer = embedding_scorer(shared, opts)
+        session.set_arrow_batch(spark, 4096)
+    with summary.timed("count inputs"):
+        summary.rows_in = source.count()
+    partitions = max(1, min(summary.rows_in, 2 * spark.sparkContext.defaultParallelism))
+    scored = source.repartition(partitions).mapInPandas(scorer, LABELS_SCHEMA)
+    with summary.timed("score + write"):
+        tables.publish(spark, scored, cfg.output, cfg.mode, summary.run_id,
+                       verify=lambda staged: _check_rows(staged, summary))
+    summary.outputs += [cfg.output, folder]
+
+
+def _check_rows(staged, summary: RunSummary) -> None:
+    """Every input id has rows; counts items by status (ok items count once, not once per rank)."""
+    from pyspark.sql import functions as F
+
+    items = staged.groupBy("id").agg(F.first("status").alias("status"),
+                                     F.max(F.col("label") == "unknown").alias("unknown"))
+    counts = items.groupBy("status", "unknown").count().collect()
+    summary.statuses = {}
+    for row in counts:
+        status = "unknown" if row["unknown"] else row["status"]
+        summary.statuses[status] = summary.statuses.get(status, 0) + int(row["count"])
+    if summary.rows_out != summary.rows_in:
+        raise JobFailed(f"{summary.rows_in} items in but {summary.rows_out} labelled; nothing was published")
+
+
+if __name__ == "__main__":
+    from jobs import assign_labels, cli
+
+    sys.exit(cli.run_job(assign_labels, sys.argv[1:]))

@@ -1,0 +1,223 @@
+"""assign-labels on the driver: the label set, the examples, fitting and saving a head, self-training."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from jobs import embedding, tables
+from jobs.config import ConfigError
+from udfs import cnn, heads, texts
+from udfs.heads import Head
+from udfs.label_sets import LabelSet, parse_label_set
+
+log = logging.getLogger(__name__)
+NEEDS_LABEL_TEXT = ("zero-shot", "zmap", "wmap")
+NEEDS_EXAMPLES = ("wmap", "logreg", "centroid", "setfit")
+
+
+@dataclass
+class Examples:
+    labels: np.ndarray            # int [n]: index into the label set
+    vectors: np.ndarray | None    # [n, d] embeddings, when they came from the table or were embedded
+    texts: list[str] | None       # the texts, when the examples have them
+
+
+def read_label_set(path: str) -> LabelSet | None:
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return parse_label_set(yaml.safe_load(fh), path)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"key 'labels': {exc}") from None
+
+
+def check_label_inputs(cfg) -> None:
+    """What each method needs, checked before Spark starts."""
+    label_set = read_label_set(cfg.labels)
+    inline = label_set is not None and any(label.examples for label in label_set.labels)
+    if cfg.method in NEEDS_LABEL_TEXT and label_set is None:
+        raise ConfigError(f"key 'labels': method {cfg.method} needs a label set (YAML with label names)")
+    if cfg.method in NEEDS_EXAMPLES and not (cfg.examples or inline):
+        raise ConfigError(f"key 'examples': method {cfg.method} needs labelled examples: --examples "
+                          "(a table with label and id or text, or a folder per label) or `examples` "
+                          "in the label set")
+
+
+def read_source(spark, cfg) -> tuple["object", str]:
+    """What gets labelled and its model: DataFrame(id, embedding, status, error) of the whole embeddings
+    table (bad rows too), or DataFrame(id, source, text) of the texts for a fine-tuned encoder."""
+    from pyspark.sql import functions as F
+
+    if cfg.scores_texts:
+        df = tables.read_input(spark, cfg.texts, tables.detect_format(cfg.texts, "auto"))
+        tables.require_columns(df, {"id_column": cfg.id_column, "text_column": cfg.text_column}, cfg.texts)
+        items = df.select(F.col(cfg.id_column).cast("string").alias("id"),
+                          F.lit(cfg.texts).alias("source"), F.col(cfg.text_column).alias("text"))
+        return items, cfg.model_path and Path(cfg.model_path).name or texts.DEFAULT_TEXT_MODEL
+    _, info = embedding.read_ok_embeddings(spark, cfg.embeddings, "to label", "label one model at a time")
+    df = tables.read_input(spark, cfg.embeddings, "table" if tables.is_table(cfg.embeddings) else "parquet")
+    return df.select("id", "embedding", "status", "error"), info.model
+
+
+def text_spec(cfg, model: str) -> texts.TextModelSpec | None:
+    """The text encoder that made `model`'s embeddings, or None for an image model."""
+    if model == "glove-6b-50d" or model.startswith("word-vectors:"):
+        return texts.TextModelSpec(texts.WORD_VECTORS, vectors_path=cfg.vectors_path)
+    spec = texts.TextModelSpec(model, model_path=cfg.model_path)
+    try:
+        texts.check_spec(spec)
+        return spec
+    except ValueError:
+        pass
+    try:
+        cnn.check_spec(cnn.ImageModelSpec(model))
+        return None
+    except ValueError:
+        raise ConfigError(f"the embeddings' model {model!r} is neither packaged nor an image model; "
+                          "set model_path to its Sentence-Transformers directory") from None
+
+
+def encoder_spec(folder: str, head: Head) -> texts.TextModelSpec:
+    return texts.TextModelSpec(head.embedding_model, model_path=os.path.abspath(
+        os.path.join(folder, head.params["encoder"])))
+
+
+def head_for(spark, cfg, model: str, summary) -> tuple[Head, str]:
+    """A saved head (checked against the table's model) or a freshly fitted and saved one."""
+    if cfg.head:
+        try:
+            head = heads.load(cfg.head)
+        except ValueError as exc:
+            raise ConfigError(f"key 'head': {exc}") from None
+        if not head.params.get("encoder") and head.embedding_model != model:
+            raise ConfigError(f"key 'head': {cfg.head!r} was fitted on {head.embedding_model!r} embeddings, "
+                              f"the table holds {model!r}")
+        return head, cfg.head
+    from jobs import label_methods
+
+    label_set = read_label_set(cfg.labels)
+    spec = text_spec(cfg, model) if cfg.method != "setfit" else \
+        texts.TextModelSpec(model, model_path=cfg.model_path)
+    if spec is None and cfg.method in NEEDS_LABEL_TEXT:
+        raise ConfigError(f"key 'method': {cfg.method} compares texts with label names; {model!r} is an "
+                          "image model — use logreg or centroid with examples")
+    encoder = texts.load_text_model(spec) if spec is not None and cfg.method != "setfit" else None
+    examples, names = read_examples(spark, cfg, label_set, encoder, model)
+    summary.stats["examples"] = len(examples.labels)
+    folder = cfg.head_output or os.path.join(cfg.warehouse, "label_heads", f"{cfg.method}-{summary.run_id}")
+    staging = folder.rstrip("/") + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    head, extra = label_methods.fit(cfg, label_methods.Inputs(label_set, names, examples, encoder, model),
+                                    staging, summary)
+    if cfg.self_training:
+        head = label_methods.self_train(spark, cfg, head, examples, summary)
+    heads.save(head, staging, extra)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(staging, folder)  # a reader sees no head or a whole one
+    log.info("label head saved to %s", folder)
+    return head, folder
+
+
+def read_examples(spark, cfg, label_set: LabelSet | None, encoder, model: str) -> tuple[Examples, list[str]]:
+    """The labelled examples (--examples, sampled per class, then the label set's own) and the label
+    names in order; texts are embedded on the driver with the table's encoder."""
+    table_labels, table_texts, table_vectors = [], None, None
+    if cfg.examples:
+        rows, table_vectors, from_texts = _examples_rows(spark, cfg, model)
+        table_labels = [r[0] for r in rows]
+        table_texts = [r[1] for r in rows] if from_texts else None
+    inline_texts, inline_labels = label_set.inline_examples() if label_set else ([], [])
+    all_labels = table_labels + inline_labels
+    all_texts = table_texts + inline_texts if table_texts is not None else \
+        (inline_texts if not table_labels else None)
+    names = label_set.names if label_set else sorted(set(all_labels))
+    unknown = sorted(set(all_labels) - set(names))
+    if unknown:
+        raise ConfigError(f"key 'examples': labels {unknown[:10]} are not in the label set {names}")
+    if len(names) < 2:
+        raise ConfigError(f"key 'examples': the examples name {len(names)} label(s); at least 2 are needed")
+    y = np.array([names.index(n) for n in all_labels], dtype=np.int64)
+    if cfg.method in NEEDS_EXAMPLES:
+        empty = [n for i, n in enumerate(names) if not np.any(y == i)]
+        if empty:
+            raise ConfigError(f"key 'examples': no example for label(s) {empty}; method {cfg.method} "
+                              "needs at least one per label")
+    if cfg.method == "setfit":
+        if len(y) and all_texts is None:
+            raise ConfigError("key 'examples': setfit fine-tunes on texts; give examples with a "
+                              f"{cfg.text_column!r} column")
+        return Examples(y, None, all_texts), names
+    to_embed = inline_texts if table_vectors is not None else (all_texts or [])
+    if to_embed and encoder is None:
+        raise ConfigError(f"key 'examples': text examples cannot be embedded with the image model {model!r}")
+    embedded = texts.embed_texts(encoder, to_embed, 32).embeddings if to_embed else None
+    parts = [v for v in (table_vectors, embedded) if v is not None]
+    return Examples(y, np.vstack(parts) if parts else None, all_texts), names
+
+
+def _examples_rows(spark, cfg, model: str) -> tuple[list, np.ndarray | None, bool]:
+    """([(label, text | id)], vectors or None, whether the rows carry texts) from `examples`."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if _is_class_folders(cfg.examples):
+        df = _embedded_folder(spark, cfg.examples, model)
+    else:
+        df = tables.read_input(spark, cfg.examples, tables.detect_format(cfg.examples, "auto"))
+        if cfg.label_column not in df.columns:
+            raise ConfigError(f"key 'label_column': {cfg.examples!r} has no column {cfg.label_column!r}; "
+                              f"columns: {df.columns}")
+        df = df.withColumnRenamed(cfg.label_column, "_label")
+    if cfg.examples_per_class:
+        window = Window.partitionBy("_label").orderBy(F.rand(cfg.seed))
+        df = df.withColumn("_n", F.row_number().over(window)).filter(F.col("_n") <= cfg.examples_per_class)
+    if "embedding" in df.columns:
+        rows = df.select(F.col("_label").cast("string"), "id", "embedding").orderBy("id").collect()
+        return [(r[0], r[1]) for r in rows], np.array([r[2] for r in rows], np.float32), False
+    if cfg.text_column in df.columns:
+        rows = df.select(F.col("_label").cast("string"), F.col(cfg.text_column).cast("string"))
+        rows = rows.filter(F.col(cfg.text_column).isNotNull()).orderBy(cfg.text_column).collect()
+        return [(r[0], r[1]) for r in rows], None, True
+    if cfg.id_column in df.columns and cfg.method != "setfit":
+        table = tables.read_input(spark, cfg.embeddings, "table" if tables.is_table(cfg.embeddings) else "parquet")
+        joined = df.select(F.col(cfg.id_column).cast("string").alias("id"), "_label").join(
+            table.filter("status = 'ok'").select("id", "embedding"), "id")
+        rows = joined.orderBy("id").collect()
+        if not rows:
+            raise ConfigError(f"key 'examples': none of the ids in {cfg.examples!r} is an ok row of "
+                              f"{cfg.embeddings!r}")
+        return [(r["_label"], r["id"]) for r in rows], np.array([r["embedding"] for r in rows], np.float32), False
+    raise ConfigError(f"key 'examples': {cfg.examples!r} needs a {cfg.text_column!r} column "
+                      f"(text_column) or an {cfg.id_column!r} column (id_column) beside the labels")
+
+
+def _is_class_folders(path: str) -> bool:
+    return os.path.isdir(path) and not tables.is_table(path) and \
+        tables.detect_format(path, "auto") == "images" and any(p.is_dir() for p in Path(path).iterdir())
+
+
+def _embedded_folder(spark, folder: str, model: str):
+    """DataFrame(id, _label, embedding) of a folder-per-label image tree, embedded with the table's CNN."""
+    from pyspark.sql import functions as F
+    from udfs.embed_udfs import EMBEDDINGS_SCHEMA, ImageJobOptions, image_embedder
+
+    try:
+        spec = cnn.ImageModelSpec(model)
+        cnn.check_spec(spec)
+    except ValueError:
+        raise ConfigError(f"key 'examples': a folder of images needs an image embeddings table; "
+                          f"{model!r} is not an image model") from None
+    files = tables.list_files(spark, folder, tables.IMAGE_EXTENSIONS)
+    embedded = files.mapInPandas(image_embedder(spec, ImageJobOptions(), {}), EMBEDDINGS_SCHEMA).cache()
+    bad = embedded.filter("status != 'ok'").select("id", "error").collect()
+    for row in bad[:5]:
+        log.warning("example %s skipped: %s", row["id"], row["error"])
+    labelled = embedded.filter("status = 'ok'").withColumn("_label", F.regexp_extract("id", r"^([^/]+)/", 1))
+    return labelled.filter(F.col("_label") != "").select("id", "_label", "embedding")

@@ -1,0 +1,146 @@
+"""Fitting each assign-labels method on the driver, and self-training on the table's own predictions."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jobs import tables
+from jobs.config import ConfigError
+from jobs.label_fit import Examples
+from udfs import finetune, heads, texts
+from udfs.heads import Head
+from udfs.label_sets import LabelSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Inputs:
+    label_set: LabelSet | None
+    names: list[str]
+    examples: Examples
+    encoder: texts.TextModel | None  # the table's text encoder on the driver; None for image tables
+    model: str                       # the embeddings' model name
+
+
+def fit(cfg, inputs: Inputs, folder: str, summary) -> tuple[Head, tuple[str, ...]]:
+    """(the fitted head, files besides head.npz that the manifest must cover)."""
+    method, ex = cfg.method, inputs.examples
+    params = {"seed": cfg.seed, "examples": int(len(ex.labels))}
+    if method == "zero-shot":
+        return Head(method, inputs.names, label_vectors(inputs), embedding_model=inputs.model,
+                    params={**params, "templates": list(inputs.label_set.templates)}), ()
+    if method in ("zmap", "wmap"):
+        labels = label_vectors(inputs)
+        projection = None
+        if method == "zmap" or cfg.wmap_base == "zmap":
+            projection = zmap(cfg, inputs.encoder)
+            params.update(zmap_alpha=cfg.zmap_alpha, vocab_size=cfg.vocab_size)
+        mapped = heads.normalise(labels @ projection) if projection is not None else labels
+        if method == "wmap":
+            docs = ex.vectors @ projection if projection is not None else ex.vectors
+            m = heads.fit_wmap(docs, mapped[ex.labels], cfg.wmap_lambda)
+            projection = projection @ m if projection is not None else m
+            params.update(wmap_lambda=cfg.wmap_lambda, wmap_base=cfg.wmap_base)
+        return Head(method, inputs.names, mapped, projection, embedding_model=inputs.model, params=params), ()
+    if method == "logreg":
+        weights, bias = heads.fit_logreg(ex.vectors, ex.labels, len(inputs.names), cfg.logreg_c, cfg.seed)
+        return Head(method, inputs.names, weights, bias=bias, embedding_model=inputs.model,
+                    params={**params, "logreg_c": cfg.logreg_c}), ()
+    if method == "centroid":
+        classes = heads.centroids(ex.vectors, ex.labels, len(inputs.names))
+        if inputs.label_set is not None and inputs.encoder is not None and cfg.prior_weight > 0:
+            classes = heads.normalise(classes + cfg.prior_weight * label_vectors(inputs))
+            params["prior_weight"] = cfg.prior_weight
+        return Head(method, inputs.names, classes, embedding_model=inputs.model, params=params), ()
+    return setfit(cfg, inputs, folder, summary, params)
+
+
+def label_vectors(inputs: Inputs) -> np.ndarray:
+    """[c, d]: each label's texts (one per template, with description and keywords) embedded, averaged."""
+    per_label = inputs.label_set.texts()
+    flat = [text for group in per_label for text in group]
+    vectors = texts.embed_texts(inputs.encoder, flat, 32).embeddings
+    sizes = np.cumsum([0] + [len(group) for group in per_label])
+    return heads.zero_shot([vectors[a:b] for a, b in zip(sizes[:-1], sizes[1:])])
+
+
+def zmap(cfg, encoder: texts.TextModel) -> np.ndarray:
+    """Z [d, w]: the ridge map from the encoder's space to word vectors, fitted on frequent words."""
+    if encoder is None or encoder.kind != "sentence":
+        raise ConfigError("key 'method': zmap maps sentence embeddings to word vectors; the table was not "
+                     "embedded with a sentence encoder")
+    kv = texts.load_word_vectors(cfg.word_vectors)
+    words = [w for w in kv.index_to_key[: cfg.vocab_size * 2] if isinstance(w, str) and w.isalpha()]
+    words = words[: cfg.vocab_size]  # most frequent first in GloVe/word2vec files; punctuation left out
+    sentence = texts.embed_texts(encoder, words, 64).embeddings
+    log.info("zmap: fitted on %d words", len(words))
+    return heads.fit_zmap(sentence, kv[words], cfg.zmap_alpha)
+
+
+def setfit(cfg, inputs: Inputs, folder: str, summary, params: dict) -> tuple[Head, tuple[str, ...]]:
+    """Fine-tunes a fresh copy of the encoder on contrastive pairs, saves it under folder/encoder, and
+    fits a logistic head on the fine-tuned embeddings of the examples."""
+    import torch
+
+    ex = inputs.examples
+    model = texts.load_text_model(texts.TextModelSpec(inputs.model, model_path=cfg.model_path))
+    torch.set_num_threads(os.cpu_count() or 1)  # the driver's cores are free while it fine-tunes
+    opts = finetune.FineTuneOptions(cfg.setfit_pairs, cfg.setfit_epochs, max_seconds=cfg.setfit_max_seconds,
+                                    seed=cfg.seed)
+    stats = finetune.fine_tune(model.encoder, ex.texts, ex.labels, opts)
+    summary.stats.update(setfit_pairs=stats.pairs, setfit_steps=stats.steps,
+                         setfit_seconds=round(stats.seconds, 1), setfit_stopped_early=int(stats.stopped_early))
+    model.encoder.save(os.path.join(folder, "encoder"), safe_serialization=True)
+    vectors = texts.embed_texts(model, ex.texts, 32).embeddings
+    weights, bias = heads.fit_logreg(vectors, ex.labels, len(inputs.names), cfg.logreg_c, cfg.seed)
+    files = tuple(sorted(str(p.relative_to(folder)) for p in _files(os.path.join(folder, "encoder"))))
+    head = Head("setfit", inputs.names, weights, bias=bias, embedding_model=f"{inputs.model}+setfit",
+                params={**params, "encoder": "encoder", "base_model": inputs.model, "pairs": stats.pairs,
+                        "steps": stats.steps, "stopped_early": stats.stopped_early})
+    return head, files
+
+
+def _files(root: str) -> list[Path]:
+    return [p for p in Path(root).rglob("*") if p.is_file()]
+
+
+def self_train(spark, cfg, head: Head, ex: Examples, summary) -> Head:
+    """Rounds of: label a sample of the table, keep each label's most confident share, refit a
+    logistic head on those (plus the real examples). Transductive: it uses the table, never the gold."""
+    sample = corpus_sample(spark, cfg.embeddings, cfg.self_training_sample, cfg.seed)
+    n = len(head.labels)
+    for round_ in range(cfg.self_training):
+        scores = head.scores(sample)
+        predicted, confidence = scores.argmax(axis=1), scores.max(axis=1)
+        keep = np.zeros(len(sample), dtype=bool)
+        for label in range(n):
+            rows = np.flatnonzero(predicted == label)
+            top = rows[np.argsort(-confidence[rows], kind="stable")[: max(1, int(len(rows) * cfg.self_training_fraction))]]
+            keep[top] = True
+        x, y = sample[keep], predicted[keep]
+        if ex.vectors is not None and len(ex.labels):
+            x, y = np.vstack([x, ex.vectors]), np.concatenate([y, ex.labels])
+        weights, bias = heads.fit_logreg(x, y, n, cfg.logreg_c, cfg.seed)
+        log.info("self-training round %d: %d pseudo-labelled rows", round_ + 1, int(keep.sum()))
+        head = Head(f"{head.method.split('+')[0]}+self-training", head.labels, weights, bias=bias,
+                    embedding_model=head.embedding_model,
+                    params={**head.params, "self_training": cfg.self_training,
+                            "self_training_fraction": cfg.self_training_fraction,
+                            "self_training_rows": int(len(sample))})
+    summary.stats["self_training_rows"] = int(len(sample))
+    return head
+
+
+def corpus_sample(spark, location: str, limit: int, seed: int) -> np.ndarray:
+    """[<= limit, d] embeddings of ok rows, drawn uniformly with `seed`; never the whole big table."""
+    from pyspark.sql import functions as F
+
+    df = tables.read_input(spark, location, "table" if tables.is_table(location) else "parquet")
+    ok = df.filter(F.col("status") == "ok").select("embedding")
+    rows = ok.orderBy(F.rand(seed)).limit(limit).collect()
+    return np.array([r[0] for r in rows], dtype=np.float32)
