@@ -1,4 +1,5 @@
-"""Packaged demo and test data written out as real files: Fashion-MNIST PNGs, sample photos, fortunes."""
+"""Packaged demo and test data written out as real files: Fashion-MNIST PNGs, sample photos, fortunes,
+WordNet noun glosses."""
 from __future__ import annotations
 
 import gzip
@@ -13,6 +14,13 @@ FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", 
                    "bag", "ankle-boot")
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 FORTUNE_CATEGORIES = ("computers", "food", "law", "medicine", "sports")
+WORDNET_NOUNS = Path("/usr/share/wordnet/data.noun")
+# WordNet's noun lexicographer files (supersenses), by their number in data.noun
+NOUN_SUPERSENSES = {3: "Tops", 4: "act", 5: "animal", 6: "artifact", 7: "attribute", 8: "body",
+                    9: "cognition", 10: "communication", 11: "event", 12: "feeling", 13: "food",
+                    14: "group", 15: "location", 16: "motive", 17: "object", 18: "person",
+                    19: "phenomenon", 20: "plant", 21: "possession", 22: "process", 23: "quantity",
+                    24: "relation", 25: "shape", 26: "state", 27: "substance", 28: "time"}
 
 
 def _missing(path: Path, package: str) -> FileNotFoundError:
@@ -84,6 +92,27 @@ def fortunes(categories: tuple[str, ...] = FORTUNE_CATEGORIES, max_chars: int = 
             text = " ".join(entry.split())
             if 20 <= len(text) <= max_chars:
                 rows.append({"id": f"{category}-{i:04d}", "category": category, "text": text})
+    return rows
+
+
+def wordnet_nouns(supersenses: tuple[str, ...] = ()) -> list[dict]:
+    """WordNet noun synsets from Debian `wordnet-base`: [{id, word, supersense, text}], where text is
+    "word: first sentence of the gloss"; all 82k synsets, or only those of `supersenses`."""
+    if not WORDNET_NOUNS.exists():
+        raise _missing(WORDNET_NOUNS, "wordnet-base")
+    rows = []
+    with WORDNET_NOUNS.open(encoding="latin-1") as fh:
+        for line in fh:
+            if line.startswith("  "):  # the licence header
+                continue
+            fields, _, gloss = line.partition("| ")
+            parts = fields.split()
+            supersense = NOUN_SUPERSENSES.get(int(parts[1]), "")
+            if supersenses and supersense not in supersenses:
+                continue
+            word = parts[4].replace("_", " ")
+            rows.append({"id": f"n{parts[0]}", "word": word, "supersense": supersense,
+                         "text": f"{word}: {gloss.split(';')[0].strip()}"})
     return rows
 
 

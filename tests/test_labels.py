@@ -1,0 +1,149 @@
+"""Label sets, heads, Wmap's orientation and limit, artefacts, metrics: no Spark."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from udfs import finetune, heads, texts
+from udfs.classification import NONE, classification_metrics
+from udfs.heads import Head
+from udfs.label_sets import parse_label_set
+from udfs.label_udfs import ScoreOptions, label_rows
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"labels": ["only"]}, "at least 2 labels"),
+    ({"labels": ["a", "b", "a"]}, "repeated: ['a']"),
+    ({"labels": [{"name": "a", "examples": []}, "b"]}, "`examples` must be a non-empty list"),
+    ({"labels": [{"name": "a", "colour": "red"}, "b"]}, "unknown key(s) ['colour']"),
+    ({"labels": ["a", "b"], "templates": ["no placeholder"]}, "no {name} placeholder"),
+    ({"labels": [{"description": "no name"}, "b"]}, "`name` must be a non-empty string"),
+    ({"names": ["a", "b"]}, "a mapping with a `labels` list"),
+])
+def test_bad_label_sets_get_clear_errors(data, message):
+    with pytest.raises(ValueError, match=None) as err:
+        parse_label_set(data, "set.yaml")
+    assert message in str(err.value) and "set.yaml" in str(err.value)
+
+
+def test_label_texts_fill_templates_and_append_descriptions():
+    label_set = parse_label_set({"templates": ["About {name}.", "{name} news"], "labels": [
+        {"name": "Sports", "description": "Games and teams.", "keywords": ["golf", "tennis"],
+         "examples": ["A goal in the last minute."]}, "World"]}, "x")
+    assert label_set.texts() == [["About Sports. Games and teams. golf, tennis.",
+                                  "Sports news Games and teams. golf, tennis."], ["About World.", "World news"]]
+    assert label_set.inline_examples() == (["A goal in the last minute."], ["Sports"])
+
+
+def test_wmap_with_infinite_lambda_is_its_input_map():
+    rng = np.random.default_rng(0)
+    docs, targets, zmap = rng.normal(size=(24, 16)), rng.normal(size=(24, 16)), rng.normal(size=(32, 16))
+    m = heads.fit_wmap(docs, targets, 1e12)
+    assert np.allclose(m, np.eye(16), atol=1e-6)
+    queries, labels = rng.normal(size=(50, 32)), heads.normalise(rng.normal(size=(3, 16)))
+    plain = Head("zmap", list("abc"), labels, zmap.astype(np.float32)).scores(queries)
+    mapped = Head("wmap", list("abc"), labels, (zmap @ m).astype(np.float32)).scores(queries)
+    assert np.allclose(plain, mapped, atol=1e-5)
+
+
+def test_wmap_learns_the_map_the_right_way_round():
+    """Examples mapped by a rotation R are recovered as docs @ M ≈ targets, i.e. M ≈ R, not Rᵀ."""
+    rng = np.random.default_rng(1)
+    rotation, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    docs = heads.normalise(rng.normal(size=(200, 8)))
+    m = heads.fit_wmap(docs, docs @ rotation, 1e-6)
+    assert np.allclose(m, rotation, atol=1e-3)
+    assert not np.allclose(m, rotation.T, atol=1e-1)
+
+
+def test_zmap_is_a_ridge_map_between_spaces():
+    rng = np.random.default_rng(2)
+    sentence = heads.normalise(rng.normal(size=(500, 12)))
+    truth = rng.normal(size=(12, 6))
+    z = heads.fit_zmap(sentence, heads.normalise(sentence @ truth) * 1.0, 1e-6)
+    mapped = heads.normalise(sentence @ z)
+    assert np.mean(np.sum(mapped * heads.normalise(sentence @ truth), axis=1)) > 0.99
+    shrunk = heads.fit_zmap(sentence, heads.normalise(sentence @ truth), 1e6)
+    assert np.abs(shrunk).max() < 1e-3  # a huge alpha pulls the map to zero
+
+
+def test_logreg_head_matches_sklearn_for_two_and_more_classes():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    for classes in (2, 3):
+        x = heads.normalise(rng.normal(size=(20 * classes, 5)) + 2 * np.repeat(np.eye(5)[:classes], 20, axis=0))
+        y = np.repeat(np.arange(classes), 20)
+        weights, bias = heads.fit_logreg(x, y, classes, 1.0, 0)
+        ours = Head("logreg", [str(c) for c in range(classes)], weights, bias=bias).scores(x)
+        theirs = LogisticRegression(C=1.0, max_iter=2000, random_state=0).fit(x, y).predict_proba(x)
+        assert np.allclose(ours, theirs, atol=1e-4)
+
+
+def test_heads_round_trip_and_refuse_a_tampered_file(tmp_path):
+    rng = np.random.default_rng(4)
+    head = Head("wmap", ["a", "b", "c"], rng.normal(size=(3, 4)).astype(np.float32),
+                rng.normal(size=(6, 4)).astype(np.float32), embedding_model="m", params={"wmap_lambda": 1.0})
+    heads.save(head, str(tmp_path / "h"))
+    back = heads.load(str(tmp_path / "h"))
+    x = rng.normal(size=(5, 6))
+    assert back.labels == head.labels and back.embedding_model == "m" and back.bias is None
+    assert np.array_equal(back.scores(x), head.scores(x))
+    np.savez(tmp_path / "h" / "head.npz", classes=np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="sha256"):
+        heads.load(str(tmp_path / "h"))
+    with pytest.raises(ValueError, match="no manifest.json"):
+        heads.load(str(tmp_path))
+
+
+def test_label_rows_top_k_unknown_and_bad_rows():
+    head = Head("zero-shot", ["x", "y", "z"], np.eye(3, dtype=np.float32))
+    vectors = [np.array([1.0, 0.5, 0]), None, np.array([0.3, 0.3, 0.3]), np.array([0, 0, 1.0])]
+    frame = label_rows(np.array(["a", "b", "c", "d"]), vectors, ["ok", "empty", "ok", "ok"],
+                       [None, "the text is empty", None, None], head, ScoreOptions(2, 0.6, "zero-shot"))
+    rows = [tuple(r) for r in frame[["id", "label", "rank", "status"]].astype(object).itertuples(index=False)]
+    assert rows == [("a", "x", 1, "ok"), ("a", "y", 2, "ok"), ("b", None, pd_na(), "empty"),
+                    ("c", "unknown", 1, "ok"), ("d", "z", 1, "ok"), ("d", "x", 2, "ok")]
+    assert frame.loc[frame.id == "b", "error"].item() == "the text is empty"
+
+
+def pd_na():
+    import pandas as pd
+
+    return pd.NA
+
+
+def test_classification_metrics_by_hand():
+    confusion = {("cat", "cat"): 3, ("cat", "dog"): 1, ("dog", "dog"): 2, ("dog", NONE): 1, ("eel", "cat"): 1}
+    rows = {(r.metric, r.label, r.predicted): r.value for r in classification_metrics(confusion, 6, 2)}
+    assert rows[("accuracy", None, None)] == pytest.approx(5 / 8)
+    assert rows[("top_2_accuracy", None, None)] == pytest.approx(6 / 8)
+    assert rows[("precision", "cat", None)] == pytest.approx(3 / 4)
+    assert rows[("recall", "dog", None)] == pytest.approx(2 / 3)
+    f1_cat, f1_dog = 0.75, 2 / 3  # cat: P = R = 3/4; dog: P = 2/3 (cat→dog counts), R = 2/3
+    assert rows[("macro_f1", None, None)] == pytest.approx((f1_cat + f1_dog + 0.0) / 3)
+    assert rows[("confusion", "dog", NONE)] == 1
+
+
+def test_contrastive_pairs_are_balanced_and_never_self():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    pairs = finetune.contrastive_pairs(labels, 5, seed=0)
+    assert len(pairs) == 2 * 5 * len(labels)
+    assert np.all(pairs[:, 0] != pairs[:, 1])
+    same = labels[pairs[:, 0]] == labels[pairs[:, 1]]
+    assert np.array_equal(same, pairs[:, 2] == 1) and pairs[:, 2].mean() == 0.5
+
+
+def test_padding_does_not_change_a_short_texts_embedding():
+    """Mean pooling must ignore padding: a short text batched with a long one embeds as it does alone."""
+    model = texts.load_text_model(texts.TextModelSpec())
+    short, long = "A cat sat.", "A much longer sentence about markets, " * 20
+    together = texts.embed_texts(model, [short, long], batch_size=8).embeddings[0]
+    alone = texts.embed_texts(model, [short], batch_size=8).embeddings[0]
+    assert float(together @ alone) > 0.9999
+
+
+def test_packaged_glove_has_each_word_once():
+    kv = texts.load_word_vectors()
+    assert len(kv) == 400_000 and kv.index_to_key[:3] == ["the", ",", "."]
+    assert kv.most_similar("king", topn=10) and "queen" in [w for w, _ in kv.most_similar("king", topn=10)]
