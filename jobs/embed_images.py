@@ -80,7 +80,7 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     opts = ImageJobOptions(cfg.batch_size, cfg.max_pixels, cfg.max_bytes, cfg.decode_threads,
                            cfg.torch_threads)
     embedding.embed_and_publish(spark, cfg, summary, items, image_embedder(cfg.spec, opts, counters),
-                                cfg.arrow_batch_size)
+                                cfg.arrow_batch_size, lambda: cnn.load_image_model(cfg.spec).label)
     embedding.add_counter_stats(summary, counters)
     summary.stats["images_per_second"] = round(summary.items_per_second("embed + write"), 2)
 

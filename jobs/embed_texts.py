@@ -107,7 +107,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
         items = read_items(spark, cfg)
     counters = embedding.counters(spark, ("model_seconds", "truncated", "tokens", "known_tokens"))
     embedder = text_embedder(cfg.spec, TextJobOptions(cfg.batch_size, cfg.torch_threads), counters)
-    embedding.embed_and_publish(spark, cfg, summary, items, embedder, cfg.arrow_batch_size)
+    embedding.embed_and_publish(spark, cfg, summary, items, embedder, cfg.arrow_batch_size,
+                                lambda: texts.load_text_model(cfg.spec).label)
     embedding.add_counter_stats(summary, counters)
     summary.stats["texts_per_second"] = round(summary.items_per_second("embed + write"), 2)
     tokens = summary.stats.get("tokens", 0)

@@ -26,9 +26,14 @@ class EmbedConfig(JobConfig):
     batch_size: int = key(32, "items per model call")
     num_partitions: int = key(0, "Spark partitions to embed in; 0 = 2 x the cluster's cores")
     torch_threads: int = key(0, "torch threads per task; 0 = the task's cores (spark.task.cpus)")
+    incremental: bool = key(False, "keep rows of the existing output whose id, content hash and model "
+                            "are unchanged; embed new and changed items; drop ids no longer in the input")
 
     def validate(self) -> None:
         super().validate()
+        if self.incremental and self.mode != "overwrite":
+            raise ConfigError(f"key 'incremental': needs mode overwrite (the output is rebuilt from the "
+                              f"kept and new rows), not {self.mode}")
         check_input_exists("input", self.input)
         check_output_not_input(self.input, self.output)
         require_positive(self, "batch_size")
@@ -72,19 +77,37 @@ def counters(spark, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def embed_and_publish(spark, cfg: EmbedConfig, summary: RunSummary, items,
-                      embedder: Callable, arrow_batch_size: int) -> None:
-    """items (id, source, ...) → embedder via mapInPandas → staged, counted, checked, published."""
+                      embedder: Callable, arrow_batch_size: int, model_label: Callable[[], str]) -> None:
+    """items (id, source, ...) → embedder via mapInPandas → staged, counted, checked, published.
+    With `incremental`, only new and changed items are embedded; `model_label()` names the model
+    the rows would get (to tell a model change)."""
+    from jobs import incremental
+
     with summary.timed("count inputs"):
         summary.rows_in = items.count()
     if summary.rows_in == 0:
         raise ConfigError(f"key 'input': {cfg.input!r} holds no rows to embed")
+    todo, reused, to_embed, plan = items, None, summary.rows_in, None
+    if cfg.incremental:
+        with summary.timed("compare with the previous output"):
+            plan = incremental.plan(spark, cfg.output, items, model_label(), getattr(cfg, "max_bytes", 2**26))
+        todo, reused = plan.todo, plan.reused
+        if reused is not None:
+            to_embed = summary.rows_in - plan.counts.get("unchanged", 0)
+            summary.stats.update({f"incremental_{k}": v for k, v in plan.counts.items()})
+    summary.stats["embedded"] = to_embed
     partitions = cfg.num_partitions or 2 * spark.sparkContext.defaultParallelism
     session.set_arrow_batch(spark, arrow_batch_size)
-    embedded = items.repartition(min(partitions, summary.rows_in)).mapInPandas(
-        embedder, EMBEDDINGS_SCHEMA)
-    with summary.timed("embed + write"):
-        tables.publish(spark, embedded, cfg.output, cfg.mode, summary.run_id,
-                       verify=lambda staged: _check_rows(staged, summary))
+    embedded = todo.repartition(max(1, min(partitions, to_embed))).mapInPandas(embedder, EMBEDDINGS_SCHEMA)
+    if reused is not None:
+        embedded = embedded.unionByName(reused)
+    try:
+        with summary.timed("embed + write"):
+            tables.publish(spark, embedded, cfg.output, cfg.mode, summary.run_id,
+                           verify=lambda staged: _check_rows(staged, summary))
+    finally:
+        if plan is not None:
+            plan.release()
     summary.outputs.append(cfg.output)
 
 

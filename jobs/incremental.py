@@ -1,0 +1,73 @@
+"""Incremental re-runs of the embedding jobs: reuse output rows whose id, bytes and model are unchanged."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from jobs import tables
+from udfs.embed_udfs import COLUMNS
+from udfs.hashing import file_hasher
+from udfs.status import READ_ERROR
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Plan:
+    todo: "object"           # DataFrame of items (the input's columns) to embed
+    reused: "object | None"  # DataFrame of previous output rows kept as they are
+    counts: dict[str, int]   # new, changed, unchanged, retried, deleted
+    cached: "object | None" = None
+
+    def release(self) -> None:
+        """Unpersist after publishing: a cached plan over the same paths would be reused, stale, by
+        the next run in this session."""
+        if self.cached is not None:
+            self.cached.unpersist()
+
+
+def output_exists(spark, output: str) -> bool:
+    if tables.is_table(output):
+        return spark.catalog.tableExists(tables.table_name(output))
+    fs, path = tables._hadoop(spark, output)
+    return fs.exists(path)
+
+
+def with_hashes(items, max_bytes: int):
+    """items + `_hash`: sha256 of the text, of the bytes column, or of each file (read on the workers)."""
+    from pyspark.sql import functions as F
+
+    if "text" in items.columns:
+        return items.withColumn("_hash", F.sha2(F.col("text"), 256))
+    if "content" in items.columns:
+        return items.withColumn("_hash", F.sha2(F.col("content"), 256))
+    hashes = items.select("id", "path").mapInPandas(file_hasher(max_bytes), "id string, _hash string")
+    return items.join(hashes, "id", "left")
+
+
+def plan(spark, output: str, items, model: str, max_bytes: int) -> Plan:
+    """Which items to embed and which previous rows to keep. A row is kept when its id is still in
+    the input with the same content hash and the same model; read errors are always retried."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    if not output_exists(spark, output):
+        log.info("incremental: %s does not exist yet; embedding everything", output)
+        return Plan(items, None, {"new": -1})
+    previous = tables.read_input(spark, output, "table" if tables.is_table(output) else "parquet")
+    tables.require_columns(previous, {f"previous output ({c})": c for c in COLUMNS}, output)
+    before = previous.select("id", F.col("content_hash").alias("_prev_hash"),
+                             F.col("model").alias("_prev_model"), F.col("status").alias("_prev_status"))
+    joined = with_hashes(items, max_bytes).join(before, "id", "left")
+    kind = (F.when(F.col("_prev_model").isNull() & F.col("_prev_status").isNull(), "new")
+            .when(F.col("_prev_status") == READ_ERROR, "retried")
+            .when((F.col("_prev_hash") == F.col("_hash")) & (F.col("_prev_model") == model), "unchanged")
+            .otherwise("changed"))
+    joined = joined.withColumn("_kind", kind).persist(StorageLevel.MEMORY_AND_DISK)
+    counts = {row["_kind"]: int(row["count"]) for row in joined.groupBy("_kind").count().collect()}
+    counts["deleted"] = previous.join(items.select("id"), "id", "left_anti").count()
+    keep = joined.filter(F.col("_kind") == "unchanged").select("id", "source")  # where it is now
+    reused = previous.drop("source").join(keep, "id").select(*COLUMNS)
+    todo = joined.filter(F.col("_kind") != "unchanged").select(*items.columns)
+    log.info("incremental: %s", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return Plan(todo, reused, counts, joined)

@@ -1,0 +1,147 @@
+"""Killed drivers and incremental re-runs: the previous output survives, and incremental equals full."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import cli, demo_data
+from tests.cluster import ROOT, spark_env
+from tests.conftest import common_args
+
+
+def last_stats(tmp_path: Path) -> dict:
+    runs = [pq.read_table(f).to_pylist()[0] for f in sorted((tmp_path / "runs").glob("run-*.parquet"))]
+    latest = max(runs, key=lambda r: r["started_at"])
+    return {**json.loads(latest["stats"]), "rows_in": latest["rows_in"], "rows_out": latest["rows_out"]}
+
+
+def assert_same_rows(a: Path, b: Path) -> None:
+    """Row for row: the same ids, hashes, statuses and models; embeddings equal up to float noise."""
+    left, right = (pd.read_parquet(p).set_index("id").sort_index() for p in (a, b))
+    assert list(left.index) == list(right.index) and left.index.is_unique
+    for column in ("content_hash", "status", "model", "source"):
+        assert left[column].equals(right[column]), column
+    ok = left.status == "ok"
+    assert np.allclose(np.stack(left.embedding[ok]), np.stack(right.embedding[ok]), atol=1e-5)
+
+
+def fortunes_frame(n: int, seed: int) -> pd.DataFrame:
+    rows = pd.DataFrame(demo_data.fortunes())
+    return rows.iloc[np.random.default_rng(seed).permutation(len(rows))[:n]][["id", "text"]]
+
+
+def test_incremental_texts_recompute_only_what_changed(spark, tmp_path):
+    corpus = fortunes_frame(330, seed=11)
+    before, extra = corpus.iloc[:300].copy(), corpus.iloc[300:]
+    before.to_parquet(tmp_path / "v1.parquet")
+    out = tmp_path / "emb"
+    args = ["--output", str(out), "--set", "incremental=true", *common_args(tmp_path)]
+    assert cli.main(["embed-texts", "--input", str(tmp_path / "v1.parquet"), *args]) == 0
+    assert last_stats(tmp_path)["embedded"] == 300
+
+    after = before.iloc[30:].copy()                                  # 30 deleted
+    after.iloc[:30, after.columns.get_loc("text")] = [t + " (revised)" for t in after.text.iloc[:30]]  # changed
+    after = pd.concat([after, extra])                                # 30 added
+    after.to_parquet(tmp_path / "v2.parquet")
+    assert cli.main(["embed-texts", "--input", str(tmp_path / "v2.parquet"), *args]) == 0
+    stats = last_stats(tmp_path)
+    assert (stats["incremental_new"], stats["incremental_changed"], stats["incremental_deleted"],
+            stats["incremental_unchanged"], stats["embedded"]) == (30, 30, 30, 240, 60)
+    assert stats["rows_in"] == stats["rows_out"] == 300
+
+    full = tmp_path / "full"
+    assert cli.main(["embed-texts", "--input", str(tmp_path / "v2.parquet"), "--output", str(full),
+                     *common_args(tmp_path)]) == 0
+    assert_same_rows(out, full)
+    assert cli.main(["embed-texts", "--input", str(tmp_path / "v2.parquet"), *args]) == 0
+    assert last_stats(tmp_path)["embedded"] == 0  # nothing changed: nothing embedded
+    assert_same_rows(out, full)
+
+
+def test_incremental_images_recompute_only_what_changed(spark, tmp_path):
+    folder = tmp_path / "images"
+    classes = demo_data.write_fashion_mnist(folder, 60, seed=4)
+    spare = demo_data.write_fashion_mnist(tmp_path / "spare", 12, seed=9)
+    out = tmp_path / "emb"
+    args = ["--input", str(folder), "--output", str(out), "--set", "incremental=true", *common_args(tmp_path)]
+    assert cli.main(["embed-images", *args]) == 0
+    ids = sorted(classes)
+    for name in ids[:6]:                                    # 6 deleted
+        (folder / name).unlink()
+    spares = sorted(spare)
+    for name, source in zip(ids[6:12], spares[:6]):         # 6 changed: same path, other pixels
+        shutil.copyfile(tmp_path / "spare" / source, folder / name)
+    for source in spares[6:]:                               # 6 added
+        target = folder / "added" / Path(source).name
+        target.parent.mkdir(exist_ok=True)
+        shutil.copyfile(tmp_path / "spare" / source, target)
+    assert cli.main(["embed-images", *args]) == 0
+    stats = last_stats(tmp_path)
+    assert (stats["incremental_new"], stats["incremental_changed"], stats["incremental_deleted"],
+            stats["embedded"]) == (6, 6, 6, 12)
+    full = tmp_path / "full"
+    assert cli.main(["embed-images", "--input", str(folder), "--output", str(full), *common_args(tmp_path)]) == 0
+    assert_same_rows(out, full)
+
+
+def test_incremental_needs_overwrite(tmp_path, capsys):
+    code = cli.main(["embed-texts", "--input", str(ROOT / "conf"), "--output", str(tmp_path / "o"),
+                     "--set", "incremental=true", "--set", "mode=append"])
+    assert code == 2 and "key 'incremental'" in capsys.readouterr().err
+
+
+def run_in_background(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, env=spark_env(),
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def test_a_driver_killed_mid_write_leaves_the_previous_output(tmp_path):
+    """SIGKILL of the driver's whole process group (Python, JVM, workers) while it writes."""
+    fortunes_frame(200, seed=1).to_parquet(tmp_path / "v1.parquet")
+    bigger = fortunes_frame(800, seed=2)
+    bigger.to_parquet(tmp_path / "v2.parquet")
+    out = tmp_path / "emb"
+    first = run_in_background(["embed-texts", "--input", str(tmp_path / "v1.parquet"), "--output", str(out),
+                               *common_args(tmp_path)], tmp_path / "first.log")
+    assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()[-2000:]
+    previous = pd.read_parquet(out)
+
+    staging = out.parent / "_sparkamp_staging"
+    second = run_in_background(["embed-texts", "--input", str(tmp_path / "v2.parquet"), "--output", str(out),
+                                *common_args(tmp_path)], tmp_path / "second.log")
+    deadline = time.time() + 300
+    while time.time() < deadline and second.poll() is None and not list(staging.glob("emb-staging-*/_temporary")):
+        time.sleep(0.2)
+    assert second.poll() is None, "the second run ended before it was killed"
+    time.sleep(1.0)  # let some tasks write their part files
+    os.killpg(second.pid, signal.SIGKILL)
+    second.wait(timeout=60)
+    assert list(staging.glob("emb-staging-*")), "killed before anything was staged"
+
+    survived = pd.read_parquet(out)  # what a reader sees: the previous output, whole
+    assert sorted(survived.id) == sorted(previous.id) and len(survived) == 200
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith((".", "_"))) == \
+        sorted(p.name for p in out.iterdir() if p.name.startswith("part-"))
+
+    third = run_in_background(["embed-texts", "--input", str(tmp_path / "v2.parquet"), "--output", str(out),
+                               *common_args(tmp_path)], tmp_path / "third.log")
+    assert third.wait(timeout=600) == 0, (tmp_path / "third.log").read_text()[-2000:]
+    assert sorted(pd.read_parquet(out).id) == sorted(bigger.id)
+    assert not staging.exists()  # the killed run's staging was cleared by the next run
+
+
+@pytest.mark.parametrize("job", ["embed-images", "embed-texts"])
+def test_unknown_job_keys_never_start_spark(job, tmp_path, capsys):
+    code = cli.main([job, "--input", str(tmp_path), "--set", "incremantal=true"])
+    assert code == 2 and "did you mean 'incremental'" in capsys.readouterr().err

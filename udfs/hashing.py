@@ -1,0 +1,25 @@
+"""Content hashes of files, computed on the workers (what incremental re-runs compare)."""
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Iterator
+
+import pandas as pd
+
+from udfs import files
+from udfs.status import RowError
+
+
+def file_hasher(max_bytes: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """A mapInPandas function: blocks of (id, path) → (id, _hash); null where a file cannot be read
+    (such a row is then embedded again and gets its own status)."""
+    def hash_partition(blocks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for block in blocks:
+            hashes = []
+            for path in block["path"].tolist():
+                try:
+                    hashes.append(hashlib.sha256(files.read_file(path, max_bytes)).hexdigest())
+                except RowError:
+                    hashes.append(None)
+            yield pd.DataFrame({"id": block["id"].to_numpy(), "_hash": hashes})
+    return hash_partition
