@@ -83,7 +83,11 @@ def read_shards(uris: list[str]) -> Iterator["object"]:
 def merge_in_memory(trained: bytes, shards: Iterable["object"]) -> "object":
     """One index holding every shard. Measured peak: about 2x the shards' total size (the merged lists
     grow by reallocation); use merge_on_disk when that does not fit."""
-    merged = deserialize(trained)
+    return merge_into(deserialize(trained), shards)
+
+
+def merge_into(merged: "object", shards: Iterable["object"]) -> "object":
+    """Moves every shard's vectors into `merged` (same trained state) and returns it."""
     for shard in shards:
         if factory.is_ivf(merged):
             import faiss

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 if __package__ in (None, ""):  # `spark-submit jobs/build_index.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import index_build, indexing, tables  # noqa: E402
+from jobs import index_build, index_update, indexing, tables  # noqa: E402
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
 from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
 from jobs.summary import RunSummary  # noqa: E402
@@ -42,6 +42,9 @@ class Config(JobConfig):
     min_recall: float = key(0.0, "refuse to publish an index whose recall@10 is below this")
     recall_queries: int = key(1000, "seeded sample of rows used as queries to measure recall@10")
     resume: bool = key(False, "reuse shards finished by an earlier, interrupted run with the same inputs")
+    incremental: bool = key(False, "update the index at `output`: remove changed and deleted ids, add a "
+                            "shard of new and changed rows with its trained state, re-merge (merge: "
+                            "memory); a full build when there is none or it differs")
 
     def validate(self) -> None:
         super().validate()
@@ -58,6 +61,9 @@ class Config(JobConfig):
         except (ValueError, RuntimeError) as exc:
             name = "memory_budget" if "size" in str(exc) else "factory"
             raise ConfigError(f"key '{name}': {exc}".splitlines()[0]) from None
+        if self.incremental and self.merge != "memory":
+            raise ConfigError("key 'incremental': needs merge: memory (the previous index is loaded, "
+                              "updated and merged again)")
         if factory.is_hnsw(self.factory) and self.merge != "none":
             raise ConfigError("key 'merge': HNSW graphs cannot be merged; use merge: none with HNSW")
         if self.merge == "ondisk" and self.factory != "auto" and "IVF" not in self.factory:
@@ -78,8 +84,13 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     key_parts = {"embeddings": cfg.embeddings, "factory": choice.factory, "metric": cfg.metric,
                  "seed": cfg.seed, "shards": cfg.num_shards, "rows": info.rows}
     folder = index_build.work_folder(spark, cfg, summary.run_id, indexing.build_key(key_parts))
+    prev = index_update.previous(cfg, info, choice.factory) if cfg.incremental else None
     try:
-        meta = _build(spark, cfg, summary, rows, info, choice, folder)
+        if prev is None:
+            meta = _build(spark, cfg, summary, rows, info, choice, folder)
+        else:
+            meta = index_update.update(spark, cfg, prev, rows, info, folder, summary)
+        _publish(spark, cfg, summary, meta, folder)
     except BaseException:
         index_build.discard(spark, cfg, folder)
         raise
@@ -96,12 +107,16 @@ def _build(spark, cfg: Config, summary: RunSummary, rows, info, choice, folder: 
     with summary.timed("add shards"):
         shard_rows = index_build.add_shards(spark, cfg, rows, trained, folder, queries)
     with summary.timed("write ids"):
-        rows.select("faiss_id", "id").write.mode("overwrite").parquet(f"{folder}/ids.parquet")
+        rows.select("faiss_id", "id", "content_hash").write.mode("overwrite").parquet(f"{folder}/ids.parquet")
     with summary.timed("merge"):
         meta = index_build.merge(cfg, trained, folder, shard_rows, choice, info)
-    meta.source, meta.config = cfg.embeddings, dataclasses.asdict(cfg)
     with summary.timed("measure recall"):
         index_build.measure_recall(cfg, meta, folder, shard_rows, queries)
+    return meta
+
+
+def _publish(spark, cfg: Config, summary: RunSummary, meta, folder: str) -> None:
+    meta.source, meta.config = cfg.embeddings, dataclasses.asdict(cfg)
     if meta.recall_at_10 is not None and meta.recall_at_10 < cfg.min_recall:
         raise index_build.PoorIndexError(f"recall@10 {meta.recall_at_10:.3f} is below min_recall "
                                          f"{cfg.min_recall}; the index was not published")
@@ -109,7 +124,6 @@ def _build(spark, cfg: Config, summary: RunSummary, rows, info, choice, folder: 
     meta.created_at = datetime.now(timezone.utc).isoformat()
     with summary.timed("publish"):
         index_build.publish(spark, cfg, meta, folder, summary.run_id)
-    return meta
 
 
 if __name__ == "__main__":

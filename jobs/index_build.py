@@ -22,9 +22,12 @@ class PoorIndexError(JobFailed):
 
 
 def read_ok_rows(spark, cfg) -> tuple["object", RowsInfo]:
-    """DataFrame(faiss_id, id, embedding) of the `ok` rows, after checking dims, model and ids."""
+    """DataFrame(faiss_id, id, embedding, content_hash) of the `ok` rows, after checking dims and model."""
+    from pyspark.sql import functions as F
+
     ok, info = embedding.read_ok_embeddings(spark, cfg.embeddings, "to index", "build one index per model")
-    return ok.select(indexing.faiss_id_column(), "id", "embedding"), info
+    hashes = F.col("content_hash") if "content_hash" in ok.columns else F.lit(None).cast("string")
+    return ok.select(indexing.faiss_id_column(), "id", "embedding", hashes.alias("content_hash")), info
 
 
 def choose(cfg, info: RowsInfo) -> factory.Choice:
@@ -112,6 +115,7 @@ def merge(cfg, trained: bytes, folder: str, shard_rows: list[dict], choice: fact
         shards.write_index(merged, local_index)
         names = ["index.faiss", "index.ivfdata"]
     del merged
+    meta.files["trained.faiss"] = store.sha256(store.join(folder, "trained.faiss"))  # for incremental
     for name in names:
         store.upload(os.path.join(scratch, name), store.join(folder, name))
         meta.files[name] = store.sha256(store.join(folder, name))

@@ -77,6 +77,29 @@ def shard_writer(trained: Any, queries: Any, folder: str, k: int, metric: str,
     return write_shard
 
 
+def exact_scan(spark, rows, queries: np.ndarray, k: int, metric: str) -> list[dict]:
+    """Exact top-k of `queries` over every row, one result per partition (shard_writer's format)."""
+    shipped = spark.sparkContext.broadcast(queries)
+
+    def scan(frames: Frames) -> Frames:
+        from udfs import cache
+
+        cache.set_faiss_threads()
+        best = None
+        for frame in frames:
+            if not frame.empty:
+                part = shards.exact_topk(shipped.value, [(frame["faiss_id"].to_numpy(np.int64),
+                                                          vectors_of(frame))], k, metric)
+                best = part if best is None else shards.merge_topk([best, part], k, metric)
+        if best is None:
+            return
+        yield pd.DataFrame({"scores": [best[0].astype(np.float32).tobytes()],
+                            "ids": [best[1].astype(np.int64).tobytes()]})
+    result = rows.select("faiss_id", "embedding").mapInPandas(scan, "scores binary, ids binary").collect()
+    shipped.unpersist()
+    return [r.asDict() for r in result]
+
+
 def exact_from_shards(rows: list, n_queries: int, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     parts = [(np.frombuffer(r["scores"], np.float32).reshape(n_queries, k),
               np.frombuffer(r["ids"], np.int64).reshape(n_queries, k)) for r in rows]

@@ -145,3 +145,43 @@ def test_a_driver_killed_mid_write_leaves_the_previous_output(tmp_path):
 def test_unknown_job_keys_never_start_spark(job, tmp_path, capsys):
     code = cli.main([job, "--input", str(tmp_path), "--set", "incremantal=true"])
     assert code == 2 and "did you mean 'incremental'" in capsys.readouterr().err
+
+
+def vectors_table(path: Path, ids: list[str], vectors: np.ndarray, hashes: list[str]) -> None:
+    pd.DataFrame({"id": ids, "source": "synthetic", "content_hash": hashes, "model": "synthetic-16",
+                  "embedding": list((vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)),
+                  "status": "ok", "error": None}).to_parquet(path)
+
+
+@pytest.mark.parametrize("factory", ["auto", "IVF16,Flat"])
+def test_incremental_index_update_equals_a_fresh_build(spark, tmp_path, factory):
+    rng = np.random.default_rng(5)
+    ids = [f"v{i:04d}" for i in range(600)]
+    vectors = rng.normal(size=(600, 16))
+    vectors_table(tmp_path / "v1.parquet", ids, vectors, [f"h{i}" for i in range(600)])
+    changed = vectors.copy()
+    changed[60:120] = rng.normal(size=(60, 16))                               # 60 changed
+    new_ids = ids[60:] + [f"w{i:04d}" for i in range(60)]                      # 60 deleted, 60 added
+    new_vectors = np.vstack([changed[60:], rng.normal(size=(60, 16))])
+    hashes = [f"h{i}" if i >= 120 else f"h{i}-new" for i in range(60, 600)] + [f"n{i}" for i in range(60)]
+    vectors_table(tmp_path / "v2.parquet", new_ids, new_vectors, hashes)
+    index, settings = tmp_path / "index", ["--factory", factory, "--set", "nprobe=16", *common_args(tmp_path)]
+    assert cli.main(["build-index", "--embeddings", str(tmp_path / "v1.parquet"), "--output", str(index),
+                     "--set", "incremental=true", *settings]) == 0
+    assert cli.main(["build-index", "--embeddings", str(tmp_path / "v2.parquet"), "--output", str(index),
+                     "--set", "incremental=true", *settings]) == 0
+    stats = last_stats(tmp_path)
+    assert (stats["incremental_new"], stats["incremental_changed"], stats["incremental_deleted"],
+            stats["incremental_unchanged"]) == (60, 60, 60, 480)
+    fresh = tmp_path / "fresh"
+    assert cli.main(["build-index", "--embeddings", str(tmp_path / "v2.parquet"), "--output", str(fresh),
+                     *settings]) == 0
+    results = {}
+    for name, folder in (("updated", index), ("fresh", fresh)):
+        out = tmp_path / f"nb-{name}"
+        assert cli.main(["search", "--index", str(folder), "--queries", str(tmp_path / "v2.parquet"),
+                         "--output", str(out), "--k", "10", *common_args(tmp_path)]) == 0
+        results[name] = pd.read_parquet(out).sort_values(["query_id", "rank"]).reset_index(drop=True)
+    assert results["updated"][["query_id", "rank", "neighbor_id"]].equals(
+        results["fresh"][["query_id", "rank", "neighbor_id"]])
+    assert np.allclose(results["updated"].score, results["fresh"].score, atol=1e-5)
