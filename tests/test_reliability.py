@@ -185,3 +185,17 @@ def test_incremental_index_update_equals_a_fresh_build(spark, tmp_path, factory)
     assert results["updated"][["query_id", "rank", "neighbor_id"]].equals(
         results["fresh"][["query_id", "rank", "neighbor_id"]])
     assert np.allclose(results["updated"].score, results["fresh"].score, atol=1e-5)
+
+
+def test_a_swap_killed_between_its_renames_is_undone_by_the_next_run(spark, tmp_path):
+    from jobs import tables
+
+    out = tmp_path / "out"
+    spark.range(10).write.parquet(str(out))
+    staging = tmp_path / "_sparkamp_staging"
+    staging.mkdir()
+    out.rename(staging / "out-old-run1")          # the kill came after the first rename
+    (staging / "out-staging-run1").mkdir()        # and left the new data staged
+    tables.prepare_output(spark, str(out), "overwrite")
+    assert spark.read.parquet(str(out)).count() == 10
+    assert not (staging / "out-staging-run1").exists()
