@@ -63,7 +63,8 @@ def read_source(spark, cfg) -> tuple["object", str]:
         return items, cfg.model_path and Path(cfg.model_path).name or texts.DEFAULT_TEXT_MODEL
     _, info = embedding.read_ok_embeddings(spark, cfg.embeddings, "to label", "label one model at a time")
     df = tables.read_input(spark, cfg.embeddings, "table" if tables.is_table(cfg.embeddings) else "parquet")
-    return df.select("id", "embedding", "status", "error"), info.model
+    error = F.col("error") if "error" in df.columns else F.lit(None).cast("string")
+    return df.select("id", "embedding", "status", error.alias("error")), info.model
 
 
 def text_spec(cfg, model: str) -> texts.TextModelSpec | None:
