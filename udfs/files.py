@@ -15,6 +15,8 @@ def read_file(uri: str, max_bytes: int) -> bytes:
             info = os.stat(path)
             if stat.S_ISDIR(info.st_mode):
                 raise IsADirectoryError(path)
+            if not stat.S_ISREG(info.st_mode):  # a fifo would block the task forever on open()
+                raise RowError(READ_ERROR, f"{uri} is not a regular file (a fifo, socket or device)")
             _check_size(info.st_size, max_bytes)
             with open(path, "rb") as fh:
                 return fh.read()
