@@ -1,8 +1,10 @@
 """Job inputs and outputs: reading files and tables, publishing Parquet paths or metastore tables atomically."""
 from __future__ import annotations
 
+import glob
 import logging
 import os
+import re
 import uuid
 from urllib.parse import unquote, urlsplit
 from typing import Callable
@@ -14,6 +16,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff")
 TEXT_FORMATS = ("parquet", "csv", "jsonl", "text-dir", "table")
+CORRUPT_RECORD = "_corrupt_record"  # tabular inputs: the raw text of a record Spark could not parse
 _SUFFIX_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
                    ".json": "jsonl", ".ndjson": "jsonl"}
 
@@ -75,22 +78,61 @@ def _root_of(location: str) -> str:
 def list_files(spark, location: str, extensions: tuple[str, ...]):
     """DataFrame(id, source, path) of the files under a directory or glob, recursively.
 
-    Spark's binaryFile source lists them (in parallel for big trees); the list comes from its file
-    index rather than a scan, which would skip 0-byte files. Workers read the bytes themselves.
-    `id` is the path relative to the input directory (or the glob's fixed prefix); `source` and
-    `path` are the full path.
+    Every entry is a row, even a broken link or a fifo (workers make those `read_error` rows), except
+    hidden names (starting with `.`). Local inputs are walked here, not by Spark's file index, which
+    also skips names starting with `_` (a camera's `_DSC0001.JPG`) and fails a glob on a `:` in a
+    name; remote ones are listed by Spark's binaryFile source (in parallel for big trees), with those
+    limits. `id` is the path relative to the input directory (or the glob's fixed prefix); `source`
+    and `path` are the full path, as Spark writes it (`file:/a b.jpg`). Workers read the bytes.
     """
-    path = location if is_remote(location) or has_glob(location) else local_path(location)
-    uris = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-            .load(path).inputFiles())
-    paths = sorted(_hadoop_form(uri) for uri in uris)
+    if is_remote(location):
+        uris = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+                .load(location).inputFiles())
+        paths = sorted(_hadoop_form(uri) for uri in uris)
+        _, root = _hadoop(spark, _root_of(location))
+        prefix = root.toString().rstrip("/") + "/"
+    else:
+        paths = sorted("file:" + p for p in _local_files(location))
+        prefix = "file:" + local_path(_root_of(location)).rstrip("/") + "/"
     if extensions:
         wanted = tuple("." + ext.lower() for ext in extensions)
         paths = [p for p in paths if p.lower().endswith(wanted)]
-    _, root = _hadoop(spark, _root_of(path))
-    prefix = root.toString().rstrip("/") + "/"
     rows = [(p[len(prefix):] if p.startswith(prefix) else p, p, p) for p in paths]
     return spark.createDataFrame(rows, "id string, source string, path string")
+
+
+def _local_files(location: str) -> set[str]:
+    """Absolute paths of the entries that are not directories under a local dir or glob, recursively,
+    through links to directories (once each); hidden (`.`) names aside."""
+    pattern = local_path(location)
+    tops = ({m for p in _expand_braces(pattern.replace("[^", "[!")) for m in glob.glob(p)}
+            if has_glob(location) else {pattern})
+    found = {top for top in tops if not os.path.isdir(top)}
+    seen: set[tuple[int, int]] = set()
+    for top in tops - found:
+        for folder, dirs, names in os.walk(top, onerror=_unlistable, followlinks=True):
+            inode = os.stat(folder)
+            if (inode.st_dev, inode.st_ino) in seen:  # a link back up the tree
+                dirs.clear()
+                continue
+            seen.add((inode.st_dev, inode.st_ino))
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found.update(os.path.join(folder, n) for n in names if not n.startswith("."))
+    return found
+
+
+def _unlistable(error: OSError) -> None:
+    """A folder that cannot be listed would drop its files unseen: the run stops instead."""
+    raise ConfigError(f"key 'input': cannot list {error.filename}: {error.strerror or error}")
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    """Hadoop's glob alternatives `{a,b}` (nestable) as separate patterns: Python's glob has none."""
+    group = re.search(r"\{([^{}]*)\}", pattern)  # an innermost group
+    if not group:
+        return [pattern]
+    return [expanded for alternative in group.group(1).split(",")
+            for expanded in _expand_braces(pattern[:group.start()] + alternative + pattern[group.end():])]
 
 
 def _hadoop_form(uri: str) -> str:
@@ -101,18 +143,59 @@ def _hadoop_form(uri: str) -> str:
 
 
 def read_input(spark, location: str, fmt: str):
-    """The raw input DataFrame of a tabular format (parquet, csv, jsonl, table)."""
+    """The raw input DataFrame of a tabular format (parquet, csv, jsonl, table).
+
+    Strings are valid UTF-8 (invalid bytes become U+FFFD, as Spark's CSV and JSON readers make them):
+    Arrow refuses an invalid string and would fail the whole task. A CSV row with more or fewer fields
+    than the header (extra ones dropped, missing ones null) or a JSON line that is not an object (all
+    null) stays a row, is logged as a warning, and keeps its raw text in `_corrupt_record`.
+    """
     if fmt == "table":
-        return spark.table(table_name(location))
+        return _valid_utf8(spark.table(table_name(location)))
     path = location if is_remote(location) else local_path(location)
     if fmt == "parquet":
-        return spark.read.parquet(path)
+        return _valid_utf8(spark.read.parquet(path))
+    reader = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_RECORD)
     if fmt == "csv":
-        return (spark.read.option("header", "true").option("multiLine", "true")
-                .option("escape", '"').option("mode", "PERMISSIVE").csv(path))
+        reader = reader.option("header", "true").option("multiLine", "true").option("escape", '"')
+        header = reader.csv(path).schema  # all strings: the header line alone is read
+        fields = len(header)
+        df = reader.schema(header.add(CORRUPT_RECORD, "string")).csv(path)
+        return _warn_malformed(df, location, f"have more or fewer fields than the header's {fields}")
     if fmt == "jsonl":
-        return spark.read.option("mode", "PERMISSIVE").json(path)
+        return _warn_malformed(reader.json(path), location, "are not JSON objects")
     raise ConfigError(f"key 'input_format': {fmt!r} is not a tabular format")
+
+
+def _valid_utf8(df):
+    """`df` with each string column's invalid UTF-8 bytes replaced by U+FFFD."""
+    from pyspark.sql import functions as F
+
+    return df.select(*(F.make_valid_utf8(_column(f.name)).alias(f.name)
+                       if f.dataType.typeName() == "string" else _column(f.name) for f in df.schema.fields))
+
+
+def _warn_malformed(df, location: str, what: str):
+    """Counts the records Spark could not parse (one more pass) and logs how many and the first."""
+    from pyspark.sql import functions as F
+
+    others = [c for c in df.columns if c != CORRUPT_RECORD]
+    if CORRUPT_RECORD not in df.columns or not others:  # nothing parsed: require_columns will say
+        return df
+    raw = F.col(CORRUPT_RECORD)
+    found = df.agg(F.count(raw).alias("n"), F.first(raw, ignorenulls=True).alias("first"),
+                   F.count(_column(others[0]))).first()  # Spark refuses a query of the raw column alone
+    if found["n"]:
+        log.warning("%s: %d records %s (kept as rows, raw text in column %s), the first: %r",
+                    location, found["n"], what, CORRUPT_RECORD, found["first"][:200])
+    return df
+
+
+def _column(name: str):
+    """The column called exactly `name` (which may hold a dot)."""
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
 
 
 def require_columns(df, needed: dict[str, str], location: str) -> None:
