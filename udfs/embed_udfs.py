@@ -164,7 +164,7 @@ def embed_text_block(block: pd.DataFrame, model: texts.TextModel, opts: TextJobO
         for i, row in enumerate(rows):
             if batch.known_tokens[i] == 0:
                 statuses[row] = NO_KNOWN_WORDS
-                errors[row] = f"none of its {int(batch.tokens[i])} tokens is in the word-vector vocabulary"
+                errors[row] = f"none of its {int(batch.tokens[i])} tokens is known to {model.label}"
             else:
                 vectors[row] = batch.embeddings[i]
         _add(counters, "truncated", int(np.count_nonzero(batch.truncated | np.array(cut))))

@@ -42,8 +42,8 @@ class TextBatch:
 
     embeddings: np.ndarray
     truncated: np.ndarray    # bool[n]
-    tokens: np.ndarray       # int[n]
-    known_tokens: np.ndarray  # int[n]: tokens the model knows (all of them for sentence encoders)
+    tokens: np.ndarray       # int[n]: words, or word pieces without [CLS]/[SEP] (before truncation)
+    known_tokens: np.ndarray  # int[n]: tokens the model knows (sentence encoders: not [UNK])
 
 
 def check_spec(spec: TextModelSpec) -> None:
@@ -141,15 +141,19 @@ def embed_texts(model: TextModel, texts: list[str], batch_size: int) -> TextBatc
     if model.kind == "words":
         return _embed_words(model, texts)
     encoder = model.encoder
-    lengths = np.array([len(ids) for ids in encoder.tokenizer(
-        texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]], dtype=np.int64)
+    tokenizer = encoder.tokenizer
+    ids = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    tokens = np.array([len(row) for row in ids], dtype=np.int64)
+    # all-[UNK] texts (emoji only, an unknown script) would all get one and the same vector
+    known = np.array([np.count_nonzero(np.asarray(row) != tokenizer.unk_token_id) for row in ids],
+                     dtype=np.int64)
+    lengths = tokens + tokenizer.num_special_tokens_to_add()
     order = np.argsort(-lengths, kind="stable")  # longest first: each batch pads to similar lengths
     ordered = encoder.encode([texts[i] for i in order], batch_size=batch_size, convert_to_numpy=True,
                              normalize_embeddings=True, show_progress_bar=False)
     embeddings = np.empty_like(ordered, dtype=np.float32)
     embeddings[order] = ordered
-    truncated = lengths > model.max_tokens
-    return TextBatch(embeddings, truncated, lengths, np.minimum(lengths, model.max_tokens))
+    return TextBatch(embeddings, lengths > model.max_tokens, tokens, known)
 
 
 def _embed_words(model: TextModel, texts: list[str]) -> TextBatch:
