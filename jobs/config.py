@@ -154,6 +154,9 @@ def load(cls: type, conf_file: str | None = None, sets: list[str] | None = None,
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"--conf: {conf_file!r} is not valid YAML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"--conf: {conf_file!r} is not UTF-8 text ({exc.reason} at byte "
+                              f"{exc.start}); save it as UTF-8") from None
         if not isinstance(data, dict):
             raise ConfigError(f"--conf: {conf_file!r} must hold a mapping of key: value")
         for name, value in data.items():

@@ -96,9 +96,12 @@ def read_items(spark, cfg: Config):
     else:
         needed["text_column"] = cfg.text_column
     tables.require_columns(df, needed, cfg.input)
-    return df.select(df[cfg.id_column].cast("string").alias("id"),
-                     tables.source_column(cfg.input, fmt, cfg.id_column).alias("source"),
-                     text_expression(cfg).alias("text"))
+    columns = [df[cfg.id_column].cast("string").alias("id"),
+               tables.source_column(cfg.input, fmt, cfg.id_column).alias("source"),
+               text_expression(cfg).alias("text")]
+    if tables.CORRUPT_RECORD in df.columns:  # rows Spark could not parse become `malformed` rows
+        columns.append(df[tables.CORRUPT_RECORD].alias("malformed"))
+    return df.select(*columns)
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:

@@ -283,7 +283,7 @@ def jsonl_run(spark, tmp_path_factory) -> Run:
 
 def test_jsonl_texts_one_row_each_with_a_specific_status(jsonl_run):
     expected = {i: status for i, (_, status) in TEXTS.items()}
-    expected.update({"no_text_key": "empty", "number": "ok", None: "empty"})
+    expected.update({"no_text_key": "empty", "number": "ok", None: "malformed"})
     assert_every_input_is_one_counted_row(jsonl_run, expected)
     errors = jsonl_run.rows.set_index("id").error
     assert errors["null"] == "the text is null" and errors["blank"] == "the text is empty"
@@ -294,7 +294,8 @@ def test_jsonl_texts_one_row_each_with_a_specific_status(jsonl_run):
 
 def test_a_line_that_is_not_json_is_a_row_and_a_warning(jsonl_run):
     broken = jsonl_run.rows[jsonl_run.rows.id.isna()]
-    assert len(broken) == 1 and broken.status.iloc[0] == "empty"
+    assert len(broken) == 1 and broken.status.iloc[0] == "malformed"
+    assert "unterminated" in broken.error.iloc[0]
     (warning,) = jsonl_run.warnings
     assert "1 records are not JSON objects" in warning and '{"id": "cut", "text": "unterminated' in warning
 
@@ -309,19 +310,20 @@ def test_right_to_left_and_emoji_texts_find_their_own_kind(jsonl_run):
 
 
 def test_ragged_csv_rows_are_rows_and_are_reported(spark, tmp_path):
-    """A row with extra fields keeps the header's (the rest is dropped); one with fewer gets nulls;
-    both are named in a warning with their raw line."""
+    """A row with more or fewer fields than the header is a `malformed` row with its raw line as the
+    error, and both are named in a warning."""
     source = tmp_path / "news.csv"
     source.write_bytes(b'id,text\nplain,Rivers flow to the sea\nquoted,"Commas, inside quotes"\n'
                        b'multiline,"two\nlines"\nlong,too,many,fields\nshort\nblank,\nspaces,"   "\n'
                        b'latin1,caf\xe9 au lait\n')
     run = run_job(spark, tmp_path, "embed-texts", source)
     assert_every_input_is_one_counted_row(run, {"plain": "ok", "quoted": "ok", "multiline": "ok",
-                                                "long": "ok", "short": "empty", "blank": "empty",
+                                                "long": "malformed", "short": "malformed", "blank": "empty",
                                                 "spaces": "empty", "latin1": "ok"})
     (warning,) = run.warnings
     assert "2 records have more or fewer fields than the header's 2" in warning
     assert "'long,too,many,fields'" in warning
+    assert "long,too,many,fields" in run.row("long").error
 
 
 def test_parquet_strings_with_invalid_utf8_do_not_fail_the_task(spark, tmp_path):
@@ -366,8 +368,6 @@ def test_binary_text_column_with_invalid_utf8(spark, tmp_path):
     assert_every_input_is_one_counted_row(run, {"fine": "ok", "latin1": "decode_error"})
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="jobs/config.py reads --conf without catching UnicodeDecodeError")
 def test_conf_file_that_is_not_utf8_is_a_config_error(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "bad.yaml").write_bytes(b"\xff\xfebatch_size: 3\n")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from udfs import cache, cnn, files, images, texts
-from udfs.status import NO_KNOWN_WORDS, OK, RowError
+from udfs.status import MALFORMED, NO_KNOWN_WORDS, OK, RowError
 
 EMBEDDINGS_SCHEMA = ("id string, source string, content_hash string, model string, "
                      "embedding array<float>, status string, error string")
@@ -136,6 +136,10 @@ def embed_text_block(block: pd.DataFrame, model: texts.TextModel, opts: TextJobO
     vectors: list = [None] * n
     statuses, errors = [OK] * n, [None] * n
     values = block["text"].tolist() if "text" in block else [None] * n
+    for row, raw in enumerate(block["malformed"].tolist() if "malformed" in block else []):
+        if raw is not None:
+            statuses[row] = MALFORMED
+            errors[row] = f"the record does not fit the input's layout: {raw[:200]!r}"
     for row, path in enumerate(block["path"].tolist() if "path" in block else []):
         try:
             values[row] = files.read_file(path, opts.max_bytes)
