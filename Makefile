@@ -48,6 +48,7 @@ bench: venv data
 	$(PY) bench/embed.py --quick
 	$(PY) bench/index.py --quick
 	$(PY) bench/similarity.py --quick
+	$(PY) bench/labels.py --quick
 
 clean:
 	rm -rf dist build *.egg-info warehouse spark-warehouse metastore_db derby.log
