@@ -86,7 +86,14 @@ def text_spec(cfg, model: str) -> texts.TextModelSpec | None:
 
 
 def encoder_spec(folder: str, head: Head) -> texts.TextModelSpec:
-    return texts.TextModelSpec(head.embedding_model, model_path=os.path.abspath(
+    """The fine-tuned encoder saved with a head; its name carries the files' digest, so a worker's
+    model cache never serves an older encoder republished at the same path."""
+    import hashlib
+
+    files = heads.read_manifest(folder)["files"]
+    digest = hashlib.sha256("".join(v for k, v in sorted(files.items())
+                                    if k.startswith(head.params["encoder"] + "/")).encode()).hexdigest()
+    return texts.TextModelSpec(f"{head.embedding_model}@{digest[:12]}", model_path=os.path.abspath(
         os.path.join(folder, head.params["encoder"])))
 
 

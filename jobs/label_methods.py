@@ -89,10 +89,14 @@ def setfit(cfg, inputs: Inputs, folder: str, summary, params: dict) -> tuple[Hea
 
     ex = inputs.examples
     model = texts.load_text_model(texts.TextModelSpec(inputs.model, model_path=cfg.model_path))
+    threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)  # the driver's cores are free while it fine-tunes
     opts = finetune.FineTuneOptions(cfg.setfit_pairs, cfg.setfit_epochs, max_seconds=cfg.setfit_max_seconds,
                                     seed=cfg.seed)
-    stats = finetune.fine_tune(model.encoder, ex.texts, ex.labels, opts)
+    try:
+        stats = finetune.fine_tune(model.encoder, ex.texts, ex.labels, opts)
+    finally:
+        torch.set_num_threads(threads)
     summary.stats.update(setfit_pairs=stats.pairs, setfit_steps=stats.steps,
                          setfit_seconds=round(stats.seconds, 1), setfit_stopped_early=int(stats.stopped_early))
     model.encoder.save(os.path.join(folder, "encoder"), safe_serialization=True)

@@ -90,5 +90,5 @@ def fine_tune(encoder, texts: list[str], labels: np.ndarray, opts: FineTuneOptio
 
 
 def _features(encoder, texts: list[str], device) -> dict:
-    features = encoder.tokenize(texts)
+    features = encoder.preprocess(texts) if hasattr(encoder, "preprocess") else encoder.tokenize(texts)
     return {name: value.to(device) if hasattr(value, "to") else value for name, value in features.items()}
