@@ -26,13 +26,6 @@ class Plan:
             self.cached.unpersist()
 
 
-def output_exists(spark, output: str) -> bool:
-    if tables.is_table(output):
-        return spark.catalog.tableExists(tables.table_name(output))
-    fs, path = tables._hadoop(spark, output)
-    return fs.exists(path)
-
-
 def with_hashes(items, max_bytes: int):
     """items + `_hash`: sha256 of the text, of the bytes column, or of each file (read on the workers)."""
     from pyspark.sql import functions as F
@@ -51,7 +44,7 @@ def plan(spark, output: str, items, model: str, max_bytes: int) -> Plan:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    if not output_exists(spark, output):
+    if not tables.exists(spark, output):
         log.info("incremental: %s does not exist yet; embedding everything", output)
         return Plan(items, None, {"new": -1})
     previous = tables.read_input(spark, output, "table" if tables.is_table(output) else "parquet")

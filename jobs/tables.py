@@ -285,6 +285,14 @@ def swap_in(spark, staging: str, output: str, run_id: str) -> None:
     _publish_path(spark, staging, output, "overwrite", run_id)
 
 
+def exists(spark, location: str) -> bool:
+    """A metastore table that exists, or a path (any Hadoop filesystem) that exists."""
+    if is_table(location):
+        return spark.catalog.tableExists(table_name(location))
+    fs, path = _hadoop(spark, location)
+    return fs.exists(path)
+
+
 def remove(spark, location: str) -> None:
     fs, path = _hadoop(spark, location)
     if fs.exists(path):
