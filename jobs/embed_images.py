@@ -56,7 +56,7 @@ class Config(EmbedConfig):
     @property
     def spec(self) -> cnn.ImageModelSpec:
         return cnn.ImageModelSpec(self.model, self.weights_path, self.layer, self.image_size,
-                                  self.allow_random_weights)
+                                  self.allow_random_weights, self.precision)
 
 
 def read_items(spark, cfg: Config):

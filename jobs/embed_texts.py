@@ -39,8 +39,7 @@ class Config(EmbedConfig):
         try:
             texts.check_spec(self.spec)
         except ValueError as exc:
-            name = "vectors_path" if "vectors_path" in str(exc) else \
-                "model_path" if "model_path" in str(exc) else "model"
+            name = next((k for k in ("vectors_path", "model_path", "precision") if k in str(exc)), "model")
             raise ConfigError(f"key '{name}': {exc}") from None
         try:
             self.template_fields
@@ -52,7 +51,8 @@ class Config(EmbedConfig):
 
     @property
     def spec(self) -> texts.TextModelSpec:
-        return texts.TextModelSpec(self.model, self.model_path, self.vectors_path, self.max_chars)
+        return texts.TextModelSpec(self.model, self.model_path, self.vectors_path, self.max_chars,
+                                  self.precision)
 
     @property
     def template_fields(self) -> list[tuple[str, str]]:

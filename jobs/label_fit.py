@@ -69,16 +69,14 @@ def read_source(spark, cfg) -> tuple["object", str]:
 
 def text_spec(cfg, model: str) -> texts.TextModelSpec | None:
     """The text encoder that made `model`'s embeddings, or None for an image model."""
-    if model == "glove-6b-50d" or model.startswith("word-vectors:"):
-        return texts.TextModelSpec(texts.WORD_VECTORS, vectors_path=cfg.vectors_path)
-    spec = texts.TextModelSpec(model, model_path=cfg.model_path)
+    spec = texts.spec_from_label(model, cfg.model_path, cfg.vectors_path)
     try:
         texts.check_spec(spec)
         return spec
     except ValueError:
         pass
     try:
-        cnn.check_spec(cnn.ImageModelSpec(model))
+        cnn.check_spec(cnn.spec_from_label(model))
         return None
     except ValueError:
         raise ConfigError(f"the embeddings' model {model!r} is neither packaged nor an image model; "
@@ -112,7 +110,7 @@ def head_for(spark, cfg, model: str, summary) -> tuple[Head, str]:
 
     label_set = read_label_set(cfg.labels)
     spec = text_spec(cfg, model) if cfg.method != "setfit" else \
-        texts.TextModelSpec(model, model_path=cfg.model_path)
+        texts.spec_from_label(model, cfg.model_path)
     if spec is None and cfg.method in NEEDS_LABEL_TEXT:
         raise ConfigError(f"key 'method': {cfg.method} compares texts with label names; {model!r} is an "
                           "image model — use logreg or centroid with examples")
@@ -217,7 +215,7 @@ def _embedded_folder(spark, folder: str, model: str):
     from udfs.embed_udfs import EMBEDDINGS_SCHEMA, ImageJobOptions, image_embedder
 
     try:
-        spec = cnn.ImageModelSpec(model)
+        spec = cnn.spec_from_label(model)
         cnn.check_spec(spec)
     except ValueError:
         raise ConfigError(f"key 'examples': a folder of images needs an image embeddings table; "

@@ -88,7 +88,7 @@ def setfit(cfg, inputs: Inputs, folder: str, summary, params: dict) -> tuple[Hea
     import torch
 
     ex = inputs.examples
-    model = texts.load_text_model(texts.TextModelSpec(inputs.model, model_path=cfg.model_path))
+    model = texts.load_text_model(texts.spec_from_label(inputs.model, cfg.model_path))
     threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)  # the driver's cores are free while it fine-tunes
     opts = finetune.FineTuneOptions(cfg.setfit_pairs, cfg.setfit_epochs, max_seconds=cfg.setfit_max_seconds,

@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from udfs import precision
 from udfs.images import Preprocess
 
 DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
@@ -30,6 +31,7 @@ class ImageModelSpec:
     layer: str = ""
     image_size: int = 0              # 0 = the model's native size
     allow_random_weights: bool = False  # tests only
+    precision: str = "fp32"          # or bf16 (autocast); recorded in the label
 
 
 @dataclass
@@ -66,6 +68,8 @@ def check_spec(spec: ImageModelSpec) -> None:
         raise ValueError(f"unknown image model {spec.name!r}; accepted: "
                          f"{', '.join(EFFICIENTNET_LITE)} or a torchvision architecture "
                          "(resnet50, efficientnet_b0, mobilenet_v3_large, convnext_tiny, vit_b_16, ...)")
+    if spec.precision not in precision.PRECISIONS:
+        raise ValueError(f"precision {spec.precision!r}; accepted: {', '.join(precision.PRECISIONS)}")
     if spec.weights_path and not Path(spec.weights_path).is_file():
         raise ValueError(f"weights_path {spec.weights_path!r} is not a file")
 
@@ -182,7 +186,13 @@ def _drop_classifier(net: "object", identity: type) -> None:
 
 
 def _with_layer(label: str, spec: ImageModelSpec) -> str:
-    return f"{label}/{spec.layer}" if spec.layer else label
+    return precision.with_precision(f"{label}/{spec.layer}" if spec.layer else label, spec.precision)
+
+
+def spec_from_label(label: str) -> ImageModelSpec:
+    """The spec of a packaged or cached model from its `model` column value (`name[+bf16]`)."""
+    name, kind = precision.split_label(label)
+    return ImageModelSpec(name, precision=kind)
 
 
 class _Stop(Exception):
@@ -219,7 +229,7 @@ def embed_batch(model: ImageModel, pixels: np.ndarray) -> np.ndarray:
     """[n, H, W, 3] uint8 → [n, dim] float32, global-average-pooled and L2-normalised."""
     import torch
 
-    with torch.inference_mode():
+    with torch.inference_mode(), precision.autocast(model.spec.precision):
         x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
         x = x.contiguous(memory_format=torch.channels_last)
         mean = torch.tensor(model.mean).view(1, 3, 1, 1) * 255.0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from udfs import precision
 from udfs.status import DECODE_ERROR, EMPTY, RowError
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
@@ -24,6 +25,7 @@ class TextModelSpec:
     model_path: str = ""     # a local Sentence-Transformers directory
     vectors_path: str = ""   # word2vec / GloVe text or binary file; empty = packaged GloVe 6B 50d
     max_chars: int = 100_000  # longer texts are cut before tokenising (counted as truncated)
+    precision: str = "fp32"  # or bf16 (autocast, sentence encoders only); recorded in the label
 
 
 @dataclass
@@ -48,7 +50,11 @@ class TextBatch:
 
 def check_spec(spec: TextModelSpec) -> None:
     """Raises ValueError naming what's wrong, without loading anything (runs before Spark starts)."""
+    if spec.precision not in precision.PRECISIONS:
+        raise ValueError(f"precision {spec.precision!r}; accepted: {', '.join(precision.PRECISIONS)}")
     if spec.name == WORD_VECTORS:
+        if spec.precision != "fp32":
+            raise ValueError("precision bf16 is for sentence encoders; word vectors are looked up, not computed")
         if spec.vectors_path:
             _check_vectors_file(spec.vectors_path)
         return
@@ -61,6 +67,14 @@ def check_spec(spec: TextModelSpec) -> None:
     if spec.name.lower() not in PACKAGED_SENTENCE_MODELS:
         raise ValueError(f"unknown text model {spec.name!r}; accepted: {DEFAULT_TEXT_MODEL}, "
                          f"{WORD_VECTORS}, or any name with model_path set to a local directory")
+
+
+def spec_from_label(label: str, model_path: str = "", vectors_path: str = "") -> TextModelSpec:
+    """The spec that made a `model` column value: `glove-6b-50d`, `word-vectors:…`, `name[+bf16]`."""
+    if label == "glove-6b-50d" or label.startswith("word-vectors:"):
+        return TextModelSpec(WORD_VECTORS, vectors_path=vectors_path)
+    name, kind = precision.split_label(label)
+    return TextModelSpec(name, model_path=model_path, precision=kind)
 
 
 def _check_vectors_file(path: str) -> None:
@@ -93,7 +107,7 @@ def load_text_model(spec: TextModelSpec) -> TextModel:
     path = spec.model_path or _packaged_path(spec.name)
     encoder = SentenceTransformer(path, device="cpu", local_files_only=True)
     encoder.eval()
-    return TextModel(spec, spec.name, "sentence", encoder,
+    return TextModel(spec, precision.with_precision(spec.name, spec.precision), "sentence", encoder,
                      encoder.get_embedding_dimension(), int(encoder.max_seq_length))
 
 
@@ -149,8 +163,9 @@ def embed_texts(model: TextModel, texts: list[str], batch_size: int) -> TextBatc
                      dtype=np.int64)
     lengths = tokens + tokenizer.num_special_tokens_to_add()
     order = np.argsort(-lengths, kind="stable")  # longest first: each batch pads to similar lengths
-    ordered = encoder.encode([texts[i] for i in order], batch_size=batch_size, convert_to_numpy=True,
-                             normalize_embeddings=True, show_progress_bar=False)
+    with precision.autocast(model.spec.precision):
+        ordered = encoder.encode([texts[i] for i in order], batch_size=batch_size, convert_to_numpy=True,
+                                 normalize_embeddings=True, show_progress_bar=False)
     embeddings = np.empty_like(ordered, dtype=np.float32)
     embeddings[order] = ordered
     return TextBatch(embeddings, lengths > model.max_tokens, tokens, known)
