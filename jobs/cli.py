@@ -21,6 +21,7 @@ JOBS = {
     "unique": "jobs.unique",
     "assign-labels": "jobs.assign_labels",
     "evaluate": "jobs.evaluate",
+    "report": "jobs.report",
     "demo": "jobs.demo",
 }
 log = logging.getLogger("sparkamp")
