@@ -195,3 +195,20 @@ def profile_stages(paths: list[str], precision: str, batch_size: int, scratch: P
     table = timed("Arrow ↔ pandas", lambda: pa.Table.from_pandas(pa.Table.from_pandas(frame).to_pandas()))
     timed("Parquet write", pq.write_table, table, str(scratch / f"profile-{precision}.parquet"))
     return {name: 1000 * seconds / len(paths) for name, seconds in clock.items()}
+
+
+def padding_waste(items: list[str], batch_size: int, block: int = 1024) -> tuple[float, float]:
+    """Share (%) of the token slots in each batch that are padding, in arrival order and in the job's
+    order (longest first within each Arrow block of `block` rows), at the model's max length."""
+    model = texts.load_text_model(texts.TextModelSpec())
+    ids = model.encoder.tokenizer(items, truncation=True, max_length=model.max_tokens, verbose=False)["input_ids"]
+    lengths = np.array([len(row) for row in ids])
+
+    def waste(order: np.ndarray) -> float:
+        batches = [lengths[order[i:i + batch_size]] for i in range(0, len(order), batch_size)]
+        slots = sum(len(b) * b.max() for b in batches)
+        return 100 * (1 - lengths.sum() / slots)
+
+    ordered = np.concatenate([start + np.argsort(-lengths[start:start + block], kind="stable")
+                              for start in range(0, len(lengths), block)])
+    return waste(np.arange(len(lengths))), waste(ordered)
