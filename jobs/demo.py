@@ -1,63 +1,119 @@
-"""Run the pipeline on packaged data: write demo images and texts, then embed both."""
+"""Run the whole pipeline on packaged data: embed, index, search, dedup, unique, label, evaluate, report."""
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 if __package__ in (None, ""):  # `spark-submit jobs/demo.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import demo_data, embed_images, embed_texts  # noqa: E402
-from jobs.config import JobConfig, key, require_positive  # noqa: E402
+from jobs import demo_steps  # noqa: E402
+from jobs.config import TABLE_PREFIX, ConfigError, JobConfig, key, require_positive  # noqa: E402
+from jobs.paths import is_remote  # noqa: E402
 from jobs.summary import RunSummary  # noqa: E402
 
 NAME = "demo"
-PLAN = "write Fashion-MNIST PNGs, sample photos and fortunes → embed-images → embed-texts"
+PLAN = ("write Fashion-MNIST PNGs, sample photos, fortunes and gold labels → embed-images → build-index → "
+        "search → dedup → unique → embed-texts → assign-labels (zero-shot) → evaluate (retrieval, "
+        "classification) → report")
+CHECKOUT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Config(JobConfig):
-    output: str = key("warehouse/demo", "folder for the demo's data and tables", flag="--output")
+    output: str = key("warehouse/demo", "local folder for the demo's data, tables and report", flag="--output")
     images: int = key(2000, "Fashion-MNIST images to embed (plus the sample photos)")
-    texts: int = key(1000, "fortunes to embed")
-    seed: int = key(0, "seed for the data samples")
+    texts: int = key(1500, "fortunes to embed and label (the five categories hold about 1,480)")
+    seed: int = key(0, "seed for the data samples and the index")
+    precision: Literal["auto", "fp32", "bf16"] = key(
+        "auto", "embedding precision; auto = bf16 where the CPU has native bf16 instructions, else fp32")
+    k: int = key(10, "neighbours per image (search), and the k of precision@k")
+    threshold: float = key(0.95, "dedup: cosine at or above which two images are duplicates")
+    labels: str = key("conf/labels_fortunes.yaml", "label set for zero-shot labelling; a relative path "
+                      "missing here is read from the sparkamp checkout")
 
     def validate(self) -> None:
         super().validate()
-        require_positive(self, "images", "texts")
+        if self.output.startswith(TABLE_PREFIX) or is_remote(self.output):
+            raise ConfigError(f"key 'output': the demo writes local files; give a local folder, not {self.output!r}")
+        if self.mode == "append":
+            raise ConfigError("key 'mode': the demo rewrites its data; use overwrite or error-if-exists")
+        require_positive(self, "images", "texts", "k")
+        if not os.path.isfile(self.label_set):
+            raise ConfigError(f"key 'labels': {self.labels!r} is not a file (nor under {CHECKOUT})")
 
+    @property
+    def label_set(self) -> str:
+        if os.path.isabs(self.labels) or os.path.exists(self.labels):
+            return self.labels
+        return str(CHECKOUT / self.labels)
+
+    def resolved_precision(self) -> str:
+        from udfs.precision import native_bf16
+
+        return self.precision if self.precision != "auto" else "bf16" if native_bf16() else "fp32"
+
+
+def plan(cfg: Config) -> str:
+    """The steps `run` takes, one line each (for --dry-run)."""
+    lines = [f"{'write data':<28} {cfg.images} Fashion-MNIST PNGs, the sample photos, up to {cfg.texts} "
+             f"fortunes, gold labels → {Path(cfg.output) / 'data'}"]
+    lines += [step.line() for step in demo_steps.steps(cfg, cfg.resolved_precision())]
+    return "\n".join(f"  {i:>2}. {line}" for i, line in enumerate(lines))
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
-    base = Path(cfg.output)
-    with summary.timed("write demo data"):
-        shutil.rmtree(base / "data", ignore_errors=True)  # a smaller re-run must not keep old files
-        demo_data.write_fashion_mnist(base / "data" / "images" / "fashion", cfg.images, cfg.seed)
-        demo_data.write_sample_photos(base / "data" / "images" / "photos")
-        demo_data.write_fortunes(base / "data" / "fortunes.jsonl", cfg.texts, cfg.seed)
+    if cfg.mode == "error-if-exists" and Path(cfg.output).exists():
+        raise ConfigError(f"key 'output': {cfg.output} exists and mode is error-if-exists; use mode overwrite")
+    precision = cfg.resolved_precision()
+    log.info("demo: embeddings in %s (%s)", precision, "set by `precision`" if cfg.precision != "auto" else
+             "this CPU has native bf16" if precision == "bf16" else "this CPU has no native bf16")
+    with summary.timed("write data"):
+        written = demo_steps.write_data(cfg)
     shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(JobConfig)}
-    steps = [
-        (embed_images, {"input": str(base / "data" / "images"), "output": str(base / "image_embeddings")}),
-        (embed_texts, {"input": str(base / "data" / "fortunes.jsonl"),
-                       "output": str(base / "text_embeddings")}),
-    ]
-    for job, keys in steps:
-        job_cfg = job.Config(**{**shared, **keys})
-        job_cfg.validate()
-        step = RunSummary(job.NAME, summary.run_id)
-        with summary.timed(job.NAME):
-            job.run(spark, job_cfg, step)
-        step.log_summary()
-        summary.rows_in += step.rows_in
+    done = {}
+    with demo_steps.few_shuffle_partitions(spark, cfg.spark):
+        for step in demo_steps.steps(cfg, precision):
+            done[step.stage] = demo_steps.run_step(spark, shared, step, summary)
+    embedded = [done["embed-images"], done["embed-texts"]]
+    summary.rows_in = sum(s.rows_in for s in embedded)
+    for step in embedded:
         for status, count in step.statuses.items():
             summary.statuses[status] = summary.statuses.get(status, 0) + count
-        summary.outputs.extend(step.outputs)
+    summary.stats.update(results(cfg, written, done))
+    summary.outputs += [out for step in done.values() for out in step.outputs]
+    log_results(cfg, precision, summary.stats, done["report"].outputs[-1])
+
+
+def results(cfg: Config, written: dict[str, int], done: dict[str, RunSummary]) -> dict[str, float]:
+    """The demo's headline numbers, kept in its summary row."""
+    retrieval, labels = done["evaluate (retrieval)"].stats, done["evaluate (classification)"].stats
+    return {**{f"{name}_written": float(n) for name, n in written.items()},
+            "neighbour_rows": done["search"].stats.get("neighbour_rows", 0),
+            "index_recall_at_10": done["build-index"].stats.get("recall_at_10", 0.0),
+            "duplicated_items": done["dedup"].stats.get("duplicated_items", 0),
+            f"precision@{cfg.k}": retrieval.get(f"precision@{cfg.k}", 0.0),
+            "accuracy": labels.get("accuracy", 0.0), "top_2_accuracy": labels.get("top_2_accuracy", 0.0),
+            "macro_f1": labels.get("macro_f1", 0.0)}
+
+
+def log_results(cfg: Config, precision: str, stats: dict[str, float], page: str) -> None:
+    log.info("demo results")
+    log.info("  images     %d Fashion-MNIST + %d photos embedded (%s); %d neighbour rows; index recall@10 "
+             "%.3f; %d items in duplicate groups", stats["images_written"], stats["photos_written"], precision,
+             stats["neighbour_rows"], stats["index_recall_at_10"], stats["duplicated_items"])
+    log.info("  retrieval  precision@%d %.3f (same Fashion-MNIST class; chance 0.10)", cfg.k,
+             stats[f"precision@{cfg.k}"])
+    log.info("  texts      %d fortunes labelled zero-shot: accuracy %.3f, top-2 %.3f, macro-F1 %.3f "
+             "(5 categories; chance 0.20)", stats["texts_written"], stats["accuracy"], stats["top_2_accuracy"],
+             stats["macro_f1"])
+    log.info("  report     %s", page)
 
 
 if __name__ == "__main__":
