@@ -84,7 +84,9 @@ def run_job(job: ModuleType, argv: list[str]) -> int:
     _configure_logging(cfg.log_level)
     if args.dry_run:
         print(json.dumps(config.as_dict(cfg), indent=2))
-        print(f"plan: {getattr(job, 'PLAN', job.NAME)}")
+        steps = job.plan(cfg) if hasattr(job, "plan") else None  # a job of several steps lists them
+        print(f"plan: {getattr(job, 'PLAN', job.NAME)}" + (f"\n{steps}" if steps else ""))
+        print("(dry run: nothing was run)")
         return 0
     return execute(job, cfg)
 
@@ -102,10 +104,12 @@ def execute(job: ModuleType, cfg: typing.Any) -> int:
         summary.append_run(spark, cfg.runs_table, run.row(config.as_dict(cfg)))
         return 0
     except ConfigError as exc:
-        log.error("%s: %s", job.NAME, exc)
+        log.error("%s: %s\n  fix the key above and re-run; `sparkamp %s --help` lists the accepted keys",
+                  job.NAME, exc, job.NAME)
         return 2
     except summary.JobFailed as exc:
-        log.error("%s failed: %s", job.NAME, exc)
+        log.error("%s failed: %s\n  its output was not published (any previous one is unchanged); fix the cause "
+                  "and re-run, or see `sparkamp %s --help`", job.NAME, exc, job.NAME)
         return 1
     finally:
         if owned:
