@@ -115,14 +115,27 @@ class Expansion:
     alpha: float = 3.0
 
 
+def index_version(folder: str) -> str:
+    """A digest of every file an index's manifest vouches for (driver side)."""
+    from index import manifest
+
+    digests = manifest.expected_sha256(manifest.read(folder))
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+
+
 def searcher_fn(folder: str, k: int, exclude_self: bool, params: tuple[int, int],
                 batch_size: int, expansion: Expansion = Expansion()) -> Callable[[Frames], Frames]:
-    """A mapInPandas function: blocks of (id, embedding) → neighbours rows, k per query."""
+    """A mapInPandas function: blocks of (id, embedding) → neighbours rows, k per query.
+
+    Warm workers keep the loaded index across tasks; the key's version is the digest of the files
+    the manifest lists, so an index rebuilt at the same path is reloaded."""
+    version = index_version(folder)
+
     def search_partition(frames: Frames) -> Frames:
         from udfs import cache
 
         cache.set_faiss_threads()
-        loaded = cache.get_model(("index", folder, params), lambda: searcher.load(folder, *params))
+        loaded = cache.get_latest(("index", folder, params), version, lambda: searcher.load(folder, *params))
         for frame in frames:
             for start in range(0, len(frame), batch_size):
                 yield neighbours_frame(loaded, frame.iloc[start:start + batch_size], k, exclude_self,

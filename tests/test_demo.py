@@ -101,8 +101,6 @@ def test_dry_run_works_for_every_job(demo_run, capsys):
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="stale index in warm workers: jobs/indexing.py searcher_fn caches an index "
-                   "by folder, so dedup searched the first run's index (\"39 duplicated items but 20 group rows\")")
 def test_demo_rerun_with_fewer_items_keeps_nothing_old(spark, demo_run):
     out = demo_run / "demo"
     argv = ["demo", "--output", str(out), "--set", "images=20", "--set", "texts=10", *common_args(demo_run)]

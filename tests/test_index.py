@@ -125,3 +125,14 @@ def test_recall_at_k():
     exact = np.array([[1, 2, 3, 4], [5, 6, 7, -1]])
     approx = np.array([[1, 2, 9, 8], [7, 6, 5, 0]])
     assert searcher.recall_at_k(exact, approx, k=4) == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_worker_cache_holds_one_version_per_key():
+    from udfs import cache
+
+    loads = []
+    first = cache.get_latest(("test-index", "/x"), "v1", lambda: loads.append(1) or "index v1")
+    again = cache.get_latest(("test-index", "/x"), "v1", lambda: loads.append(2) or "unused")
+    rebuilt = cache.get_latest(("test-index", "/x"), "v2", lambda: loads.append(3) or "index v2")
+    assert (first, again, rebuilt, loads) == ("index v1", "index v1", "index v2", [1, 3])
+    assert cache.loaded_keys().count(("test-index", "/x")) == 1

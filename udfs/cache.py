@@ -16,6 +16,17 @@ def get_model(key: Hashable, loader: Callable[[], Any]) -> Any:
         return _MODELS[key]
 
 
+def get_latest(key: Hashable, version: str, loader: Callable[[], Any]) -> Any:
+    """One version per key: a resource republished under the same key (an index rebuilt at the
+    same path) replaces, and frees, the version a warm worker still holds."""
+    with _LOCK:
+        held = _MODELS.get(key)
+        if held is None or held[0] != version:
+            _MODELS.pop(key, None)  # drop the old one before the new one is loaded beside it
+            _MODELS[key] = (version, loader())
+        return _MODELS[key][1]
+
+
 def loaded_keys() -> list[Hashable]:
     with _LOCK:
         return list(_MODELS)
