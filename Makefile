@@ -49,6 +49,7 @@ bench: venv data
 	$(PY) bench/index.py --quick
 	$(PY) bench/similarity.py --quick
 	$(PY) bench/labels.py --quick
+	$(PY) bench/scale.py --quick
 
 clean:
 	rm -rf dist build *.egg-info warehouse spark-warehouse metastore_db derby.log
