@@ -28,10 +28,16 @@ def autocast(precision: str) -> ContextManager:
 
 
 def native_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (else bf16 is emulated and slower than fp32)."""
-    import torch
-
+    """Whether this CPU has bf16 instructions (else bf16 is emulated and slower than fp32). Read from
+    /proc/cpuinfo where there is one, so a driver need not import torch to ask."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line.split() for line in fh if line.startswith("flags")), [])
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        import torch
+
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
