@@ -68,7 +68,10 @@ def group_rows(spark, pairs, ok):
     """The duplicate-groups table: every member of a group of 2+, with its cosine to the representative."""
     from pyspark.sql import functions as F
 
-    members = connected_groups((r.id_a, r.id_b) for r in pairs.select("id_a", "id_b").toLocalIterator())
+    # toLocalIterator runs one Spark job per partition: the pairs' 200 shuffle partitions cost ~10 s
+    # of scheduling on a small input, so they are first coalesced to one per core
+    few = pairs.select("id_a", "id_b").coalesce(max(1, spark.sparkContext.defaultParallelism))
+    members = connected_groups((r.id_a, r.id_b) for r in few.toLocalIterator(prefetchPartitions=True))
     groups = spark.createDataFrame(sorted(members.items()), "id string, group_id string")
     vectors = ok.select("id", "embedding")
     joined = (groups.join(vectors, "id")

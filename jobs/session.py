@@ -44,6 +44,10 @@ def get_session(cfg: JobConfig, app_name: str, metastore: bool) -> tuple["object
         settings["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
             f"jdbc:derby:;databaseName={os.path.join(warehouse, 'metastore_db')};create=true")
         settings["spark.driver.extraJavaOptions"] = f"-Dderby.system.home={warehouse}"
+    if master.startswith("local"):
+        # Spark's default of 200 shuffle partitions makes each small aggregation 200 tasks (dedup and
+        # evaluate ran 3-4x slower on demo-sized tables); one machine needs a few per core
+        settings["spark.sql.shuffle.partitions"] = str(2 * local_cores(master))
     settings.update(cfg.spark)
     for name, value in settings.items():
         builder = builder.config(name, value)
@@ -51,6 +55,12 @@ def get_session(cfg: JobConfig, app_name: str, metastore: bool) -> tuple["object
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark, True
+
+
+def local_cores(master: str) -> int:
+    """Cores of a `local`, `local[N]`, `local[*]` or `local[N,F]` master."""
+    inside = master[len("local["):-1].split(",")[0] if master.startswith("local[") else "1"
+    return (os.cpu_count() or 1) if inside == "*" else max(1, int(inside))
 
 
 def _set_runtime(spark: "object", name: str, value: str) -> None:
