@@ -36,6 +36,26 @@ def write_bytes(uri: str, data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def write_index(uri: str, index: "object") -> str:
+    """faiss.write_index streamed to any filesystem through a temporary name, hashing as it goes: no
+    in-memory copy of the serialized index (a shard of n vectors needs one copy, not three)."""
+    import faiss
+
+    fs, path = resolve(uri)
+    fs.create_dir(os.path.dirname(path), recursive=True)
+    tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp"
+    sha = hashlib.sha256()
+    with fs.open_output_stream(tmp) as out:
+        def write(chunk: bytes) -> int:
+            sha.update(chunk)
+            out.write(chunk)
+            return len(chunk)
+
+        faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+    fs.move(tmp, path)
+    return sha.hexdigest()
+
+
 def read_bytes(uri: str) -> bytes:
     fs, path = resolve(uri)
     with fs.open_input_stream(path) as src:

@@ -33,7 +33,8 @@ class Config(JobConfig):
     memory_budget: str = key("4G", "RAM the index may take when searched; guides `factory: auto`")
     merge: Literal["memory", "ondisk", "none"] = key("memory", "one index file, IVF lists on disk, or "
                                                      "keep the shards and search them together")
-    num_shards: int = key(0, "shards (= Spark partitions) to add in; 0 = 2 x the cluster's cores")
+    num_shards: int = key(0, "shards (= Spark partitions) to add in; 0 = 2 x the cluster's cores, "
+                          "or more so that no shard holds over 128 MiB of vectors")
     train_size: int = key(100_000, "training sample size (seeded)")
     seed: int = key(0, "seed for the training and recall samples and k-means")
     nprobe: int = key(0, "IVF lists searched; 0 = the smallest reaching target_recall at build")
@@ -105,7 +106,7 @@ def _build(spark, cfg: Config, summary: RunSummary, rows, info, choice, folder: 
         trained = index_build.train(spark, cfg, rows, info, choice.factory, folder)
     queries = index_build.sample_vectors(rows, cfg.recall_queries, info.rows, cfg.seed + 1)
     with summary.timed("add shards"):
-        shard_rows = index_build.add_shards(spark, cfg, rows, trained, folder, queries)
+        shard_rows = index_build.add_shards(spark, cfg, rows, trained, folder, queries, info.rows * info.dim * 4)
     with summary.timed("write ids"):
         rows.select("faiss_id", "id", "content_hash").write.mode("overwrite").parquet(f"{folder}/ids.parquet")
     with summary.timed("merge"):

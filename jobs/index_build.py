@@ -30,6 +30,9 @@ def read_ok_rows(spark, cfg) -> tuple["object", RowsInfo]:
     return ok.select(indexing.faiss_id_column(), "id", "embedding", hashes.alias("content_hash")), info
 
 
+SHARD_BYTES = 128 * 2**20  # vectors per shard (auto): ~87k 384-d or ~26k 1280-d float32 rows
+
+
 def choose(cfg, info: RowsInfo) -> factory.Choice:
     if cfg.factory != "auto":
         return factory.Choice(cfg.factory, "given in the config")
@@ -70,9 +73,16 @@ def train(spark, cfg, rows, info: RowsInfo, factory_string: str, folder: str) ->
     return data
 
 
-def add_shards(spark, cfg, rows, trained: bytes, folder: str, queries: np.ndarray) -> list[dict]:
+def shard_count(spark, vector_bytes: int) -> int:
+    """2 x the cluster's cores, or more so that no shard holds over SHARD_BYTES of vectors: a worker
+    holds one shard at a time, so its memory stays bounded whatever the corpus size."""
+    return max(2 * spark.sparkContext.defaultParallelism, -(-vector_bytes // SHARD_BYTES))
+
+
+def add_shards(spark, cfg, rows, trained: bytes, folder: str, queries: np.ndarray,
+               vector_bytes: int = 0) -> list[dict]:
     """One shard per partition (partitioned by id, sorted within): [{shard, sha256, ntotal, ...}]."""
-    count = cfg.num_shards or 2 * spark.sparkContext.defaultParallelism
+    count = cfg.num_shards or shard_count(spark, vector_bytes)
     session.set_arrow_batch(spark, 8192)  # exact top-k per block: fewer, larger blocks
     shipped = spark.sparkContext.broadcast(trained), spark.sparkContext.broadcast(queries)
     fn = indexing.shard_writer(*shipped, folder, RECALL_K, cfg.metric, cfg.resume)

@@ -62,7 +62,8 @@ def update(spark, cfg, prev: Manifest, rows, info, folder: str, summary) -> Mani
     store.write_bytes(store.join(folder, "trained.faiss"), trained)
     queries = index_build.sample_vectors(rows, cfg.recall_queries, info.rows, cfg.seed + 1)
     with summary.timed("add shards"):
-        shard_rows = index_build.add_shards(spark, cfg, added, trained, folder, queries) \
+        added_bytes = (counts.get("new", 0) + counts.get("changed", 0)) * info.dim * 4
+        shard_rows = index_build.add_shards(spark, cfg, added, trained, folder, queries, added_bytes) \
             if counts.get("new", 0) + counts.get("changed", 0) else []
     with summary.timed("write ids"):
         rows.select("faiss_id", "id", "content_hash").write.mode("overwrite").parquet(f"{folder}/{manifest.IDS}")

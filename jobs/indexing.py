@@ -69,7 +69,7 @@ def shard_writer(trained: Any, queries: Any, folder: str, k: int, metric: str,
         if reuse:
             digest = store.read_bytes(marker).decode().strip()
         else:
-            digest = store.write_bytes(store.join(folder, name), shards.serialize(index))
+            digest = store.write_index(store.join(folder, name), index)
             store.write_bytes(marker, digest.encode())
         yield pd.DataFrame({"shard": [name], "sha256": [digest], "ntotal": [count], "repeated": [repeated],
                             "scores": [best[0].astype(np.float32).tobytes()],
