@@ -95,8 +95,8 @@ def before_after_rows(results: Any) -> list[str]:
              ("bare, 2 processes x 1 thread, fp32", "+ one process per core (no OpenMP threads waiting on "
                                                     "each other)"),
              ("bare, 2 processes x 1 thread, bf16", "+ bf16 autocast"),
-             ("Spark job, local[2] x 1 thread, bf16", "Spark job: + decode one batch ahead of the model, "
-                                                      "and listing, hashing, Parquet, publish")]
+             ("Spark job, local[2] x 1 thread, bf16", "the Spark job: + listing, hashing, Arrow, Parquet, "
+                                                      "verify and publish")]
     naive = images.get(NAIVE).rate
     rows = ["| step | images/s | × naive |", "|---|---:|---:|"]
     for variant, what in steps:
@@ -112,7 +112,7 @@ not the absolute numbers.
 Parquet, verifying and publishing. Session start-up is excluded. Before each precision's pass the job \
 runs untimed on a tiny input so both Python workers hold the model; its best time ({warm_images:.1f} s \
 images / {warm_texts:.1f} s texts) is the job's fixed cost, which weighs on `--quick`'s small inputs.
-- Threads: Spark = 2 tasks x 1 torch thread (+1 decode thread per task, one batch ahead); bare = 1 process \
+- Threads: Spark = 2 tasks x 1 torch thread, decoding inline (`decode_threads: 0`); bare = 1 process \
 x 2 torch threads or 2 processes x 1 thread. Batch size = the job's default (images 4, texts 8); the naive \
 loop embeds one image per call (on the first {naive} images). decode/model ms/item are summed over tasks or processes.
 - bf16 = `torch.autocast("cpu", bfloat16)` around the model (convolutions and matmuls in bf16, fp32 \

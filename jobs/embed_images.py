@@ -34,7 +34,8 @@ class Config(EmbedConfig):
     content_column: str = key("content", "tabular input: column of image bytes (else a `path` column)")
     max_pixels: int = key(64_000_000, "larger images become `too_large` rows (decompression bombs)")
     max_bytes: int = key(64 * 2**20, "larger files become `too_large` rows")
-    decode_threads: int = key(1, "decode threads per task, one batch ahead of the model")
+    decode_threads: int = key(0, "0 = decode inline (fastest when the CPU is the limit: measured in "
+                              "BENCHMARKS.md); N = threads decoding one batch ahead (hides slow storage)")
     arrow_batch_size: int = key(256, "rows per Arrow block handed to a worker")
 
     def validate(self) -> None:

@@ -41,3 +41,22 @@ def test_text_block_keeps_row_order_and_counts(monkeypatch):
     assert out.status.tolist() == ["ok", "empty", "no_known_words", "ok"]
     assert counters["tokens"].value == 5 and counters["known_tokens"].value == 4
     assert out.content_hash.iloc[1] is None and len(out.content_hash.iloc[0]) == 64
+
+
+def test_decoding_ahead_on_threads_gives_the_inline_rows(tmp_path):
+    import numpy as np
+
+    spec = cnn.ImageModelSpec(image_size=64)
+    for i, size in enumerate([(80, 60), (60, 90), (64, 64), (120, 40), (50, 50)]):
+        (tmp_path / f"{i}.jpg").write_bytes(jpeg_bytes(size))
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    names = ["0.jpg", "bad.jpg", "1.jpg", "2.jpg", "3.jpg", "4.jpg"]
+    block = pd.DataFrame({"id": names, "source": ["s"] * 6, "path": [str(tmp_path / n) for n in names]})
+    frames = {threads: next(embed_udfs.image_embedder(spec, embed_udfs.ImageJobOptions(
+        batch_size=2, decode_threads=threads), counters={})(iter([block]))) for threads in (0, 2)}
+    inline, ahead = frames[0], frames[2]
+    assert inline.id.tolist() == ahead.id.tolist() == names
+    assert inline.status.tolist() == ahead.status.tolist() == ["ok", "decode_error", "ok", "ok", "ok", "ok"]
+    assert inline.content_hash.tolist() == ahead.content_hash.tolist()
+    ok = inline.status == "ok"
+    assert np.allclose(np.stack(inline.embedding[ok]), np.stack(ahead.embedding[ok]), atol=1e-6)

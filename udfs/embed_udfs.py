@@ -25,7 +25,7 @@ class ImageJobOptions:
     batch_size: int = 4
     max_pixels: int = 64_000_000
     max_bytes: int = 64 * 2**20
-    decode_threads: int = 1
+    decode_threads: int = 0
     torch_threads: int = 0
 
 
@@ -60,7 +60,11 @@ def image_embedder(spec: cnn.ImageModelSpec, opts: ImageJobOptions,
         cache.set_torch_threads(opts.torch_threads)
         model = cache.get_model(("image", spec), lambda: cnn.load_image_model(spec))
         prep = dataclasses.replace(model.prep, max_pixels=opts.max_pixels, max_bytes=opts.max_bytes)
-        with ThreadPoolExecutor(max(1, opts.decode_threads)) as pool:
+        if opts.decode_threads == 0:  # decode inline: no thread contending with the model for the core
+            for block in blocks:
+                yield embed_image_block(block, model, prep, None, opts.batch_size, counters)
+            return
+        with ThreadPoolExecutor(opts.decode_threads) as pool:
             for block in blocks:
                 yield embed_image_block(block, model, prep, pool, opts.batch_size, counters)
     return embed_partition
@@ -77,18 +81,30 @@ def _load_image(path: str | None, content: Any, prep: images.Preprocess) -> tupl
         return digest, None, err.status, err.message, time.perf_counter() - start
 
 
-def embed_image_block(block: pd.DataFrame, model: cnn.ImageModel, prep: images.Preprocess,
-                      pool: ThreadPoolExecutor, batch_size: int, counters: dict[str, Any]) -> pd.DataFrame:
-    """Decodes the next batch on `pool` while the model embeds this one; one output row per input row.
+class _Done:
+    """An already computed result, shaped like a Future's."""
 
-    Only one batch is decoded ahead: deeper prefetch only adds threads fighting the model for the
-    task's core.
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+def embed_image_block(block: pd.DataFrame, model: cnn.ImageModel, prep: images.Preprocess,
+                      pool: ThreadPoolExecutor | None, batch_size: int, counters: dict[str, Any]) -> pd.DataFrame:
+    """One output row per input row. With a `pool`, the next batch decodes there while the model embeds
+    this one (hides slow storage reads); with None, decoding is inline, which is faster when the
+    task's core is the limit (a decode thread only contends with the model for it).
     """
     paths = block["path"].tolist() if "path" in block else [None] * len(block)
     contents = block["content"].tolist() if "content" in block else [None] * len(block)
     starts = range(0, len(paths), batch_size)
 
     def submit(start: int) -> list:
+        if pool is None:
+            return [_Done(_load_image(p, c, prep))
+                    for p, c in zip(paths[start:start + batch_size], contents[start:start + batch_size])]
         return [pool.submit(_load_image, p, c, prep)
                 for p, c in zip(paths[start:start + batch_size], contents[start:start + batch_size])]
 
