@@ -78,9 +78,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
         written = demo_steps.write_data(cfg)
     shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(JobConfig)}
     done = {}
-    with demo_steps.few_shuffle_partitions(spark, cfg.spark):
-        for step in demo_steps.steps(cfg, precision):
-            done[step.stage] = demo_steps.run_step(spark, shared, step, summary)
+    for step in demo_steps.steps(cfg, precision):
+        done[step.stage] = demo_steps.run_step(spark, shared, step, summary)
     embedded = [done["embed-images"], done["embed-texts"]]
     summary.rows_in = sum(s.rows_in for s in embedded)
     for step in embedded:

@@ -4,11 +4,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 from jobs import (assign_labels, build_index, config, dedup, demo_data, embed_images, embed_texts, evaluate,
                   report, search, tables, unique)
@@ -98,19 +97,3 @@ def run_step(spark, shared: dict[str, Any], step: Step, demo: RunSummary) -> Run
     summary.log_summary()
     append_run(spark, cfg.runs_table, summary.row(config.as_dict(cfg)))
     return summary
-
-
-@contextmanager
-def few_shuffle_partitions(spark, settings: dict[str, str]) -> Iterator[None]:
-    """The demo's tables are small: Spark's default 200 shuffle partitions cost more than the work (evaluate
-    and dedup ran 3-4x slower). 2 per core unless the user set it; the session's value is restored after."""
-    name = "spark.sql.shuffle.partitions"
-    if name in settings:
-        yield
-        return
-    before = spark.conf.get(name)
-    spark.conf.set(name, str(max(4, 2 * spark.sparkContext.defaultParallelism)))
-    try:
-        yield
-    finally:
-        spark.conf.set(name, before)
