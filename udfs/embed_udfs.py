@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -60,11 +61,8 @@ def image_embedder(spec: cnn.ImageModelSpec, opts: ImageJobOptions,
         cache.set_torch_threads(opts.torch_threads)
         model = cache.get_model(("image", spec), lambda: cnn.load_image_model(spec))
         prep = dataclasses.replace(model.prep, max_pixels=opts.max_pixels, max_bytes=opts.max_bytes)
-        if opts.decode_threads == 0:  # decode inline: no thread contending with the model for the core
-            for block in blocks:
-                yield embed_image_block(block, model, prep, None, opts.batch_size, counters)
-            return
-        with ThreadPoolExecutor(opts.decode_threads) as pool:
+        # 0 threads = decode inline (pool None): no thread contending with the model for the core
+        with ThreadPoolExecutor(opts.decode_threads) if opts.decode_threads else nullcontext() as pool:
             for block in blocks:
                 yield embed_image_block(block, model, prep, pool, opts.batch_size, counters)
     return embed_partition
