@@ -67,7 +67,7 @@ class Config(JobConfig):
     def validate(self) -> None:
         super().validate()
         if self.head:
-            check_input_exists("head", self.head)
+            check_input_exists("head", self.head, globs=False)
         if self.scores_texts:
             if not self.texts:
                 raise ConfigError("key 'texts' is required by method setfit and by a saved setfit head "
@@ -81,7 +81,7 @@ class Config(JobConfig):
             check_output_not_input(self.embeddings, self.output)
         for name in ("labels", "examples"):
             if getattr(self, name):
-                check_input_exists(name, getattr(self, name))
+                check_input_exists(name, getattr(self, name), globs=name == "examples")  # YAML: Python reads it
         require_positive(self, "top_k", "vocab_size", "setfit_pairs", "setfit_epochs", "batch_size",
                          "self_training_sample")
         require_non_negative(self, "examples_per_class", "self_training", "wmap_lambda", "zmap_alpha")

@@ -38,7 +38,7 @@ class Config(JobConfig):
         if self.pairs_output:
             check_output_not_input(self.embeddings, self.pairs_output)
         if self.index:
-            check_input_exists("index", self.index)
+            check_input_exists("index", self.index, globs=False)
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"key 'threshold' must be in (0, 1], got {self.threshold}")
         require_positive(self, "k", "batch_size")

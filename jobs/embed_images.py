@@ -29,7 +29,9 @@ class Config(EmbedConfig):
     layer: str = key("", "embed a named intermediate module (pooled) instead of the final features")
     image_size: int = key(0, "crop size in pixels; 0 = the model's native size")
     allow_random_weights: bool = key(False, "torchvision models without weights (tests only)")
-    extensions: list[str] = key(list(tables.IMAGE_EXTENSIONS), "file extensions read as images")
+    extensions: list[str] = key([], "read only files ending in these (any case, e.g. [jpg, png]); the others "
+                                "are counted as skipped_extension. Empty: every file, told by its content "
+                                "(Pillow); a file that is no image is a `not_an_image` row")
     batch_size: int = key(4, "images per model call (small batches stay in cache: fastest on CPU)")
     content_column: str = key("content", "tabular input: column of image bytes (else a `path` column)")
     max_pixels: int = key(64_000_000, "larger images become `too_large` rows (decompression bombs)")
@@ -47,6 +49,9 @@ class Config(EmbedConfig):
             cnn.check_spec(self.spec)
         except ValueError as exc:
             raise ConfigError(f"key 'model': {exc}") from None
+        if any(not ext.strip(".") or "/" in ext for ext in self.extensions):
+            raise ConfigError(f"key 'extensions': {self.extensions!r} holds an empty extension or a `/`; "
+                              "give suffixes such as [jpg, png, jfif]")
         for name in ("image_size", "decode_threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"key '{name}' must be >= 0")
@@ -60,11 +65,11 @@ class Config(EmbedConfig):
                                   self.allow_random_weights, self.precision)
 
 
-def read_items(spark, cfg: Config):
+def read_items(spark, cfg: Config, summary: RunSummary):
     """DataFrame(id, source, path | content) of the images to embed."""
     fmt = tables.detect_format(cfg.input, cfg.input_format)
     if fmt == "images":
-        return tables.list_files(spark, cfg.input, tuple(cfg.extensions))
+        return embedding.listed_files(spark, summary, cfg.input, tuple(cfg.extensions))
     df = tables.read_input(spark, cfg.input, fmt)
     column = cfg.content_column if cfg.content_column in df.columns else "path"
     tables.require_columns(df, {"id_column": cfg.id_column, "content_column": column}, cfg.input)
@@ -76,7 +81,7 @@ def read_items(spark, cfg: Config):
 def run(spark, cfg: Config, summary: RunSummary) -> None:
     tables.prepare_output(spark, cfg.output, cfg.mode)
     with summary.timed("list inputs"):
-        items = read_items(spark, cfg)
+        items = read_items(spark, cfg, summary)
     counters = embedding.counters(spark, ("decode_seconds", "model_seconds"))
     opts = ImageJobOptions(cfg.batch_size, cfg.max_pixels, cfg.max_bytes, cfg.decode_threads,
                            cfg.torch_threads)

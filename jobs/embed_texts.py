@@ -82,13 +82,13 @@ def text_expression(cfg: Config):
     return F.when(all_null, F.lit(None).cast("string")).otherwise(F.concat(*parts))
 
 
-def read_items(spark, cfg: Config):
+def read_items(spark, cfg: Config, summary: RunSummary):
     """DataFrame(id, source, text | path) of the texts to embed."""
     fmt = tables.detect_format(cfg.input, cfg.input_format)
     if fmt == "images":
         raise ConfigError(f"key 'input': {cfg.input!r} holds images; use `sparkamp embed-images`")
     if fmt == "text-dir":
-        return tables.list_files(spark, cfg.input, ("txt",))
+        return embedding.listed_files(spark, summary, cfg.input)  # every file: a non-UTF-8 one is a row
     df = tables.read_input(spark, cfg.input, fmt)
     needed = {"id_column": cfg.id_column}
     if cfg.text_template:
@@ -107,7 +107,7 @@ def read_items(spark, cfg: Config):
 def run(spark, cfg: Config, summary: RunSummary) -> None:
     tables.prepare_output(spark, cfg.output, cfg.mode)
     with summary.timed("read inputs"):
-        items = read_items(spark, cfg)
+        items = read_items(spark, cfg, summary)
     counters = embedding.counters(spark, ("model_seconds", "truncated", "tokens", "known_tokens"))
     embedder = text_embedder(cfg.spec, TextJobOptions(cfg.batch_size, cfg.torch_threads), counters)
     embedding.embed_and_publish(spark, cfg, summary, items, embedder, cfg.arrow_batch_size,

@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from jobs import session, tables
+from jobs import listing, session, tables
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive
 from jobs.paths import check_input_exists, check_output_not_input
 from jobs.summary import JobFailed, RunSummary
@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 class EmbedConfig(JobConfig):
     """Keys the embedding jobs share."""
 
-    input: str = key("", "a path, a glob or `table:db.name`", flag="--input")
+    input: str = key("", "a path (read as named, whatever its characters), a Hadoop glob (only when no path "
+                     "has that name; `\\` escapes a metacharacter) or `table:db.name`", flag="--input")
     input_format: Literal["auto", "images", "parquet", "csv", "jsonl", "text-dir", "table"] = key(
         "auto", "how to read `input`; auto = from the path")
     id_column: str = key("id", "column holding each row's unique id (tabular inputs)",
@@ -77,6 +78,14 @@ def read_ok_embeddings(spark, location: str, purpose: str, one_model_hint: str) 
         raise ConfigError(f"key 'embeddings': rows of several models {sorted(stats['models'])} {where}; "
                           + one_model_hint)
     return ok, RowsInfo(int(stats["n"]), int(stats["lo"]), stats["models"][0])
+
+
+def listed_files(spark, summary: RunSummary, location: str, extensions: tuple[str, ...] = ()):
+    """DataFrame(id, source, path) of the files `location` names (`listing.list_files`); the entries
+    skipped are counted in the summary (`skipped_hidden`, `skipped_extension`)."""
+    listed = listing.list_files(spark, location, extensions)
+    summary.stats.update(listed.stats())
+    return listed.items
 
 
 def counters(spark, names: tuple[str, ...]) -> dict[str, Any]:
@@ -148,7 +157,7 @@ def raw_queries(spark, images: str, texts_file: str, model: str):
     if images:
         spec = cnn.spec_from_label(model)
         _check_model(lambda: cnn.check_spec(spec), model, "embed-images")
-        items = tables.list_files(spark, images, tables.IMAGE_EXTENSIONS)
+        items = listing.list_files(spark, images).items
         fn = image_embedder(spec, ImageJobOptions(), {})
     else:
         spec = texts.spec_from_label(model)

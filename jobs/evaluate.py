@@ -50,7 +50,8 @@ class Config(JobConfig):
             raise ConfigError("key 'gold': give the true labels once, with --gold (or --labels)")
         scored = "neighbours" if self.neighbours else "labels_table"
         check_input_exists(scored, getattr(self, scored))
-        check_input_exists("gold" if self.gold else "labels", self.gold_labels)
+        check_input_exists("gold" if self.gold else "labels", self.gold_labels,
+                           globs=not self.gold_labels.endswith(".json"))  # Python reads a .json
         check_output_not_input(getattr(self, scored), self.output)
         require_non_negative(self, "k")
 

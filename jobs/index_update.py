@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from jobs import index_build, indexing
+from jobs.paths import reader_paths
 from index import manifest, shards, store
 from index.manifest import IndexIntegrityError, Manifest
 
@@ -37,7 +38,7 @@ def delta(spark, output: str, rows) -> tuple["object", np.ndarray, dict[str, int
     comparison to unpersist). A row without a content hash counts as changed."""
     from pyspark.sql import functions as F
 
-    before = spark.read.parquet(store.join(output, manifest.IDS))
+    before = spark.read.parquet(*reader_paths(spark, store.join(output, manifest.IDS)))  # as named, never globbed
     if "content_hash" not in before.columns:
         before = before.withColumn("content_hash", F.lit(None).cast("string"))
     before = before.select("faiss_id", F.col("content_hash").alias("_prev_hash"), F.lit(True).alias("_indexed"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from jobs import embedding, tables
+from jobs import embedding, listing, tables
 from jobs.config import ConfigError
 from udfs import cnn, heads, texts
 from udfs.heads import Head
@@ -220,7 +220,7 @@ def _embedded_folder(spark, folder: str, model: str):
     except ValueError:
         raise ConfigError(f"key 'examples': a folder of images needs an image embeddings table; "
                           f"{model!r} is not an image model") from None
-    files = tables.list_files(spark, folder, tables.IMAGE_EXTENSIONS)
+    files = listing.list_files(spark, folder).items
     embedded = files.mapInPandas(image_embedder(spec, ImageJobOptions(), {}), EMBEDDINGS_SCHEMA).cache()
     bad = embedded.filter("status != 'ok'").select("id", "error").collect()
     for row in bad[:5]:

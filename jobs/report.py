@@ -67,7 +67,7 @@ class Config(JobConfig):
             raise ConfigError("key 'mode': a report is one page; use overwrite or error-if-exists")
         for name in INPUTS + (("runs",) if self.runs not in ("", "none") else ()):
             if getattr(self, name):
-                check_input_exists(name, getattr(self, name))
+                check_input_exists(name, getattr(self, name), globs=not getattr(self, name).endswith(".json"))
                 check_output_not_input(getattr(self, name), self.output)
         require_positive(self, "sample", "max_queries", "max_neighbours", "max_unique", "max_groups",
                          "group_size", "max_classes", "max_runs", "thumb_size", "snippet_chars")

@@ -47,8 +47,8 @@ class Config(JobConfig):
         if len(given) != 1:
             raise ConfigError("give exactly one of --queries, --query-images, --query-texts "
                               f"(got {', '.join(given) or 'none'})")
-        check_input_exists(given[0], getattr(self, given[0]))
-        check_input_exists("index", self.index)
+        check_input_exists(given[0], getattr(self, given[0]), globs=given[0] != "query_texts")
+        check_input_exists("index", self.index, globs=False)
         check_output_not_input(getattr(self, given[0]), self.output)
         check_output_not_input(self.index, self.output)
         require_positive(self, "k", "batch_size", "qe_top")

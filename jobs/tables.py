@@ -1,24 +1,19 @@
 """Job inputs and outputs: reading files and tables, publishing Parquet paths or metastore tables atomically."""
 from __future__ import annotations
 
-import glob
 import logging
-import os
-import re
 import uuid
-from urllib.parse import unquote, urlsplit
 from typing import Callable
 
+from jobs import listing
 from jobs.config import TABLE_PREFIX, ConfigError
-from jobs.paths import has_glob, is_remote, local_path
+from jobs.paths import hadoop_path, has_glob, is_remote, reader_paths
+from udfs import files
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff")
 TEXT_FORMATS = ("parquet", "csv", "jsonl", "text-dir", "table")
 CORRUPT_RECORD = "_corrupt_record"  # tabular inputs: the raw text of a record Spark could not parse
-_SUFFIX_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
-                   ".json": "jsonl", ".ndjson": "jsonl"}
 
 
 def is_table(location: str) -> bool:
@@ -31,115 +26,26 @@ def table_name(location: str) -> str:
 
 
 def detect_format(location: str, declared: str) -> str:
-    """The input's format: as declared, or from its suffix or (local dirs) the files inside."""
+    """The input's format: as declared, or from its suffix, or (local paths) from the files it names:
+    their names, else their content (`listing.local_format`)."""
     if declared != "auto":
         return declared
     if is_table(location):
         return "table"
     lower = location.lower().rstrip("/")
-    for suffix, fmt in _SUFFIX_FORMATS.items():
+    for suffix, fmt in listing.TABULAR_SUFFIXES.items():
         if lower.endswith(suffix):
             return fmt
-    if any(lower.endswith("." + ext) for ext in IMAGE_EXTENSIONS) and has_glob(location):
-        return "images"
-    if lower.endswith(".txt") and has_glob(location):
-        return "text-dir"
-    if not is_remote(location) and os.path.isdir(local_path(location)):
-        counts: dict[str, int] = {}
-        for _, _, files in os.walk(local_path(location)):
-            for name in files:
-                ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-                fmt = ("images" if ext in IMAGE_EXTENSIONS else "text-dir" if ext == "txt"
-                       else _SUFFIX_FORMATS.get("." + ext))
-                if fmt:
-                    counts[fmt] = counts.get(fmt, 0) + 1
-        if counts:
-            return max(counts, key=counts.get)
+    if is_remote(location) and has_glob(location):  # `s3://b/photos/*.jpg`: the pattern's suffix tells
+        if files.is_image_name(lower):
+            return "images"
+        if lower.endswith(listing.TEXT_SUFFIXES):
+            return "text-dir"
+    found = None if is_remote(location) else listing.local_format(location)
+    if found:
+        return found
     raise ConfigError(f"key 'input_format': cannot tell the format of {location!r}; set it to one of "
                       "images, parquet, csv, jsonl, text-dir, table")
-
-
-def _hadoop(spark, location: str) -> tuple:
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(location)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    return fs, fs.makeQualified(path)
-
-
-def _root_of(location: str) -> str:
-    """The directory that relative ids are taken from: the input, or a glob's fixed prefix."""
-    if not has_glob(location):
-        return location.rstrip("/")
-    parts = location.split("/")
-    fixed = [p for p in parts[:next(i for i, p in enumerate(parts) if has_glob(p))]]
-    return "/".join(fixed) or "/"
-
-
-def list_files(spark, location: str, extensions: tuple[str, ...]):
-    """DataFrame(id, source, path) of the files under a directory or glob, recursively.
-
-    Every entry is a row, even a broken link or a fifo (workers make those `read_error` rows), except
-    hidden names (starting with `.`). Local inputs are walked here, not by Spark's file index, which
-    also skips names starting with `_` (a camera's `_DSC0001.JPG`) and fails a glob on a `:` in a
-    name; remote ones are listed by Spark's binaryFile source (in parallel for big trees), with those
-    limits. `id` is the path relative to the input directory (or the glob's fixed prefix); `source`
-    and `path` are the full path, as Spark writes it (`file:/a b.jpg`). Workers read the bytes.
-    """
-    if is_remote(location):
-        uris = (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-                .load(location).inputFiles())
-        paths = sorted(_hadoop_form(uri) for uri in uris)
-        _, root = _hadoop(spark, _root_of(location))
-        prefix = root.toString().rstrip("/") + "/"
-    else:
-        paths = sorted("file:" + p for p in _local_files(location))
-        prefix = "file:" + local_path(_root_of(location)).rstrip("/") + "/"
-    if extensions:
-        wanted = tuple("." + ext.lower() for ext in extensions)
-        paths = [p for p in paths if p.lower().endswith(wanted)]
-    rows = [(p[len(prefix):] if p.startswith(prefix) else p, p, p) for p in paths]
-    return spark.createDataFrame(rows, "id string, source string, path string")
-
-
-def _local_files(location: str) -> set[str]:
-    """Absolute paths of the entries that are not directories under a local dir or glob, recursively,
-    through links to directories (once each); hidden (`.`) names aside."""
-    pattern = local_path(location)
-    tops = ({m for p in _expand_braces(pattern.replace("[^", "[!")) for m in glob.glob(p)}
-            if has_glob(location) else {pattern})
-    found = {top for top in tops if not os.path.isdir(top)}
-    seen: set[tuple[int, int]] = set()
-    for top in tops - found:
-        for folder, dirs, names in os.walk(top, onerror=_unlistable, followlinks=True):
-            inode = os.stat(folder)
-            if (inode.st_dev, inode.st_ino) in seen:  # a link back up the tree
-                dirs.clear()
-                continue
-            seen.add((inode.st_dev, inode.st_ino))
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            found.update(os.path.join(folder, n) for n in names if not n.startswith("."))
-    return found
-
-
-def _unlistable(error: OSError) -> None:
-    """A folder that cannot be listed would drop its files unseen: the run stops instead."""
-    raise ConfigError(f"key 'input': cannot list {error.filename}: {error.strerror or error}")
-
-
-def _expand_braces(pattern: str) -> list[str]:
-    """Hadoop's glob alternatives `{a,b}` (nestable) as separate patterns: Python's glob has none."""
-    group = re.search(r"\{([^{}]*)\}", pattern)  # an innermost group
-    if not group:
-        return [pattern]
-    return [expanded for alternative in group.group(1).split(",")
-            for expanded in _expand_braces(pattern[:group.start()] + alternative + pattern[group.end():])]
-
-
-def _hadoop_form(uri: str) -> str:
-    """`file:///a%20b` (a URI) → `file:/a b` (Hadoop's Path form, as Spark shows paths)."""
-    parts = urlsplit(uri)
-    authority = f"//{parts.netloc}" if parts.netloc else ""
-    return f"{parts.scheme}:{authority}{unquote(parts.path)}"
 
 
 def read_input(spark, location: str, fmt: str):
@@ -152,15 +58,17 @@ def read_input(spark, location: str, fmt: str):
     """
     if fmt == "table":
         return _valid_utf8(spark.table(table_name(location)))
-    path = location if is_remote(location) else local_path(location)
+    path = reader_paths(spark, location)  # an existing path escaped, a glob's matches: what was named
     if fmt == "parquet":
-        return _valid_utf8(spark.read.parquet(path))
+        return _valid_utf8(spark.read.parquet(*path))
     reader = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_RECORD)
     if fmt == "csv":
-        reader = reader.option("header", "true").option("multiLine", "true").option("escape", '"')
-        header = reader.csv(path).schema  # all strings: the header line alone is read
+        reader = reader.option("header", "true").option("escape", '"')
+        # all strings: the header line alone is read; not multiLine, whose schema inference globs each
+        # file's name again (a file in `data [v2]/` would take the header of one in `data 2/`)
+        header = reader.option("multiLine", "false").csv(path).schema
         fields = len(header)
-        df = reader.schema(header.add(CORRUPT_RECORD, "string")).csv(path)
+        df = reader.option("multiLine", "true").schema(header.add(CORRUPT_RECORD, "string")).csv(path)
         return _warn_malformed(df, location, f"have more or fewer fields than the header's {fields}")
     if fmt == "jsonl":
         return _warn_malformed(reader.json(path), location, "are not JSON objects")
@@ -227,7 +135,7 @@ def prepare_output(spark, output: str, mode: str) -> None:
             raise ConfigError(f"key 'output': table {output!r} exists and mode is error-if-exists; "
                               "use mode overwrite or append")
         return
-    fs, path = _hadoop(spark, output)
+    fs, path = hadoop_path(spark, output)
     staging_dir, name = _staging_dir(path), path.getName()
     leftovers = fs.listStatus(staging_dir) if fs.exists(staging_dir) else []
     if not fs.exists(path):
@@ -256,10 +164,10 @@ def publish(spark, df, output: str, mode: str, run_id: str, verify: Callable) ->
     table at a new location in one metastore call; append inserts through Spark's commit protocol.
     """
     staging = staging_location(spark, output, f"staging-{run_id}")
-    fs, staging_path = _hadoop(spark, staging)
+    fs, staging_path = hadoop_path(spark, staging)
     try:
         df.write.mode("overwrite").parquet(staging)
-        staged = spark.read.parquet(staging)
+        staged = spark.read.parquet(*reader_paths(spark, staging))
         verify(staged)
     except BaseException:
         fs.delete(staging_path, True)
@@ -276,7 +184,7 @@ def staging_location(spark, output: str, tag: str) -> str:
         db, name = table_name(output).split(".")
         base = spark.conf.get("spark.sql.warehouse.dir")
         return f"{base.rstrip('/')}/sparkamp-tables/{db}.db/{name}/v-{tag}"
-    _, path = _hadoop(spark, output)
+    _, path = hadoop_path(spark, output)
     return _staging_dir(path).toString() + f"/{path.getName()}-{tag}"
 
 
@@ -289,23 +197,23 @@ def exists(spark, location: str) -> bool:
     """A metastore table that exists, or a path (any Hadoop filesystem) that exists."""
     if is_table(location):
         return spark.catalog.tableExists(table_name(location))
-    fs, path = _hadoop(spark, location)
+    fs, path = hadoop_path(spark, location)
     return fs.exists(path)
 
 
 def remove(spark, location: str) -> None:
-    fs, path = _hadoop(spark, location)
+    fs, path = hadoop_path(spark, location)
     if fs.exists(path):
         fs.delete(path, True)
 
 
 def _publish_path(spark, staging: str, output: str, mode: str, run_id: str) -> None:
-    fs, target = _hadoop(spark, output)
-    _, source = _hadoop(spark, staging)
+    fs, target = hadoop_path(spark, output)
+    _, source = hadoop_path(spark, staging)
     if not fs.exists(target):
         _rename(fs, source, target)
     elif mode == "append":
-        existing, staged = spark.read.parquet(output).schema, spark.read.parquet(staging).schema
+        existing, staged = (spark.read.parquet(*reader_paths(spark, where)).schema for where in (output, staging))
         if existing.simpleString() != staged.simpleString():
             raise ConfigError(f"key 'mode': cannot append to {output!r}: its schema is "
                               f"{existing.simpleString()}, the new rows' is {staged.simpleString()}")
@@ -343,7 +251,7 @@ def _publish_table(spark, staged, output: str, mode: str, staging: str) -> None:
     if mode == "append":
         columns = spark.table(name).columns
         staged.select(*columns).write.insertInto(name)
-        fs, path = _hadoop(spark, staging)
+        fs, path = hadoop_path(spark, staging)
         fs.delete(path, True)
         return
     old = _table_location(spark, name)
@@ -355,5 +263,5 @@ def _publish_table(spark, staged, output: str, mode: str, staging: str) -> None:
         spark.sql(f"ALTER TABLE {name} SET LOCATION '{staging}'")
         spark.sql(f"REFRESH TABLE {name}")
     if old and "/sparkamp-tables/" in old:  # only locations this code made are removed
-        fs, path = _hadoop(spark, old)
+        fs, path = hadoop_path(spark, old)
         fs.delete(path, True)

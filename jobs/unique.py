@@ -33,7 +33,7 @@ class Config(JobConfig):
         check_input_exists("embeddings", self.embeddings)
         check_output_not_input(self.embeddings, self.output)
         if self.index:
-            check_input_exists("index", self.index)
+            check_input_exists("index", self.index, globs=False)
         require_positive(self, "k", "batch_size")
         require_non_negative(self, "nprobe")
 

@@ -49,14 +49,16 @@ def test_embed_images_quality_bad_files_and_summary(spark, fashion, tmp_path):
     (bad / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (bad / "empty.png").write_bytes(b"")
     (bad / "random.png").write_bytes(np.random.default_rng(0).bytes(3000))
-    (images / "notes.md").write_text("not an image")  # other extensions are not inputs
+    (images / "notes.md").write_text("not an image")  # an image neither by name nor by content
     out = tmp_path / "emb"
     assert cli.main(["embed-images", "--input", str(images), "--output", str(out),
                      *common_args(tmp_path)]) == 0
 
     assert spark.read.parquet(str(out)).schema.simpleString() == SCHEMA
     rows = read(spark, str(out))
-    assert sorted(rows.index) == sorted([*classes, "bad/truncated.jpg", "bad/empty.png", "bad/random.png"])
+    assert sorted(rows.index) == sorted([*classes, "bad/truncated.jpg", "bad/empty.png", "bad/random.png",
+                                         "notes.md"])
+    assert rows.loc["notes.md", "status"] == "not_an_image"
     assert rows.loc["bad/truncated.jpg", "status"] == "decode_error"
     assert rows.loc["bad/empty.png", "status"] == "empty"
     assert rows.loc["bad/random.png", "status"] == "decode_error"
@@ -74,8 +76,8 @@ def test_embed_images_quality_bad_files_and_summary(spark, fashion, tmp_path):
     assert agreement > 0.6, agreement  # 10 classes: chance is 0.1
 
     (run,) = runs(tmp_path)
-    assert (run["job"], run["rows_in"], run["rows_out"], run["rows_ok"]) == ("embed-images", 203, 203, 200)
-    assert json.loads(run["statuses"]) == {"ok": 200, "decode_error": 2, "empty": 1}
+    assert (run["job"], run["rows_in"], run["rows_out"], run["rows_ok"]) == ("embed-images", 204, 204, 200)
+    assert json.loads(run["statuses"]) == {"ok": 200, "decode_error": 2, "empty": 1, "not_an_image": 1}
     assert {"list inputs", "embed + write"} <= set(json.loads(run["stages"]))
 
 

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from jobs import cli, config, embed_images, tables
+from jobs import cli, config, embed_images, listing
 from tests.conftest import common_args
 
 MEGABYTE_OF_WORDS = "word " * 200_000  # 1 MB; far past MiniLM's 256-token window and max_chars
@@ -129,6 +129,7 @@ HOSTILE_IMAGES = {
     "exif_rotated.jpg": ("ok", None),
     "x.jpg/inner.jpg": ("ok", None),
     "_DSC0001.JPG": ("ok", None),  # Spark's file index skipped `_` names
+    "notes.txt": ("not_an_image", "not an image"),
 }
 
 
@@ -166,7 +167,7 @@ def write_images(folder: Path) -> dict[str, str]:
     files["x.jpg/inner.jpg"] = encode(discs(7), "JPEG")
     files["_DSC0001.JPG"] = encode(discs(8), "JPEG")
     files[".hidden.jpg"] = encode(discs(9), "JPEG")  # hidden: not an input
-    files["notes.txt"] = b"not an image extension: not an input"
+    files["notes.txt"] = b"an image neither by name nor by content: a not_an_image row"
     files["locked.jpg"] = encode(discs(10), "JPEG")
     for name, data in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +176,7 @@ def write_images(folder: Path) -> dict[str, str]:
     (folder / "dangling.jpg").symlink_to(folder / "moved-away.jpg")
     (folder / "locked.jpg").chmod(0)
     expected = {name: HOSTILE_IMAGES.get(name, ("ok",))[0] for name in [*files, "fifo.jpg", "dangling.jpg"]
-                if not name.startswith(".") and name.endswith((".jpg", ".png", ".gif", ".JPG"))}
+                if not name.startswith(".")}
     expected["locked.jpg"] = "ok" if readable(folder / "locked.jpg") else "read_error"
     return expected
 
@@ -248,7 +249,7 @@ def test_globs_list_underscore_and_colon_names(spark, tmp_path):
     """Hadoop's glob fails on a `:` in any name it meets; Spark's file index skips `_` names."""
     for name in ("_DSC0001.JPG", "12:30:00.jpg", "a.png", "b.gif", ".hidden.jpg"):
         (tmp_path / name).write_bytes(b"x")
-    listed = tables.list_files(spark, f"{tmp_path}/*.{{jpg,JPG,png}}", tables.IMAGE_EXTENSIONS)
+    listed = listing.list_files(spark, f"{tmp_path}/*.{{jpg,JPG,png}}").items
     assert sorted(r.id for r in listed.collect()) == ["12:30:00.jpg", "_DSC0001.JPG", "a.png"]
 
 

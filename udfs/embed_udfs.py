@@ -74,6 +74,8 @@ def _load_image(path: str | None, content: Any, prep: images.Preprocess) -> tupl
     try:
         data = files.read_file(path, prep.max_bytes) if path is not None else bytes(content or b"")
         digest = _sha256(data)
+        if path is not None:  # a listed file may be anything; a bytes column is images by declaration
+            files.require_image(path, data)
         return digest, images.load_pixels(data, prep), OK, None, time.perf_counter() - start
     except RowError as err:
         return digest, None, err.status, err.message, time.perf_counter() - start

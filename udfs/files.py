@@ -1,17 +1,41 @@
-"""Reading one input file's bytes on a worker: local paths, `file:` URIs or any pyarrow filesystem."""
+"""Input files: how a listed file is named (id, source, path) and read on a worker, and whether it is an image."""
 from __future__ import annotations
 
+import functools
+import io
 import os
 import stat
+from urllib.parse import quote, unquote, unquote_to_bytes
 
-from udfs.status import READ_ERROR, TOO_LARGE, RowError
+from udfs.status import NOT_AN_IMAGE, READ_ERROR, TOO_LARGE, RowError
+
+
+def spelled(name: str | bytes) -> str:
+    """A file name or path as valid UTF-8 text, one spelling per name: its bytes decoded as UTF-8, a byte
+    that is not UTF-8 written `\\xNN` and a backslash written `\\\\` (so no two names share a spelling).
+
+    `name` is bytes, or a str as os.walk gives it (undecodable bytes as surrogates, PEP 383).
+    """
+    raw = os.fsencode(name) if isinstance(name, str) else name
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def file_uri(path: str | bytes) -> str:
+    """An absolute local path as a `file://` URI (RFC 8089), every byte that is not unreserved
+    percent-encoded: ASCII, and the exact bytes come back (`read_file` opens it; pyarrow reads it too)."""
+    return "file://" + quote(os.fsencode(path), safe="/")
 
 
 def read_file(uri: str, max_bytes: int) -> bytes:
-    """The raw bytes at `uri` (a local path, `file:` URI or any pyarrow filesystem URI)."""
+    """The raw bytes at `uri`: a `file://` URI (percent-decoded to the exact bytes of the name), a plain
+    local path or Hadoop's `file:/x` form (as written), or any pyarrow filesystem URI.
+
+    Raises RowError: READ_ERROR (missing, a directory, a fifo/socket/device, permission denied),
+    TOO_LARGE (over `max_bytes`).
+    """
     try:
         if "://" not in uri or uri.startswith("file:"):
-            path = "/" + uri[len("file:"):].lstrip("/") if uri.startswith("file:") else uri
+            path = _local(uri)
             info = os.stat(path)
             if stat.S_ISDIR(info.st_mode):
                 raise IsADirectoryError(path)
@@ -36,6 +60,50 @@ def read_file(uri: str, max_bytes: int) -> bytes:
         raise RowError(READ_ERROR, f"cannot read {uri}: {exc}") from None
 
 
+def _local(uri: str) -> str | bytes:
+    if uri.startswith("file://"):
+        authority, _, path = uri[len("file://"):].partition("/")
+        if authority not in ("", "localhost"):
+            raise ValueError(f"{uri} names host {authority!r}; only local files are read this way")
+        return unquote_to_bytes("/" + path)
+    return "/" + uri[len("file:"):].lstrip("/") if uri.startswith("file:") else uri
+
+
 def _check_size(size: int, max_bytes: int) -> None:
     if size > max_bytes:
         raise RowError(TOO_LARGE, f"{size} bytes is over max_bytes = {max_bytes}")
+
+
+@functools.lru_cache(maxsize=1)
+def image_suffixes() -> frozenset[str]:
+    """Lower-case suffixes (`.jpg`, `.jfif`, `.jp2`, `.avif`, ...) of the formats this Pillow opens:
+    its own registry (`Image.registered_extensions()`), less those it only writes (`.pdf`)."""
+    from PIL import Image
+
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def is_image_name(name: str | bytes) -> bool:
+    """Whether a file name ends in one of `image_suffixes()` (any case)."""
+    lower = os.fsdecode(name).lower()
+    return "." in lower and lower[lower.rindex("."):] in image_suffixes()
+
+
+def image_format(data: bytes) -> str | None:
+    """The image format Pillow recognises in `data` from its header (e.g. `JPEG`, `AVIF`), or None.
+    Only the header is parsed (`Image.open` is lazy); a format with a damaged body is still named."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.format
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        return None
+
+
+def require_image(name: str, data: bytes) -> None:
+    """Refuses a listed file that is an image neither by name nor by content (a README, a Thumbs.db):
+    RowError NOT_AN_IMAGE. A file named like an image goes on to decoding (and its own decode_error)."""
+    if data and not is_image_name(unquote(name) if "://" in name else name) and image_format(data) is None:
+        raise RowError(NOT_AN_IMAGE, "not an image: no image format recognised in its first bytes, and "
+                                     "its name has no image extension")

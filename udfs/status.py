@@ -6,6 +6,7 @@ EMPTY = "empty"                    # 0 bytes, null, empty or whitespace-only tex
 TOO_LARGE = "too_large"            # over max_bytes or max_pixels
 DECODE_ERROR = "decode_error"      # not an image / truncated / not valid UTF-8
 READ_ERROR = "read_error"          # could not be read: missing, permission, a directory
+NOT_AN_IMAGE = "not_an_image"      # in an image folder, but an image neither by name nor by content (a README)
 MALFORMED = "malformed"            # a CSV row with the wrong number of fields, a JSON line that is not an object
 NO_KNOWN_WORDS = "no_known_words"  # no token the model knows (out of vocabulary / all [UNK])
 
