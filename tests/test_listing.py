@@ -19,6 +19,7 @@ from PIL import Image, features
 from jobs import cli, paths, tables
 from tests.conftest import common_args, jpeg_bytes
 from udfs import files
+from udfs.report_thumbs import thumbnail_of
 from udfs.status import RowError
 
 GLOB_NAMES = ["data [v2]", "a{b,c}", "x*y", "q?", "back\\slash"]  # each with a sibling its glob would match
@@ -131,6 +132,15 @@ def test_a_name_that_is_not_utf8_embeds_like_its_twin(names_run):
     assert latin1.content_hash == by_id.loc["plain.jpg"].content_hash
     assert np.allclose(latin1.embedding, by_id.loc["plain.jpg"].embedding, atol=1e-5)
     assert np.allclose(by_id.loc[NFD].embedding, by_id.loc[NFC].embedding, atol=1e-5)
+
+
+def test_every_source_opens_its_own_file_and_the_report_thumbnails_it(names_run):
+    _, rows, _, _, _, folder = names_run
+    for name in [*NAMES, *(n for n in OTHER_FORMATS if os.path.exists(os.path.join(os.fsencode(folder), n)))]:
+        (source,) = rows[rows.id == files.spelled(name)].source
+        with open(os.path.join(os.fsencode(folder), name), "rb") as fh:
+            assert files.read_file(files.source_uri(source), 10**6) == fh.read(), name
+    assert thumbnail_of(f"file:{folder}/caf\\xe9.jpg", 32).startswith("data:image/")
 
 
 def test_files_that_are_no_image_are_rows_that_say_so(names_run):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import stat
 from urllib.parse import quote, unquote, unquote_to_bytes
 
@@ -18,6 +19,22 @@ def spelled(name: str | bytes) -> str:
     """
     raw = os.fsencode(name) if isinstance(name, str) else name
     return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+
+
+def unspelled(text: str) -> bytes:
+    """The bytes `spelled` wrote as `text` (`\\xNN` → that byte, `\\\\` → one backslash)."""
+    return re.sub(rb"\\(\\|x[0-9a-f]{2})", lambda m: b"\\" if m[1] == b"\\" else bytes([int(m[1][1:], 16)]),
+                  text.encode("utf-8"))
+
+
+def source_uri(source: str) -> str:
+    """A URI that opens the file a listed row's `source` names (`file:/a\\xe9.jpg`, `s3://b/a b.jpg`):
+    its spelling undone, then percent-encoded (`file:///a%E9.jpg`, `s3://b/a%20b.jpg`)."""
+    raw = unspelled(source)
+    if raw.startswith(b"file:"):
+        return file_uri(b"/" + raw[len(b"file:"):].lstrip(b"/"))
+    scheme, _, rest = raw.partition(b"://")
+    return scheme.decode("ascii") + "://" + quote(rest, safe="/")
 
 
 def file_uri(path: str | bytes) -> str:

@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 import pandas as pd
 from PIL import Image
 
-from udfs.files import read_file
+from udfs.files import read_file, source_uri
 from udfs.images import Preprocess, decode
 from udfs.status import RowError
 
@@ -45,7 +45,7 @@ def thumbnail_of(source: str | None, size: int) -> str | None:
     if not is_image_source(source):
         return None
     try:
-        return thumbnail_uri(read_file(source, MAX_BYTES), size)
+        return thumbnail_uri(read_file(source_uri(source), MAX_BYTES), size)
     except RowError:
         return None
 
