@@ -3,7 +3,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-TEST_ONLY = {"pytest"}
+TEST_ONLY = {"pytest", "tifffile"}
 
 
 def _requirements() -> list[str]:

@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
+from jobs import yaml_loader
+
 MODES = ("overwrite", "append", "error-if-exists")
 TABLE_PREFIX = "table:"
 
@@ -151,7 +153,7 @@ def load(cls: type, conf_file: str | None = None, sets: list[str] | None = None,
         if not path.is_file():
             raise ConfigError(f"--conf: {conf_file!r} is not a file")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml_loader.load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"--conf: {conf_file!r} is not valid YAML: {exc}") from None
         except UnicodeDecodeError as exc:

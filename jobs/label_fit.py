@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from jobs import embedding, listing, tables
+from jobs import embedding, listing, tables, yaml_loader
 from jobs.config import ConfigError
 from udfs import cnn, heads, texts
 from udfs.heads import Head
@@ -29,12 +29,23 @@ class Examples:
 
 
 def read_label_set(path: str) -> LabelSet | None:
+    """The label set in the YAML file `path` (None when not given); ConfigError naming the problem.
+    Every plain scalar in it is text: label names like `yes`, `off`, `null` or `2019` stay names."""
     if not path:
         return None
     try:
         with open(path, encoding="utf-8") as fh:
-            return parse_label_set(yaml.safe_load(fh), path)
-    except (ValueError, yaml.YAMLError) as exc:
+            data = yaml_loader.load_text(fh)
+    except OSError as exc:
+        raise ConfigError(f"key 'labels': cannot read {path!r}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"key 'labels': {path!r} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"key 'labels': {path!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                          "save it as UTF-8") from None
+    try:
+        return parse_label_set(data, path)
+    except ValueError as exc:
         raise ConfigError(f"key 'labels': {exc}") from None
 
 

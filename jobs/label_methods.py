@@ -31,6 +31,7 @@ def fit(cfg, inputs: Inputs, folder: str, summary) -> tuple[Head, tuple[str, ...
     """(the fitted head, files besides head.npz that the manifest must cover)."""
     method, ex = cfg.method, inputs.examples
     params = {"seed": cfg.seed, "examples": int(len(ex.labels))}
+    warn_scarce_labels(ex.labels, inputs.names, summary)
     if method == "zero-shot":
         return Head(method, inputs.names, label_vectors(inputs), embedding_model=inputs.model,
                     params={**params, "templates": list(inputs.label_set.templates)}), ()
@@ -58,6 +59,16 @@ def fit(cfg, inputs: Inputs, folder: str, summary) -> tuple[Head, tuple[str, ...
             params["prior_weight"] = cfg.prior_weight
         return Head(method, inputs.names, classes, embedding_model=inputs.model, params=params), ()
     return setfit(cfg, inputs, folder, summary, params)
+
+
+def warn_scarce_labels(labels: np.ndarray, names: list[str], summary) -> None:
+    """A warning naming each label with far fewer examples than the others (under half the median)."""
+    scarce, median = heads.scarce_classes(labels, len(names))
+    if scarce:
+        log.warning("few examples: %s, under half the median of %g per label; logreg, setfit and "
+                    "self-training weigh each label's examples as a whole, but a label learnt from so few "
+                    "is unsteady: give it more", ", ".join(f"{names[c]!r} has {n}" for c, n in scarce), median)
+    summary.stats["scarce_labels"] = len(scarce)
 
 
 def label_vectors(inputs: Inputs) -> np.ndarray:

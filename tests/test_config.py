@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from jobs import config, embed_images, embed_texts
+from jobs import config, embed_images, embed_texts, yaml_loader
 from jobs.config import ConfigError
 from tests.conftest import ROOT
 
@@ -41,6 +41,8 @@ def test_yaml_sets_and_flags_layer_in_order(tmp_path):
     ("", ["model=alexnetz"], "key 'model': unknown image model 'alexnetz'"),
     ("", ["model=resnet50"], "key 'model': model 'resnet50' has no local weights"),
     ("- a\n- b\n", [], "must hold a mapping"),
+    ("batch_size: 3\nbatch_size: 4\n", [], "key 'batch_size' is given twice, on line 1 and line 2; give it once"),
+    ("spark:\n  spark.a: 1\n  spark.b: 2\n  spark.a: 3\n", [], "key 'spark.a' is given twice, on line 2 and line 4"),
 ])
 def test_bad_keys_name_the_key_and_what_is_accepted(tmp_path, yaml_text, sets, needle):
     (tmp_path / "in").mkdir()
@@ -132,3 +134,15 @@ def test_readme_config_reference_is_current():
 
     text = docs.README.read_text()
     assert docs.reference_markdown() in text, "README's config reference is stale: run `make docs`"
+
+
+def test_yaml_loader_refuses_repeated_keys_at_any_depth_and_keeps_merges():
+    merged = "base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  y: 3\n"  # y overrides the merged y: not a repeat
+    assert yaml_loader.load(merged) == {"base": {"x": 1, "y": 2}, "d": {"x": 1, "y": 3}}
+    assert yaml_loader.load_text(merged)["d"] == {"x": "1", "y": "3"}
+    for loader in (yaml_loader.load, yaml_loader.load_text):
+        with pytest.raises(yaml_loader.DuplicateKeyError, match="key 'k' is given twice, on line 3 and line 4"):
+            loader("a:\n  - b:\n      k: 1\n      k: 2\n")
+    with pytest.raises(yaml_loader.DuplicateKeyError, match="key 'true' is given twice, on line 1 .written 'yes'"):
+        yaml_loader.load("yes: 1\ntrue: 2\n")  # the same boolean key to YAML 1.1
+    assert yaml_loader.load_text("yes: 1\ntrue: 2\n") == {"yes": "1", "true": "2"}  # two texts

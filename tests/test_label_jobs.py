@@ -166,6 +166,7 @@ def test_image_heads_from_class_folders_and_labelled_ids(spark, fashion, tmp_pat
     (["--labels", "one.yaml"], "at least 2 labels"),
     (["--labels", "dup.yaml"], "repeated"),
     (["--labels", "noex.yaml"], "`examples` must be a non-empty list"),
+    (["--labels", "twice.yaml"], "key 'labels' is given twice, on line 1 and line 2"),
     (["--labels", "names.yaml", "--method", "logreg"], "needs labelled examples"),
     (["--labels", "names.yaml", "--method", "setfit", "--examples", "pool.csv"], "key 'texts' is required"),
     (["--labels", "names.yaml", "--set", "top_k=0"], "key 'top_k' must be > 0"),
@@ -176,6 +177,7 @@ def test_bad_label_configs_fail_before_spark(fortunes, tmp_path, capsys, args, m
     (fortunes / "one.yaml").write_text("labels: [alone]\n")
     (fortunes / "dup.yaml").write_text("labels: [a, b, a]\n")
     (fortunes / "noex.yaml").write_text("labels:\n  - {name: a, examples: []}\n  - b\n")
+    (fortunes / "twice.yaml").write_text("labels: [a, b]\nlabels: [c, d]\n")
     args = [str(fortunes / a) if a.endswith((".yaml", ".csv")) else a for a in args]
     code = cli.main(["assign-labels", "--embeddings", str(fortunes / "emb"), "--output", str(tmp_path / "o"),
                      *args, *common_args(tmp_path)])
@@ -216,3 +218,44 @@ def test_classification_metrics_through_spark(spark, tmp_path):
     assert value[("recall", "x", None)] == pytest.approx(1 / 3)
     assert value[("confusion", "y", "(none)")] == 1 and value[("confusion", "x", "(none)")] == 1
     assert value[("confusion", "y", "unknown")] == 1
+
+
+FEW_SHOT_3_3_1 = {  # examples per label: 3, 3 and 1
+    "sports": ["The striker scored twice in the second half.", "The team won the championship final.",
+               "She ran the marathon in under three hours."],
+    "cooking": ["Simmer the onions in butter until soft.", "Bake the bread for forty minutes.",
+                "Season the soup with salt and pepper."],
+    "weather": ["Heavy rain is expected tomorrow afternoon."],
+}
+TO_LABEL = {"s1": ("The goalkeeper saved a penalty.", "sports"),
+            "s2": ("The coach praised his players after the match.", "sports"),
+            "c1": ("Whisk the eggs and sugar together.", "cooking"),
+            "c2": ("Roast the chicken with garlic.", "cooking"),
+            "w1": ("Strong winds and snow will hit the coast tonight.", "weather"),
+            "w2": ("A sunny, warm day with clear skies.", "weather")}
+
+
+@pytest.fixture(scope="module")
+def imbalanced(spark, tmp_path_factory):
+    """Six sentences to label (two per label, embedded) and a label set whose inline examples are 3/3/1."""
+    folder = tmp_path_factory.mktemp("imbalanced")
+    pd.DataFrame({"id": list(TO_LABEL), "text": [t for t, _ in TO_LABEL.values()]}).to_parquet(folder / "texts.parquet")
+    pd.DataFrame({"id": list(TO_LABEL), "label": [g for _, g in TO_LABEL.values()]}).to_csv(folder / "gold.csv",
+                                                                                            index=False)
+    (folder / "labels.yaml").write_text(yaml.safe_dump(
+        {"labels": [{"name": name, "examples": examples} for name, examples in FEW_SHOT_3_3_1.items()]}))
+    assert cli.main(["embed-texts", "--input", str(folder / "texts.parquet"), "--output", str(folder / "emb"),
+                     *common_args(folder)]) == 0
+    return folder
+
+
+@pytest.mark.parametrize("method", ["logreg", "setfit", "centroid"])
+def test_a_label_with_one_example_among_three_is_still_predicted(imbalanced, tmp_path, caplog, method):
+    """Unweighted, logreg and setfit never predicted `weather` here (4/6); class-balanced they get 6/6."""
+    source = ["--texts", str(imbalanced / "texts.parquet"), "--set", "setfit_pairs=2"] if method == "setfit" \
+        else ["--embeddings", str(imbalanced / "emb")]
+    out = label(imbalanced, tmp_path, method, *source, "--labels", str(imbalanced / "labels.yaml"),
+                "--method", method)
+    predicted = pd.read_parquet(out).set_index("id").label.to_dict()
+    assert predicted == {i: gold for i, (_, gold) in TO_LABEL.items()}
+    assert "few examples: 'weather' has 1, under half the median of 3 per label" in caplog.text

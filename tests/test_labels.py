@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from jobs.config import ConfigError
+from jobs.label_fit import read_label_set
 from udfs import finetune, heads, texts
 from udfs.classification import NONE, classification_metrics
 from udfs.heads import Head
-from udfs.label_sets import parse_label_set
+from udfs.label_sets import Label, parse_label_set
 from udfs.label_udfs import ScoreOptions, label_rows
 
 
@@ -24,6 +26,35 @@ def test_bad_label_sets_get_clear_errors(data, message):
     with pytest.raises(ValueError, match=None) as err:
         parse_label_set(data, "set.yaml")
     assert message in str(err.value) and "set.yaml" in str(err.value)
+
+
+def test_label_set_yaml_keeps_every_name_as_written(tmp_path):
+    """YAML 1.1 reads these plain scalars as booleans, null, numbers and a date; a label set keeps text."""
+    written = ["yes", "no", "on", "off", "y", "n", "true", "False", "null", "~", "2019", "2019-01-01", "1.5",
+               "0x1F", ".inf"]
+    (tmp_path / "names.yaml").write_text(f"labels: [{', '.join(written)}]\n")
+    assert read_label_set(str(tmp_path / "names.yaml")).names == written
+    (tmp_path / "full.yaml").write_text("templates: ['Is it {name}?']\nlabels:\n"
+                                        "  - {name: yes, description: 2019, keywords: [on, off], examples: [no, 1]}\n"
+                                        "  - name: null\n    description:\n")
+    label_set = read_label_set(str(tmp_path / "full.yaml"))
+    assert label_set.labels[0] == Label("yes", "2019", ("on", "off"), ("no", "1"))
+    assert label_set.labels[1] == Label("null") and label_set.templates == ("Is it {name}?",)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("labels: [a, b]\ntemplates: ['{name}']\nlabels: [c, d]\n", "key 'labels' is given twice, on line 1 and line 3"),
+    ("labels:\n  - name: a\n    description: x\n    name: b\n  - c\n", "key 'name' is given twice, on line 2 and line 4"),
+    ("labels: [a, b\n", "is not valid YAML"),
+    (b"labels: [caf\xe9, b]\n", "is not UTF-8 text (invalid continuation byte at byte 12)"),
+])
+def test_label_set_yaml_errors_name_the_key_and_line(tmp_path, text, message):
+    path = tmp_path / "set.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ConfigError) as err:
+        read_label_set(str(path))
+    assert str(err.value).startswith("key 'labels': ") and message in str(err.value)
+    assert str(path) in str(err.value)
 
 
 def test_label_texts_fill_templates_and_append_descriptions():
@@ -67,17 +98,28 @@ def test_zmap_is_a_ridge_map_between_spaces():
     assert np.abs(shrunk).max() < 1e-3  # a huge alpha pulls the map to zero
 
 
-def test_logreg_head_matches_sklearn_for_two_and_more_classes():
+@pytest.mark.parametrize("counts", [(20, 20), (20, 20, 20), (20, 6), (20, 20, 3)])
+def test_logreg_head_matches_sklearns_class_balanced_logistic_regression(counts):
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(3)
-    for classes in (2, 3):
-        x = heads.normalise(rng.normal(size=(20 * classes, 5)) + 2 * np.repeat(np.eye(5)[:classes], 20, axis=0))
-        y = np.repeat(np.arange(classes), 20)
-        weights, bias = heads.fit_logreg(x, y, classes, 1.0, 0)
-        ours = Head("logreg", [str(c) for c in range(classes)], weights, bias=bias).scores(x)
-        theirs = LogisticRegression(C=1.0, max_iter=2000, random_state=0).fit(x, y).predict_proba(x)
-        assert np.allclose(ours, theirs, atol=1e-4)
+    classes = len(counts)
+    y = np.repeat(np.arange(classes), counts)
+    x = heads.normalise(rng.normal(size=(len(y), 5)) + 2 * np.eye(5)[y])
+    weights, bias = heads.fit_logreg(x, y, classes, 1.0, 0)
+    ours = Head("logreg", [str(c) for c in range(classes)], weights, bias=bias).scores(x)
+    theirs = LogisticRegression(C=1.0, max_iter=2000, random_state=0, class_weight="balanced").fit(x, y)
+    assert np.allclose(ours, theirs.predict_proba(x), atol=1e-4)
+    if len(set(counts)) == 1:  # equal counts: balancing changes nothing
+        plain = LogisticRegression(C=1.0, max_iter=2000, random_state=0).fit(x, y).predict_proba(x)
+        assert np.allclose(ours, plain, atol=1e-4)
+
+
+def test_scarce_classes_are_those_under_half_the_median():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 3, 3])  # counts 4, 4, 1, 2 and class 4 has none
+    assert heads.scarce_classes(y, 5) == ([(2, 1)], 3.0)  # 2 examples is not under 1.5; 0 is not scarce
+    assert heads.scarce_classes(np.array([0, 1, 2]), 3) == ([], 1.0)
+    assert heads.scarce_classes(np.array([], dtype=int), 2) == ([], 0.0)
 
 
 def test_heads_round_trip_and_refuse_a_tampered_file(tmp_path):

@@ -92,10 +92,13 @@ def fit_wmap(docs: np.ndarray, targets: np.ndarray, lam: float) -> np.ndarray:
 
 
 def fit_logreg(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, seed: int) -> tuple:
-    """Multinomial logistic regression on normalised embeddings → (weights [c, d], bias [c])."""
+    """Multinomial logistic regression (scikit-learn) on normalised embeddings [n, d] with int labels
+    [n] → (weights [c, d], bias [c]). Class-balanced: each example weighs n / (classes × its class's
+    count), so a label with 1 example against others with 3 is still predicted (unweighted, its prior
+    and the regularisation drowned it: 4/6 right on such a set, 6/6 balanced)."""
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    model = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight="balanced")
     model.fit(normalise(x), y)
     weights = np.zeros((n_classes, x.shape[1]), dtype=np.float32)
     bias = np.full(n_classes, -1e4, dtype=np.float32)  # a class with no example is never chosen
@@ -108,6 +111,14 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, seed: int
         weights[model.classes_] = model.coef_
         bias[model.classes_] = model.intercept_
     return weights, bias
+
+
+def scarce_classes(y: np.ndarray, n_classes: int, share: float = 0.5) -> tuple[list[tuple[int, int]], float]:
+    """([(class, its count)] of the classes with examples but fewer than `share` × the median, the
+    median count over the classes that have any): the classes a few-shot head learns too little about."""
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes)
+    median = float(np.median(counts[counts > 0])) if counts.any() else 0.0
+    return [(int(c), int(n)) for c, n in enumerate(counts) if 0 < n < share * median], median
 
 
 def centroids(x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
