@@ -1,0 +1,186 @@
+"""Tiny, degenerate and bad-vector tables through the CLI: exact rows with statuses, or a config error
+that names the key; never a traceback."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import cli
+from tests.conftest import common_args
+from tests.test_hostile_inputs import _Warnings
+from tests.test_index_jobs import write_embeddings
+
+DIM = 8
+MODEL = "tiny-8"
+
+
+def unit(*rows: list[float]) -> np.ndarray:
+    x = np.array([r + [0.0] * (DIM - len(r)) for r in rows], np.float64)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+# a and b are near-duplicates (cosine 0.995); c is far from both, nearer to a (0.287) than to b (0.286)
+TINY = dict(zip("abc", unit([1.0], [1.0, 0.1], [0.3, 0.0, 1.0])))
+
+
+def sparkamp(tmp_path, *args: str) -> tuple[int, str]:
+    """(exit code, what the jobs and the CLI logged at WARNING and above) of `sparkamp args...`."""
+    said, loggers = _Warnings(), [logging.getLogger(name) for name in ("jobs", "sparkamp")]
+    for logger in loggers:
+        logger.addHandler(said)
+    try:
+        return cli.main([*args, *common_args(tmp_path)]), "\n".join(said.messages)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(said)
+
+
+def last_run(tmp_path, job: str) -> dict:
+    rows = [pq.read_table(f).to_pylist()[0] for f in (tmp_path / "runs").glob(f"run-*-{job}-*.parquet")]
+    row = max(rows, key=lambda r: r["started_at"])
+    return {**row, "statuses": json.loads(row["statuses"])}
+
+
+def table(spark, path) -> pd.DataFrame:
+    frame = spark.read.parquet(str(path)).toPandas()
+    return frame.astype({c: "Int64" for c in ("rank",) if c in frame})
+
+
+def neighbour_rows(spark, path) -> list[tuple]:
+    rows = table(spark, path).sort_values(["query_id", "rank"])
+    return [(r.query_id, None if pd.isna(r.rank) else int(r.rank), r.neighbor_id, r.status)
+            for r in rows.itertuples()]
+
+
+def expected_neighbours(names: list[str], vectors: np.ndarray, k: int, exclude_self: bool) -> list[tuple]:
+    sims = vectors @ vectors.T
+    rows = []
+    for q, name in enumerate(names):
+        order = [j for j in np.argsort(-sims[q], kind="stable") if not (exclude_self and j == q)][:k]
+        rows += [(name, r, names[j], "ok") for r, j in enumerate(order, 1)] or [(name, None, None, "no_neighbours")]
+    return rows
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])  # with k = 2: k - 1, k and k + 1 items
+def test_tiny_tables_give_exact_rows_in_every_job(spark, tmp_path, n):
+    names = list("abc")[:n]
+    vectors = np.stack([TINY[name] for name in names])
+    emb = write_embeddings(tmp_path / "emb", vectors, names, model=MODEL)
+    index = str(tmp_path / "index")
+    assert sparkamp(tmp_path, "build-index", "--embeddings", emb, "--output", index,
+                    "--set", "min_recall=1.0")[0] == 0
+    meta = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert (meta["ntotal"], meta["factory"], meta["recall_at_10"], meta["left_out"]) == (n, "IDMap2,Flat", 1.0, {})
+
+    for k, exclude in ((2, True), (5, False)):  # k = 5: more than the index holds, every item, itself first
+        out = tmp_path / f"nb-{k}"
+        assert sparkamp(tmp_path, "search", "--index", index, "--queries", emb, "--output", str(out),
+                        "--k", str(k), *(["--exclude-self"] if exclude else []))[0] == 0
+        assert neighbour_rows(spark, out) == expected_neighbours(names, vectors, k, exclude)
+        assert last_run(tmp_path, "search")["statuses"] == ({"no_neighbours": 1} if n == 1 and exclude else {"ok": n})
+    if n == 1:
+        assert table(spark, tmp_path / "nb-2").error.tolist() == [
+            "the index returned no neighbour other than the query itself"]
+
+    assert sparkamp(tmp_path, "dedup", "--embeddings", emb, "--index", index, "--output",
+                    str(tmp_path / "groups"), "--threshold", "0.9", "--set", "k=2")[0] == 0
+    groups = table(spark, tmp_path / "groups")
+    assert sorted(zip(groups.group_id, groups.id)) == ([] if n == 1 else [("a", "a"), ("a", "b")])
+
+    assert sparkamp(tmp_path, "unique", "--embeddings", emb, "--index", index, "--output",
+                    str(tmp_path / "unique"), "--set", "k=2")[0] == 0
+    ranked = table(spark, tmp_path / "unique").sort_values("rank")
+    assert ranked["rank"].tolist() == list(range(1, n + 1))
+    if n == 1:
+        assert (ranked.status.tolist(), ranked.nearest_id.tolist()) == (["no_neighbours"], [None])
+        assert ranked.error.tolist() == ["the index returned no other item"]
+        assert last_run(tmp_path, "unique")["statuses"] == {"no_neighbours": 1}
+        return
+    assert dict(zip(ranked.id, ranked.nearest_id)) == {"a": "b", "b": "a", "c": "a"} if n == 3 else {"a": "b", "b": "a"}
+    assert set(ranked.status) == {"ok"} and ranked.error.isna().all()
+    assert ranked.nearest_score.tolist()[-2:] == pytest.approx([float(TINY["a"] @ TINY["b"])] * 2)
+    if n == 3:
+        assert ranked.id.iloc[0] == "c" and ranked.nearest_score.iloc[0] == pytest.approx(TINY["a"] @ TINY["c"])
+
+
+def write_rows(folder, rows: dict[str, object], model: str = MODEL) -> str:
+    """An embeddings table of {id: vector} (None = a row that failed to embed), ids as content hashes."""
+    folder.mkdir(parents=True)
+    pd.DataFrame({"id": list(rows), "source": list(rows), "content_hash": list(rows), "model": model,
+                  "embedding": [None if v is None else np.asarray(v, np.float32) for v in rows.values()],
+                  "status": ["ok" if v is not None else "decode_error" for v in rows.values()],
+                  "error": [None if v is not None else "cannot decode the file" for v in rows.values()]},
+                 ).to_parquet(folder / "part-0.parquet")
+    return str(folder)
+
+
+def bad_vectors() -> dict[str, object]:
+    nan, inf = TINY["a"].copy(), TINY["b"].copy()
+    nan[3], inf[0] = np.nan, np.inf
+    return {"nan": nan, "inf": inf, "zero": np.zeros(DIM, np.float32), "failed": None}
+
+
+def test_bad_vectors_are_left_out_with_their_status_in_every_job(spark, tmp_path):
+    table_path = write_rows(tmp_path / "emb", {**TINY, **bad_vectors()})
+    queries = write_rows(tmp_path / "queries", {**TINY, **bad_vectors(), "short": TINY["c"][:7]})
+    index = str(tmp_path / "index")
+    code, said = sparkamp(tmp_path, "build-index", "--embeddings", table_path, "--output", index)
+    assert code == 0
+    meta = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert (meta["ntotal"], meta["left_out"]) == (3, {"non_finite": 2, "zero_vector": 1})
+    run = last_run(tmp_path, "build-index")
+    assert (run["rows_in"], run["statuses"]) == (6, {"ok": 3, "non_finite": 2, "zero_vector": 1})
+    assert "2 rows left out of the index as non_finite" in said and "'inf', 'nan'" in said
+    assert "1 rows left out of the index as zero_vector" in said and "'zero'" in said
+
+    assert sparkamp(tmp_path, "search", "--index", index, "--queries", queries, "--output",
+                    str(tmp_path / "nb"), "--k", "2", "--exclude-self")[0] == 0
+    good = expected_neighbours(list("abc"), np.stack(list(TINY.values())), 2, True)
+    failed = [(q, None, None, s) for q, s in (("failed", "decode_error"), ("inf", "non_finite"),
+                                              ("nan", "non_finite"), ("short", "wrong_dim"), ("zero", "zero_vector"))]
+    assert neighbour_rows(spark, tmp_path / "nb") == sorted(good + failed, key=lambda r: (r[0], r[1] or 0))
+    errors = table(spark, tmp_path / "nb").set_index("query_id").error
+    assert errors["failed"] == "cannot decode the file"
+    assert errors["short"] == "the embedding has 7 values; the index holds 8-d vectors"
+    assert errors["nan"] == errors["inf"] == "the embedding holds NaN, infinite or null values"
+    assert errors["zero"].startswith("the embedding is all zeros")
+    assert last_run(tmp_path, "search")["statuses"] == {"ok": 3, "non_finite": 2, "zero_vector": 1,
+                                                        "wrong_dim": 1, "decode_error": 1}
+
+    assert sparkamp(tmp_path, "dedup", "--embeddings", table_path, "--index", index, "--output",
+                    str(tmp_path / "groups"), "--threshold", "0.9")[0] == 0
+    assert sorted(table(spark, tmp_path / "groups").id) == ["a", "b"]
+    assert last_run(tmp_path, "dedup")["statuses"] == {"ok": 3, "non_finite": 2, "zero_vector": 1, "skipped": 1}
+
+    assert sparkamp(tmp_path, "unique", "--embeddings", queries, "--index", index, "--output",
+                    str(tmp_path / "unique"))[0] == 0
+    ranked = table(spark, tmp_path / "unique").sort_values("rank")
+    assert ranked.id.tolist()[0] == "c" and set(ranked.id[1:3]) == {"a", "b"}
+    assert list(zip(ranked.id[3:], ranked.status[3:], ranked["rank"][3:])) == [
+        ("inf", "non_finite", 4), ("nan", "non_finite", 5), ("short", "wrong_dim", 6), ("zero", "zero_vector", 7)]
+    assert ranked.nearest_id[3:].isna().all() and ranked.error[3:].notna().all()
+    assert last_run(tmp_path, "unique")["statuses"] == {"ok": 3, "non_finite": 2, "zero_vector": 1,
+                                                        "wrong_dim": 1, "skipped": 1}
+
+
+def test_a_table_without_one_usable_vector(spark, tmp_path):
+    bad = {k: v for k, v in bad_vectors().items() if k in ("nan", "zero")}
+    all_bad, good = write_rows(tmp_path / "bad", bad), write_rows(tmp_path / "good", TINY)
+    code, said = sparkamp(tmp_path, "build-index", "--embeddings", all_bad, "--output", str(tmp_path / "never"))
+    assert code == 2 and not (tmp_path / "never").exists()
+    assert "key 'embeddings': none of its 2 ok rows has a vector that can be used (non_finite: 1, zero_vector: 1)" in said
+    index = str(tmp_path / "index")
+    assert sparkamp(tmp_path, "build-index", "--embeddings", good, "--output", index)[0] == 0
+    assert sparkamp(tmp_path, "search", "--index", index, "--queries", all_bad, "--output", str(tmp_path / "nb"))[0] == 0
+    assert neighbour_rows(spark, tmp_path / "nb") == [("nan", None, None, "non_finite"),
+                                                      ("zero", None, None, "zero_vector")]
+    for job in ("dedup", "unique"):
+        code, said = sparkamp(tmp_path, job, "--embeddings", all_bad, "--index", index, "--output",
+                              str(tmp_path / job))
+        assert code == 2 and "none of its 2 ok rows has a vector that can be used" in said
+        assert not (tmp_path / job).exists()
