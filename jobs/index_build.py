@@ -61,7 +61,7 @@ def _check_trainable(cfg, info: RowsInfo, factory_string: str) -> None:
     except factory.FactoryError as exc:
         raise ConfigError(f"key 'factory': {exc} (the table has {table}); {_working(cfg, info)}") from None
     if need.points > info.rows:
-        raise ConfigError(f"key 'factory': {factory_string} cannot be trained on {table}: it needs at least "
+        raise ConfigError(f"key 'factory': {factory_string!r} cannot be trained on {table}: it needs at least "
                           f"{need.points} training vectors for {need.what} (faiss advises {need.advised}); "
                           + _working(cfg, info))
     if need.points > cfg.train_size:
@@ -109,7 +109,7 @@ def train(spark, cfg, rows, info: RowsInfo, factory_string: str, folder: str) ->
         try:
             factory.train(index, sample, cfg.seed)
         except factory.FactoryError as exc:  # a kind training_need does not know
-            raise ConfigError(f"key 'factory': {factory_string} on {info.rows} rows of {info.dim}-d "
+            raise ConfigError(f"key 'factory': {factory_string!r} on {info.rows} rows of {info.dim}-d "
                               f"vectors: {exc}; {_working(cfg, info)}") from None
     data = shards.serialize(index)
     store.write_bytes(uri, data)

@@ -184,3 +184,92 @@ def test_a_table_without_one_usable_vector(spark, tmp_path):
                               str(tmp_path / job))
         assert code == 2 and "none of its 2 ok rows has a vector that can be used" in said
         assert not (tmp_path / job).exists()
+
+
+def random_unit(n: int, dim: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("factory_string, reason", [
+    ("IVF64,Flat", "needs at least 64 training vectors for 64 IVF lists (faiss advises 2496)"),
+    ("PQ16", "needs at least 256 training vectors for PQ16x8 (256 centroids per sub-quantizer)"),
+    ("OPQ16,IVF64,PQ16", "needs at least 256 training vectors for the OPQ16 rotation"),
+    ("PQ7", "'PQ7' for 16-d vectors: The dimension of the vector (d) should be a multiple of the number "
+            "of subquantizers (M)")])
+def test_a_factory_the_table_cannot_train_is_a_config_error(spark, tmp_path, factory_string, reason):
+    emb = write_embeddings(tmp_path / "emb", random_unit(29, 16, 0), [f"v{i}" for i in range(29)], model=MODEL)
+    code, said = sparkamp(tmp_path, "build-index", "--embeddings", emb, "--output", str(tmp_path / "never"),
+                          "--factory", factory_string)
+    assert code == 2 and not (tmp_path / "never").exists()
+    assert f"key 'factory': '{factory_string}'" in said and "29 rows of 16-d vectors" in said and reason in said
+    assert "factory: auto would use IDMap2,Flat" in said
+    assert ("IVF1,Flat keeps an IVF" in said) == ("IVF" in factory_string)
+
+
+def test_factory_strings_at_config_time_and_train_size(spark, tmp_path, capsys):
+    emb = write_embeddings(tmp_path / "emb", random_unit(100, 16, 1), [f"v{i}" for i in range(100)], model=MODEL)
+    args = ["build-index", "--embeddings", emb, "--output", str(tmp_path / "index"), "--dry-run"]
+    for good in ("OPQ48,IVF4096,PQ48", "IVF64_HNSW32,Flat"):  # valid for some dim; merge: memory is fine
+        assert cli.main([*args, "--factory", good]) == 0
+    assert cli.main([*args, "--factory", "IVF,Flat"]) == 2
+    assert "key 'factory': 'IVF,Flat': could not parse index string IVF,Flat" in capsys.readouterr().err
+    assert cli.main([*args, "--factory", "HNSW32"]) == 2
+    assert "HNSW graphs cannot be merged" in capsys.readouterr().err
+    code, said = sparkamp(tmp_path, "build-index", "--embeddings", emb, "--output", str(tmp_path / "index"),
+                          "--factory", "IVF16,Flat", "--set", "train_size=10")
+    assert code == 2 and "key 'train_size': IVF16,Flat needs at least 16 training vectors for 16 IVF lists, " \
+                         "train_size is 10" in said
+
+
+def test_identical_vectors_are_exact_answers_for_recall(spark, tmp_path):
+    vectors = np.vstack([np.repeat(random_unit(1, 16, 2), 20, axis=0), random_unit(9, 16, 3)])
+    emb = write_embeddings(tmp_path / "emb", vectors, [f"v{i:02d}" for i in range(29)], model=MODEL)
+    # exact search on 20 identical vectors; then an IVF (HNSW quantizer, merged in memory) searched exhaustively
+    for name, extra in (("flat", []), ("ivf", ["--factory", "IVF2_HNSW8,Flat", "--set", "nprobe=2"])):
+        assert sparkamp(tmp_path, "build-index", "--embeddings", emb, "--output", str(tmp_path / name),
+                        "--set", "min_recall=1.0", *extra)[0] == 0
+        assert json.loads((tmp_path / name / "manifest.json").read_text())["recall_at_10"] == 1.0
+
+
+def test_unique_looks_past_exact_copies(spark, tmp_path):
+    rng = np.random.default_rng(4)
+    centre = unit([1.0])[0]
+    others = centre + 0.15 * rng.normal(size=(8, DIM))
+    others = (others / np.linalg.norm(others, axis=1, keepdims=True)).astype(np.float32)
+    odd = unit([0.4, 1.0])[0]  # about 0.37 to the others, which are about 0.9 to each other
+    names = [f"copy-{i:02d}" for i in range(12)] + [f"other-{i}" for i in range(8)]
+    hashes = ["odd"] * 12 + names[12:]
+    vectors = np.vstack([np.repeat(odd[None], 12, axis=0), others])
+    folder = tmp_path / "emb"
+    write_embeddings(folder, vectors, names, model=MODEL)
+    frame = pd.read_parquet(folder).assign(content_hash=hashes)
+    frame.to_parquet(folder / "part-0.parquet")
+    index = str(tmp_path / "index")
+    assert sparkamp(tmp_path, "build-index", "--embeddings", str(folder), "--output", index)[0] == 0
+    runs = {}
+    for k in (10, 20):  # k = 10 sees only copies first; k = 20 sees everything
+        out = tmp_path / f"unique-{k}"
+        assert sparkamp(tmp_path, "unique", "--embeddings", str(folder), "--index", index, "--output", str(out),
+                        "--set", f"k={k}")[0] == 0
+        runs[k] = table(spark, out).sort_values("rank").reset_index(drop=True)
+    pd.testing.assert_frame_equal(runs[10], runs[20])
+    ranked = runs[10]
+    nearest = int(np.argmax(others @ odd))
+    assert ranked.id[:12].tolist() == names[:12] and ranked["rank"].tolist() == list(range(1, 21))
+    assert set(ranked.nearest_id[:12]) == {f"other-{nearest}"} and set(ranked.status) == {"ok"}
+    assert np.allclose(ranked.nearest_score[:12], others[nearest] @ odd, atol=1e-6)
+    sims = others @ others.T
+    np.fill_diagonal(sims, -1)
+    assert np.allclose(ranked.nearest_score[12:], np.sort(sims.max(axis=1)), atol=1e-6)
+
+    same = write_embeddings(tmp_path / "same", np.repeat(odd[None], 5, axis=0), [f"s{i}" for i in range(5)],
+                            model=MODEL)
+    frame = pd.read_parquet(same).assign(content_hash="odd")
+    frame.to_parquet(tmp_path / "same" / "part-0.parquet")
+    assert sparkamp(tmp_path, "unique", "--embeddings", same, "--output", str(tmp_path / "unique-same"),
+                    "--set", "k=1")[0] == 0
+    ranked = table(spark, tmp_path / "unique-same").sort_values("rank")
+    assert ranked.id.tolist() == [f"s{i}" for i in range(5)] and set(ranked.status) == {"only_copies"}
+    assert ranked.nearest_id.isna().all() and ranked.error.iloc[0] == (
+        "its 4 nearest items are all exact copies of it (same content_hash): no other item to compare with")
