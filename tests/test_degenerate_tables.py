@@ -125,6 +125,23 @@ def bad_vectors() -> dict[str, object]:
     return {"nan": nan, "inf": inf, "zero": np.zeros(DIM, np.float32), "failed": None}
 
 
+@pytest.mark.parametrize("element", ["float", "double"])
+def test_vector_check_finds_every_kind_of_bad_vector(spark, element):
+    from jobs import vectors
+
+    rows = {"ok": [0.6, -0.8, 0.0], "nan": [float("nan"), 1.0, 0.0], "inf": [1.0, float("inf"), 0.0],
+            "minus_inf": [1.0, float("-inf"), 0.0], "null_value": [1.0, None, 0.0], "zero": [0.0, 0.0, 0.0],
+            "minus_zero": [-0.0, 0.0, 0.0], "short": [1.0, 0.0], "missing": None, "tiny": [1e-40, 0.0, 0.0]}
+    df = spark.createDataFrame(list(rows.items()), f"id string, embedding array<{element}>")
+    expected = {"ok": "ok", "nan": "non_finite", "inf": "non_finite", "minus_inf": "non_finite",
+                "null_value": "non_finite", "zero": "zero_vector", "minus_zero": "zero_vector",
+                "short": "wrong_dim", "missing": "missing_vector", "tiny": "ok"}
+    for metric in ("ip", "l2"):  # an all-zero vector has an L2 distance, not a cosine
+        status = vectors.vector_check(3, metric)[0]
+        got = {r["id"]: r["status"] for r in df.select("id", status.alias("status")).collect()}
+        assert got == {k: ("ok" if metric == "l2" and v == "zero_vector" else v) for k, v in expected.items()}
+
+
 def test_bad_vectors_are_left_out_with_their_status_in_every_job(spark, tmp_path):
     table_path = write_rows(tmp_path / "emb", {**TINY, **bad_vectors()})
     queries = write_rows(tmp_path / "queries", {**TINY, **bad_vectors(), "short": TINY["c"][:7]})
