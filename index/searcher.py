@@ -141,7 +141,10 @@ def vectors_by_id(loaded: LoadedIndex, faiss_ids: np.ndarray) -> np.ndarray:
 TIE_TOLERANCE = 1e-5
 
 
-def recall_at_k(exact: tuple[np.ndarray, np.ndarray], approx: tuple[np.ndarray, np.ndarray], k: int = 10) -> float:
+Result = tuple[np.ndarray, np.ndarray]  # (scores [q, k], ids [q, k]; -1 = none), as faiss returns them
+
+
+def recall_at_k(exact: Result, approx: Result, k: int = 10) -> float:
     """Mean share of each query's exact top-k that the approximate top-k found, counting ties.
 
     `exact` and `approx` are (scores [q, >=k], ids [q, >=k]) as faiss returns them (id -1 = none).

@@ -19,7 +19,8 @@ from jobs.summary import RunSummary  # noqa: E402
 from index import factory  # noqa: E402
 
 NAME = "build-index"
-PLAN = "read ok rows, leave out unusable vectors → train on a sample (driver) → add shards (executors) → merge → recall → publish"
+PLAN = ("read ok rows, leave out unusable vectors → train on a sample (driver) → add shards (executors) "
+        "→ merge → recall → publish")
 log = logging.getLogger(__name__)
 
 

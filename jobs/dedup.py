@@ -93,7 +93,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
         ok, left_out = vectors.usable_rows(ok, n_ok, meta.dim, meta.metric, f"the {NAME} job")
         near = neighbours.all_neighbours(ok, folder, cfg.k, cfg.nprobe, cfg.batch_size)
         with summary.timed("find pairs"):
-            pairs = duplicate_pairs(ok, near.filter((near.status == "ok") & (near.score >= cfg.threshold))).cache()
+            close = near.filter((near.status == "ok") & (near.score >= cfg.threshold))
+            pairs = duplicate_pairs(ok, close).cache()
             counts = {r.kind: r["count"] for r in pairs.groupBy("kind").count().collect()}
     with summary.timed("group + write"):
         groups, members = group_rows(spark, pairs, ok)

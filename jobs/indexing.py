@@ -169,12 +169,16 @@ def neighbours_frame(loaded: searcher.LoadedIndex, frame: pd.DataFrame, k: int, 
         kept = found.get(row, [])
         rows.extend((query, rank, name, score, "ok", None) for rank, (name, score) in enumerate(kept, 1))
         if not kept:
-            status, error = (NO_NEIGHBOURS, "the index returned no neighbour" +
-                             (" other than the query itself" if exclude_self else "")) if good[row] else \
-                (frame["status"].iat[row], frame["error"].iat[row] if "error" in frame else None)
-            rows.append((query, None, None, None, status, error))
+            rows.append((query, None, None, None, *_without_neighbours(frame, row, good[row], exclude_self)))
     out = pd.DataFrame(rows, columns=["query_id", "rank", "neighbor_id", "score", "status", "error"])
     return out.astype({"rank": "Int32", "score": "float32"})
+
+
+def _without_neighbours(frame: pd.DataFrame, row: int, searched: bool, exclude_self: bool) -> tuple:
+    """(status, error) of a query that has no neighbour rows: not searched (its own), or nothing found."""
+    if searched:
+        return NO_NEIGHBOURS, "the index returned no neighbour" + (" other than the query itself" if exclude_self else "")
+    return frame["status"].iat[row], frame["error"].iat[row] if "error" in frame else None
 
 
 def spread(df, partitions: int = 0):

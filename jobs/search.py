@@ -71,9 +71,10 @@ def read_queries(spark, cfg: Config, meta: manifest.Manifest):
     tables.require_columns(df, {f"queries ({c})": c for c in ("id", "embedding", "status", "model")},
                            cfg.queries)
     ok = F.col("status") == "ok"
-    stats = df.agg(F.collect_set(F.when(ok, F.col("model"))).alias("models"),
-                   F.count(F.when(ok, 1)).alias("n"), F.count(F.when(ok & (F.size("embedding") == meta.dim), 1))
-                   .alias("fit"), F.count("*").alias("rows"), F.countDistinct("id").alias("ids")).first()
+    fits = ok & (F.size("embedding") == meta.dim)
+    stats = df.agg(F.collect_set(F.when(ok, F.col("model"))).alias("models"), F.count(F.when(ok, 1)).alias("n"),
+                   F.count(F.when(fits, 1)).alias("fit"), F.count("*").alias("rows"),
+                   F.countDistinct("id").alias("ids")).first()
     others = sorted(set(stats["models"]) - {meta.model})
     if others:
         raise ConfigError(f"key 'queries': embedded with {others}, but the index was built from "
@@ -116,8 +117,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
 
     def verify(staged) -> None:
         """Every query is in the output: with its neighbours, or one row saying why it has none."""
-        counts = staged.rollup("status").agg(F.countDistinct("query_id").alias("queries"),
-                                             F.count("*").alias("rows"), F.grouping("status").alias("all")).collect()
+        counts = staged.rollup("status").agg(F.countDistinct("query_id").alias("queries"), F.count("*").alias("rows"),
+                                             F.grouping("status").alias("all")).collect()
         total = next(r for r in counts if r["all"])
         if total["queries"] != ids_in:
             raise JobFailed(f"{ids_in} queries but {total['queries']} in the output; nothing was published")
@@ -126,7 +127,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
 
     with summary.timed("search + write"):
         tables.publish(spark, neighbours, cfg.output, cfg.mode, summary.run_id, verify)
-    summary.stats["queries_per_second"] = round(summary.rows_ok / max(summary.stages["search + write"], 1e-9), 1)
+    seconds = max(summary.stages["search + write"], 1e-9)
+    summary.stats["queries_per_second"] = round(summary.rows_ok / seconds, 1)
     summary.outputs.append(cfg.output)
 
 

@@ -94,13 +94,14 @@ def uniqueness(found: list, bad=None):
     every = found[0]
     for more in found[1:]:
         every = every.unionByName(more)
-    reason = (F.when(F.col("status") == ONLY_COPIES, F.format_string(
-        "its %d nearest items are all exact copies of it (same content_hash): no other item to compare with",
-        F.col("seen"))).when(F.col("status") == indexing.NO_NEIGHBOURS, F.lit("the index returned no other item")))
+    copies = F.format_string("its %d nearest items are all exact copies of it (same content_hash): no other "
+                             "item to compare with", F.col("seen"))
+    reason = (F.when(F.col("status") == ONLY_COPIES, copies)
+              .when(F.col("status") == indexing.NO_NEIGHBOURS, F.lit("the index returned no other item")))
     every = every.select("id", "nearest_id", "nearest_score", "status", reason.alias("error"))
     if bad is not None:
-        every = every.unionByName(bad.select("id", F.lit(None).cast("string").alias("nearest_id"),
-                                             F.lit(None).cast("float").alias("nearest_score"), "status", "error"))
+        nothing = F.lit(None).cast("string").alias("nearest_id"), F.lit(None).cast("float").alias("nearest_score")
+        every = every.unionByName(bad.select("id", *nothing, "status", "error"))
     order = Window.orderBy(F.col("status") != "ok", F.col("nearest_score").asc_nulls_last(), "id")
     return every.withColumn("rank", F.row_number().over(order)).select(*COLUMNS)
 

@@ -43,12 +43,14 @@ def usable_rows(df, rows: int, dim: int, metric: str, where: str) -> tuple[Any, 
     from jobs.config import ConfigError
 
     status = vector_check(dim, metric)[0]
-    bad = {r["status"]: int(r["count"]) for r in failed_rows(df, dim, metric).groupBy("status").count().collect()}
+    counted = failed_rows(df, dim, metric).groupBy("status").count().collect()
+    bad = {r["status"]: int(r["count"]) for r in counted}
     if not bad:
         return df, {}
     counts = ", ".join(f"{name}: {count}" for name, count in sorted(bad.items()))
     if sum(bad.values()) == rows:
-        raise ConfigError(f"key 'embeddings': none of its {rows} ok rows has a vector that can be used ({counts})")
+        raise ConfigError(f"key 'embeddings': none of its {rows} ok rows has a vector that can be used "
+                          f"({counts})")
     shown = failed_rows(df, dim, metric).orderBy("status", "id").limit(SHOWN_IDS * len(bad)).collect()
     for name, count in sorted(bad.items()):
         ids = [r["id"] for r in shown if r["status"] == name][:SHOWN_IDS]

@@ -137,9 +137,11 @@ def test_recall_counts_tied_scores_as_right_answers():
     exact = (np.array([[0.9, 0.8, 0.7]]), np.array([[1, 2, 3]]))
     assert searcher.recall_at_k(exact, (np.array([[0.9, 0.8, 0.7]]), np.array([[1, 2, 4]])), 3) == 1.0
     assert searcher.recall_at_k(exact, (np.array([[0.9, 0.8, 0.7 + 2e-6]]), np.array([[1, 2, 5]])), 3) == 1.0
-    assert searcher.recall_at_k(exact, (np.array([[0.9, 0.8, 0.69]]), np.array([[1, 2, 6]])), 3) == pytest.approx(2 / 3)
+    lower = (np.array([[0.9, 0.8, 0.69]]), np.array([[1, 2, 6]]))
+    assert searcher.recall_at_k(exact, lower, 3) == pytest.approx(2 / 3)
     # an approximate score better than the k-th (PQ error) does not make a wrong id right
-    assert searcher.recall_at_k(exact, (np.array([[0.95, 0.9, 0.8]]), np.array([[7, 1, 2]])), 3) == pytest.approx(2 / 3)
+    better = (np.array([[0.95, 0.9, 0.8]]), np.array([[7, 1, 2]]))
+    assert searcher.recall_at_k(exact, better, 3) == pytest.approx(2 / 3)
     # l2 distances tie the same way; fewer than k vectors is recall@n
     l2 = (np.array([[0.0, 2.0, np.inf]]), np.array([[1, 2, -1]]))
     assert searcher.recall_at_k(l2, (np.array([[0.0, 2.0, np.inf]]), np.array([[1, 3, -1]])), 3) == 1.0
