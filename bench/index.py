@@ -119,10 +119,10 @@ def verify_recall(folder: str, vectors: np.ndarray, queries: np.ndarray) -> floa
     faiss.omp_set_num_threads(2)
     exact = faiss.IndexFlatIP(DIM)
     exact.add(vectors)
-    truth = exact.search(queries, K)[1]
-    names = searcher.search(searcher.load(folder), queries, K)[1]
+    truth = exact.search(queries, K)
+    scores, names = searcher.search(searcher.load(folder), queries, K)
     found = np.array([[int(name[1:]) if name else -1 for name in row] for row in names])
-    return searcher.recall_at_k(truth, found, K)
+    return searcher.recall_at_k(truth, (scores, found), K)
 
 
 def search_job(work: Path, n: int, folder: str, *extra: str) -> tuple[float, float]:

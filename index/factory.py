@@ -4,12 +4,26 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
 FLAT_MAX_ROWS = 100_000   # below this, exact search is fast enough and needs no training
-MIN_POINTS_PER_CENTROID = 39  # faiss' own floor for k-means training
+MIN_POINTS_PER_CENTROID = 39  # below this many points per centroid faiss' k-means warns
+PQ_CENTROIDS = 256            # an 8-bit PQ (or OPQ's internal one) fits 256 centroids per sub-quantizer
 METRICS = ("ip", "l2")
+
+
+class FactoryError(ValueError):
+    """A factory string faiss refuses (unparsable, or not for this dimension); raised instead of
+    faiss' RuntimeError, with faiss' own reason."""
+
+
+@dataclass(frozen=True)
+class TrainingNeed:
+    points: int    # the fewest training vectors faiss accepts (k-means needs one per centroid)
+    advised: int   # below this faiss warns (39 per centroid)
+    what: str      # which part needs them, e.g. "64 IVF lists"
 
 
 @dataclass(frozen=True)
@@ -43,13 +57,14 @@ def choose_factory(n: int, dim: int, memory_budget: int) -> Choice:
         return Choice(f"IVF{nlist},Flat", f"{n} rows x {dim}-d = {ivf_bytes / 2**30:.2f} GiB fits "
                                           f"the {memory_budget / 2**30:.2f} GiB budget; nlist ~ 4 sqrt(n)")
     for m in sorted((m for m in range(1, dim + 1) if dim % m == 0 and m <= 128), reverse=True):
-        if n * (m + 8) + nlist * dim * 4 <= memory_budget:
+        if n >= PQ_CENTROIDS and n * (m + 8) + nlist * dim * 4 <= memory_budget:
             opq = f"OPQ{m}," if dim // m >= 4 else ""
             return Choice(f"{opq}IVF{nlist},PQ{m}",
                           f"{flat_bytes / 2**30:.2f} GiB of raw vectors exceed the "
                           f"{memory_budget / 2**30:.2f} GiB budget: {m} bytes per vector with PQ{m}")
-    raise ValueError(f"{n} vectors cannot fit {memory_budget} bytes even at 1 byte per vector; "
-                     "raise memory_budget")
+    raise ValueError(f"{n} vectors cannot fit {memory_budget} bytes even at 1 byte per vector"
+                     + (f" (PQ needs {PQ_CENTROIDS} rows to train)" if n < PQ_CENTROIDS else "")
+                     + "; raise memory_budget")
 
 
 def with_ids(factory: str) -> str:
@@ -64,19 +79,92 @@ def metric_type(metric: str) -> int:
     return faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
 
 
+def faiss_reason(exc: RuntimeError) -> str:
+    """faiss' own sentence from its RuntimeError, without the C++ function and file it names."""
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+    for marker in ("failed: ", "Error: "):
+        if marker in text:
+            return text.rsplit(marker, 1)[1].strip()
+    return text.rsplit(": ", 1)[-1].strip()
+
+
 def build_empty(factory: str, dim: int, metric: str) -> "object":
+    """The empty faiss index for `factory` (ids added by an IDMap2 where needed, see `with_ids`).
+
+    Raises FactoryError (with faiss' reason) for a string faiss cannot parse or build for `dim`,
+    e.g. PQ48 on 100-d vectors (the dimension must be a multiple of the PQ's sub-quantizers)."""
     import faiss
 
-    return faiss.index_factory(dim, with_ids(factory), metric_type(metric))
+    try:
+        return faiss.index_factory(dim, with_ids(factory), metric_type(metric))
+    except RuntimeError as exc:
+        raise FactoryError(f"{factory!r} for {dim}-d vectors: {faiss_reason(exc)}") from None
+
+
+def check_parses(factory: str, metric: str) -> None:
+    """Config-time check that faiss can build `factory` for *some* dimension (the table's is not
+    known yet): tried at multiples of every PQ size in it. Raises FactoryError."""
+    base = math.lcm(8, *(int(m) for m in re.findall(r"PQ(\d+)", factory)))
+    first = None
+    for dim in (base, 8 * base, 64 * base):
+        try:
+            build_empty(factory, dim, metric)
+            return
+        except FactoryError as exc:
+            first = first or exc
+    raise FactoryError(str(first).replace(f" for {base}-d vectors", ""))
+
+
+def training_need(index: "object") -> TrainingNeed:
+    """How many training vectors the untrained parts of `index` need: an IVF one per list, a PQ
+    2^nbits per sub-quantizer, an OPQ rotation 256 (it fits an 8-bit PQ: faiss OPQMatrix::train)."""
+    import faiss
+
+    needs = [TrainingNeed(0, 0, "nothing to train")]
+    if not index.is_trained:
+        for part in _parts(index):
+            if isinstance(part, faiss.IndexIVF):
+                needs.append(_need(part.nlist, f"{part.nlist} IVF lists"))
+            if isinstance(getattr(part, "pq", None), faiss.ProductQuantizer):
+                pq = part.pq
+                needs.append(_need(pq.ksub, f"PQ{pq.M}x{pq.nbits} ({pq.ksub} centroids per sub-quantizer)"))
+            if isinstance(part, faiss.OPQMatrix):
+                needs.append(_need(PQ_CENTROIDS, f"the OPQ{part.M} rotation ({PQ_CENTROIDS} centroids)"))
+    return max(needs, key=lambda need: need.points)
+
+
+def _need(centroids: int, what: str) -> TrainingNeed:
+    return TrainingNeed(centroids, centroids * MIN_POINTS_PER_CENTROID, what)
+
+
+def _parts(index: "object") -> Iterator["object"]:
+    """`index` and every index or vector transform inside it (IDMap, pre-transform, quantizer, ...)."""
+    import faiss
+
+    index = faiss.downcast_index(index)
+    yield index
+    if isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            yield faiss.downcast_VectorTransform(index.chain.at(i))
+    for name in ("index", "storage", "base_index", "quantizer"):
+        inner = getattr(index, name, None)
+        if isinstance(inner, faiss.Index):
+            yield from _parts(inner)
 
 
 def train(index: "object", sample: np.ndarray, seed: int) -> None:
-    """Trains in place on `sample` [n, dim] float32 with a fixed k-means seed."""
+    """Trains in place on `sample` [n, dim] float32 with a fixed k-means seed.
+
+    Raises FactoryError when faiss refuses the sample (e.g. fewer points than centroids); callers
+    should check `training_need` first, this is the net for index types it does not know."""
     ivf = _ivf_or_none(index)
     if ivf is not None:
         ivf.cp.seed = seed
     if not index.is_trained:
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        try:
+            index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        except RuntimeError as exc:
+            raise FactoryError(f"training on {len(sample)} vectors failed: {faiss_reason(exc)}") from None
 
 
 def _ivf_or_none(index: "object"):
@@ -99,7 +187,8 @@ def nlist(index: "object") -> int:
 
 
 def is_hnsw(factory: str) -> bool:
-    return "HNSW" in factory
+    """An HNSW graph holds the vectors (not merely an IVF's coarse quantizer, as in IVF64_HNSW32)."""
+    return "HNSW" in factory and "IVF" not in factory
 
 
 def set_search_params(index: "object", nprobe: int, ef_search: int) -> None:

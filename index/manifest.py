@@ -34,6 +34,7 @@ class Manifest:
     nprobe: int = 0
     ef_search: int = 0
     factory_reason: str = ""
+    left_out: dict[str, int] = field(default_factory=dict)  # ok rows not indexed, by status (non_finite, ...)
     created_at: str = ""
     format_version: int = FORMAT_VERSION
 

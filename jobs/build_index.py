@@ -19,7 +19,8 @@ from jobs.summary import RunSummary  # noqa: E402
 from index import factory  # noqa: E402
 
 NAME = "build-index"
-PLAN = "read ok rows → train on a sample (driver) → add shards (executors) → merge → recall → publish"
+PLAN = ("read ok rows, leave out unusable vectors → train on a sample (driver) → add shards (executors) "
+        "→ merge → recall → publish")
 log = logging.getLogger(__name__)
 
 
@@ -57,11 +58,14 @@ class Config(JobConfig):
         require_non_negative(self, "num_shards", "nprobe", "ef_search")
         try:
             factory.parse_size(self.memory_budget)
+        except ValueError as exc:
+            raise ConfigError(f"key 'memory_budget': {exc}") from None
+        try:  # that it parses; the table's rows and dim are checked when it is read
             if self.factory != "auto":
-                factory.build_empty(self.factory, 8 if "PQ" not in self.factory else 64, self.metric)
-        except (ValueError, RuntimeError) as exc:
-            name = "memory_budget" if "size" in str(exc) else "factory"
-            raise ConfigError(f"key '{name}': {exc}".splitlines()[0]) from None
+                factory.check_parses(self.factory, self.metric)
+        except factory.FactoryError as exc:
+            raise ConfigError(f"key 'factory': {exc}; write `auto` or a faiss factory string such as "
+                              "IVF1024,Flat, OPQ48,IVF4096,PQ48 or HNSW32") from None
         if self.incremental and self.merge != "memory":
             raise ConfigError("key 'incremental': needs merge: memory (the previous index is loaded, "
                               "updated and merged again)")
@@ -78,8 +82,8 @@ class Config(JobConfig):
 def run(spark, cfg: Config, summary: RunSummary) -> None:
     tables.prepare_output(spark, cfg.output, "overwrite")
     with summary.timed("read embeddings"):
-        rows, info = index_build.read_ok_rows(spark, cfg)
-    summary.rows_in = info.rows
+        rows, info, left_out = index_build.read_ok_rows(spark, cfg)
+    summary.rows_in = info.rows + sum(left_out.values())
     choice = index_build.choose(cfg, info)
     log.info("index: %s (%s)", choice.factory, choice.reason)
     key_parts = {"embeddings": cfg.embeddings, "factory": choice.factory, "metric": cfg.metric,
@@ -91,11 +95,12 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
             meta = _build(spark, cfg, summary, rows, info, choice, folder)
         else:
             meta = index_update.update(spark, cfg, prev, rows, info, folder, summary)
+        meta.left_out = left_out
         _publish(spark, cfg, summary, meta, folder)
     except BaseException:
         index_build.discard(spark, cfg, folder)
         raise
-    summary.statuses = {"ok": meta.ntotal}
+    summary.statuses = {"ok": meta.ntotal, **left_out}
     summary.stats.update({"recall_at_10": meta.recall_at_10 or 0.0, "nprobe": meta.nprobe,
                           "shards": len(meta.shards)})
     summary.outputs.append(cfg.output)

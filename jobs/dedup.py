@@ -9,7 +9,7 @@ from typing import ClassVar
 if __package__ in (None, ""):  # `spark-submit jobs/dedup.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import neighbours, tables  # noqa: E402
+from jobs import neighbours, tables, vectors  # noqa: E402
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
 from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
 from jobs.summary import JobFailed, RunSummary  # noqa: E402
@@ -73,9 +73,9 @@ def group_rows(spark, pairs, ok):
     few = pairs.select("id_a", "id_b").coalesce(max(1, spark.sparkContext.defaultParallelism))
     members = connected_groups((r.id_a, r.id_b) for r in few.toLocalIterator(prefetchPartitions=True))
     groups = spark.createDataFrame(sorted(members.items()), "id string, group_id string")
-    vectors = ok.select("id", "embedding")
-    joined = (groups.join(vectors, "id")
-              .join(vectors.select(F.col("id").alias("group_id"), F.col("embedding").alias("rep")), "group_id"))
+    embedded = ok.select("id", "embedding")
+    joined = (groups.join(embedded, "id")
+              .join(embedded.select(F.col("id").alias("group_id"), F.col("embedding").alias("rep")), "group_id"))
     dot = F.aggregate(F.zip_with("embedding", "rep", lambda a, b: a * b), F.lit(0.0).cast("double"),
                       lambda acc, x: acc + x)
     return joined.select("group_id", "id", dot.cast("float").alias("score_to_representative")), len(members)
@@ -90,9 +90,11 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     with neighbours.index_for(spark, cfg, summary) as folder:
         meta = neighbours.checked_manifest(folder)
         neighbours.read_ok(spark, cfg.embeddings, "embeddings", model=meta.model)
+        ok, left_out = vectors.usable_rows(ok, n_ok, meta.dim, meta.metric, f"the {NAME} job")
         near = neighbours.all_neighbours(ok, folder, cfg.k, cfg.nprobe, cfg.batch_size)
         with summary.timed("find pairs"):
-            pairs = duplicate_pairs(ok, near.filter(near.score >= cfg.threshold)).cache()
+            close = near.filter((near.status == "ok") & (near.score >= cfg.threshold))
+            pairs = duplicate_pairs(ok, close).cache()
             counts = {r.kind: r["count"] for r in pairs.groupBy("kind").count().collect()}
     with summary.timed("group + write"):
         groups, members = group_rows(spark, pairs, ok)
@@ -106,7 +108,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
             tables.publish(spark, pairs, cfg.pairs_output, cfg.mode, summary.run_id, lambda staged: None)
             summary.outputs.append(cfg.pairs_output)
     pairs.unpersist()
-    summary.count_ok(n_ok)
+    summary.count_ok(n_ok - sum(left_out.values()), skipped=summary.rows_in - n_ok)
+    summary.statuses.update(left_out)
     summary.stats.update({"exact_pairs": counts.get("exact", 0), "near_pairs": counts.get("near", 0),
                           "duplicated_items": members})
     summary.outputs.insert(0, cfg.output)

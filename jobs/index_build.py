@@ -1,12 +1,13 @@
 """The stages of build-index: read and check rows, train, add shards, merge, measure recall, publish."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
 import numpy as np
 
-from jobs import embedding, indexing, session, tables
+from jobs import embedding, indexing, session, tables, vectors
 from jobs.embedding import RowsInfo
 from jobs.config import ConfigError
 from jobs.summary import JobFailed
@@ -21,26 +22,64 @@ class PoorIndexError(JobFailed):
     """recall@10 below min_recall: the index is not published."""
 
 
-def read_ok_rows(spark, cfg) -> tuple["object", RowsInfo]:
-    """DataFrame(faiss_id, id, embedding, content_hash) of the `ok` rows, after checking dims and model."""
+def read_ok_rows(spark, cfg) -> tuple["object", RowsInfo, dict[str, int]]:
+    """(DataFrame(faiss_id, id, embedding, content_hash) of the `ok` rows whose vectors can be indexed,
+    their RowsInfo, {status: count} of the `ok` rows left out: NaN, infinite or all-zero vectors)."""
     from pyspark.sql import functions as F
 
     ok, info = embedding.read_ok_embeddings(spark, cfg.embeddings, "to index", "build one index per model")
+    ok, left_out = vectors.usable_rows(ok, info.rows, info.dim, cfg.metric, "the index")
     hashes = F.col("content_hash") if "content_hash" in ok.columns else F.lit(None).cast("string")
-    return ok.select(indexing.faiss_id_column(), "id", "embedding", hashes.alias("content_hash")), info
+    rows = ok.select(indexing.faiss_id_column(), "id", "embedding", hashes.alias("content_hash"))
+    return rows, dataclasses.replace(info, rows=info.rows - sum(left_out.values())), left_out
 
 
 SHARD_BYTES = 128 * 2**20  # vectors per shard (auto): ~87k 384-d or ~26k 1280-d float32 rows
 
 
 def choose(cfg, info: RowsInfo) -> factory.Choice:
+    """The factory to build (given, or `auto` for the rows, dim and memory budget), checked against
+    the table: faiss must build it for the dim and have enough rows (and `train_size`) to train it."""
     if cfg.factory != "auto":
-        return factory.Choice(cfg.factory, "given in the config")
-    choice = factory.choose_factory(info.rows, info.dim, factory.parse_size(cfg.memory_budget))
-    if cfg.merge == "ondisk" and "IVF" not in choice.factory:
-        raise ConfigError(f"key 'merge': ondisk needs an IVF index but {choice.factory} suits "
-                          f"{info.rows} rows; set factory: IVF{factory.ivf_lists(info.rows)},Flat")
+        choice = factory.Choice(cfg.factory, "given in the config")
+    else:
+        try:
+            choice = factory.choose_factory(info.rows, info.dim, factory.parse_size(cfg.memory_budget))
+        except ValueError as exc:
+            raise ConfigError(f"key 'memory_budget': {exc}") from None
+        if cfg.merge == "ondisk" and "IVF" not in choice.factory:
+            raise ConfigError(f"key 'merge': ondisk needs an IVF index but {choice.factory} suits "
+                              f"{info.rows} rows; set factory: IVF{factory.ivf_lists(info.rows)},Flat")
+    _check_trainable(cfg, info, choice.factory)
     return choice
+
+
+def _check_trainable(cfg, info: RowsInfo, factory_string: str) -> None:
+    table = f"{info.rows} rows of {info.dim}-d vectors"
+    try:
+        need = factory.training_need(factory.build_empty(factory_string, info.dim, cfg.metric))
+    except factory.FactoryError as exc:
+        raise ConfigError(f"key 'factory': {exc} (the table has {table}); {_working(cfg, info)}") from None
+    if need.points > info.rows:
+        raise ConfigError(f"key 'factory': {factory_string!r} cannot be trained on {table}: it needs at least "
+                          f"{need.points} training vectors for {need.what} (faiss advises {need.advised}); "
+                          + _working(cfg, info))
+    if need.points > cfg.train_size:
+        raise ConfigError(f"key 'train_size': {factory_string} needs at least {need.points} training "
+                          f"vectors for {need.what}, train_size is {cfg.train_size}")
+    if min(cfg.train_size, info.rows) < need.advised:
+        log.warning("%s trains on %d vectors; faiss advises %d for %s (a poorer index; recall is measured)",
+                    factory_string, min(cfg.train_size, info.rows), need.advised, need.what)
+
+
+def _working(cfg, info: RowsInfo) -> str:
+    """What would work for this table: factory auto's choice, and an IVF with enough rows per list."""
+    try:
+        auto = factory.choose_factory(info.rows, info.dim, factory.parse_size(cfg.memory_budget)).factory
+    except ValueError:
+        auto = "IDMap2,Flat"
+    ivf = f"IVF{factory.ivf_lists(info.rows)},Flat"
+    return f"factory: auto would use {auto}" + (f", or {ivf} keeps an IVF" if "IVF" in cfg.factory else "")
 
 
 def work_folder(spark, cfg, run_id: str, build_key: str) -> str:
@@ -67,7 +106,11 @@ def train(spark, cfg, rows, info: RowsInfo, factory_string: str, folder: str) ->
     if not index.is_trained:
         sample = sample_vectors(rows, min(cfg.train_size, info.rows), info.rows, cfg.seed)
         log.info("training %s on %d vectors", factory_string, len(sample))
-        factory.train(index, sample, cfg.seed)
+        try:
+            factory.train(index, sample, cfg.seed)
+        except factory.FactoryError as exc:  # a kind training_need does not know
+            raise ConfigError(f"key 'factory': {factory_string!r} on {info.rows} rows of {info.dim}-d "
+                              f"vectors: {exc}; {_working(cfg, info)}") from None
     data = shards.serialize(index)
     store.write_bytes(uri, data)
     return data
@@ -135,8 +178,9 @@ def merge(cfg, trained: bytes, folder: str, shard_rows: list[dict], choice: fact
 
 
 def measure_recall(cfg, meta: Manifest, folder: str, shard_rows: list[dict], queries: np.ndarray) -> None:
-    """recall@10 of the built index vs exact search over the query sample; auto-tunes nprobe."""
-    exact = indexing.exact_from_shards(shard_rows, len(queries), RECALL_K, cfg.metric)[1]
+    """recall@10 (recall@n below 10 vectors; ties count, see searcher.recall_at_k) of the built index
+    vs exact search over the query sample; auto-tunes nprobe."""
+    exact = indexing.exact_from_shards(shard_rows, len(queries), RECALL_K, cfg.metric)
     manifest.write(folder, meta)
     loaded = searcher.load(folder, cfg.nprobe, cfg.ef_search)
     nlist = max((factory.nlist(p) for p in loaded.parts), default=0)
@@ -144,7 +188,7 @@ def measure_recall(cfg, meta: Manifest, folder: str, shard_rows: list[dict], que
         [p for p in (2 ** i for i in range(20)) if p < nlist] + [nlist]
     for nprobe in candidates:
         searcher.configure(loaded, nprobe, cfg.ef_search)
-        recall = searcher.recall_at_k(exact, searcher.search_ids(loaded, queries, RECALL_K)[1], RECALL_K)
+        recall = searcher.recall_at_k(exact, searcher.search_ids(loaded, queries, RECALL_K), RECALL_K)
         log.info("recall@10 %.4f at nprobe %d", recall, nprobe)
         if recall >= cfg.target_recall:
             break

@@ -13,7 +13,9 @@ from index import searcher, shards, store
 from udfs.similarity import expand_queries
 
 SHARD_SCHEMA = "shard string, sha256 string, ntotal long, repeated long, scores binary, ids binary"
-NEIGHBOURS_SCHEMA = "query_id string, rank int, neighbor_id string, score float"
+# a query without neighbours is one row with rank, neighbor_id and score null and its status and reason
+NEIGHBOURS_SCHEMA = "query_id string, rank int, neighbor_id string, score float, status string, error string"
+NO_NEIGHBOURS = "no_neighbours"
 MAX_INT64 = 0x7FFFFFFFFFFFFFFF
 Frames = Iterator[pd.DataFrame]
 
@@ -137,7 +139,7 @@ def searcher_fn(folder: str, k: int, exclude_self: bool, params: tuple[int, int]
         cache.set_faiss_threads()
         loaded = cache.get_latest(("index", folder, params), version, lambda: searcher.load(folder, *params))
         for frame in frames:
-            for start in range(0, len(frame), batch_size):
+            for start in range(0, len(frame), batch_size):  # (empty frames yield nothing)
                 yield neighbours_frame(loaded, frame.iloc[start:start + batch_size], k, exclude_self,
                                        expansion)
     return search_partition
@@ -145,24 +147,38 @@ def searcher_fn(folder: str, k: int, exclude_self: bool, params: tuple[int, int]
 
 def neighbours_frame(loaded: searcher.LoadedIndex, frame: pd.DataFrame, k: int, exclude_self: bool,
                      expansion: Expansion = Expansion()) -> pd.DataFrame:
-    """k rows per query (fewer only when the index holds fewer), ranks from 1."""
-    queries = vectors_of(frame)
-    if expansion.method != "none":
-        first_scores, first_ids = searcher.search_ids(loaded, queries, expansion.top)
-        queries = expand_queries(queries, searcher.vectors_by_id(loaded, first_ids), first_scores,
-                                 expansion.top, expansion.alpha if expansion.method == "alpha" else 0.0)
-    scores, names = searcher.search(loaded, queries, k + 1 if exclude_self else k)
-    query_ids, ranks, neighbours, values = [], [], [], []
-    for query, row_scores, row_names in zip(frame["id"].tolist(), scores, names):
-        kept = [(n, s) for n, s in zip(row_names, row_scores) if n is not None and
-                not (exclude_self and n == query)][:k]
-        for rank, (name, score) in enumerate(kept, start=1):
-            query_ids.append(query)
-            ranks.append(rank)
-            neighbours.append(name)
-            values.append(float(score))
-    return pd.DataFrame({"query_id": query_ids, "rank": np.asarray(ranks, np.int32),
-                         "neighbor_id": neighbours, "score": np.asarray(values, np.float32)})
+    """Rows of NEIGHBOURS_SCHEMA for a block of queries (id, embedding[, status, error]): k rows per
+    `ok` query (fewer only when the index holds fewer), ranks from 1, status ok; one row with null
+    rank, neighbor_id and score for a query that is not ok (its status and error are kept) or that
+    finds no neighbour (status no_neighbours)."""
+    good = (frame["status"] == "ok").to_numpy() if "status" in frame else np.ones(len(frame), bool)
+    found: dict[int, list] = {}
+    if good.any():
+        queries = vectors_of(frame[good])
+        if expansion.method != "none":
+            first_scores, first_ids = searcher.search_ids(loaded, queries, expansion.top)
+            queries = expand_queries(queries, searcher.vectors_by_id(loaded, first_ids), first_scores,
+                                     expansion.top, expansion.alpha if expansion.method == "alpha" else 0.0)
+        scores, names = searcher.search(loaded, queries, k + 1 if exclude_self else k)
+        for row, query, row_scores, row_names in zip(np.flatnonzero(good), frame["id"].to_numpy()[good],
+                                                     scores, names):
+            found[row] = [(n, float(s)) for n, s in zip(row_names, row_scores) if n is not None and
+                          not (exclude_self and n == query)][:k]
+    rows = []
+    for row, query in enumerate(frame["id"].tolist()):
+        kept = found.get(row, [])
+        rows.extend((query, rank, name, score, "ok", None) for rank, (name, score) in enumerate(kept, 1))
+        if not kept:
+            rows.append((query, None, None, None, *_without_neighbours(frame, row, good[row], exclude_self)))
+    out = pd.DataFrame(rows, columns=["query_id", "rank", "neighbor_id", "score", "status", "error"])
+    return out.astype({"rank": "Int32", "score": "float32"})
+
+
+def _without_neighbours(frame: pd.DataFrame, row: int, searched: bool, exclude_self: bool) -> tuple:
+    """(status, error) of a query that has no neighbour rows: not searched (its own), or nothing found."""
+    if searched:
+        return NO_NEIGHBOURS, "the index returned no neighbour" + (" other than the query itself" if exclude_self else "")
+    return frame["status"].iat[row], frame["error"].iat[row] if "error" in frame else None
 
 
 def spread(df, partitions: int = 0):

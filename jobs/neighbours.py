@@ -63,7 +63,7 @@ def checked_manifest(folder: str) -> manifest.Manifest:
 
 
 def all_neighbours(ok, folder: str, k: int, nprobe: int, batch_size: int):
-    """DataFrame(query_id, rank, neighbor_id, score): each row's k nearest *other* rows."""
+    """NEIGHBOURS_SCHEMA rows: each row's k nearest *other* rows (status ok), or one no_neighbours row."""
     fn = indexing.searcher_fn(folder, k, True, (nprobe, 0), batch_size)
     session.set_arrow_batch(ok.sparkSession, max(batch_size, 4096))
     return indexing.spread(ok.select("id", "embedding")).mapInPandas(fn, indexing.NEIGHBOURS_SCHEMA)

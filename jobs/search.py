@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 if __package__ in (None, ""):  # `spark-submit jobs/search.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import embedding, indexing, session, tables  # noqa: E402
+from jobs import embedding, indexing, session, tables, vectors  # noqa: E402
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
 from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
 from jobs.summary import JobFailed, RunSummary  # noqa: E402
@@ -17,7 +17,8 @@ from index import manifest  # noqa: E402
 from index.manifest import IndexIntegrityError  # noqa: E402
 
 NAME = "search"
-PLAN = "check the manifest and the queries' model → each worker loads the index once → k-NN → publish"
+PLAN = ("check the manifest and the queries' model → each worker loads the index once → k-NN → publish "
+        "(a query that cannot be searched, or finds nothing, is one row with its status)")
 
 
 @dataclass(frozen=True)
@@ -61,34 +62,52 @@ class Config(JobConfig):
 
 
 def read_queries(spark, cfg: Config, meta: manifest.Manifest):
-    """The `ok` query rows (id, embedding), after checking they come from the index's model."""
+    """(DataFrame(id, embedding, status, error) of every query row, rows, distinct ids). A row that
+    is not `ok` in the table keeps its status; an `ok` row whose vector cannot be searched gets one
+    from vectors.vector_check. Queries of another model, or none of the index's dim, are refused."""
     from pyspark.sql import functions as F
 
     df = tables.read_input(spark, cfg.queries, "table" if tables.is_table(cfg.queries) else "parquet")
     tables.require_columns(df, {f"queries ({c})": c for c in ("id", "embedding", "status", "model")},
                            cfg.queries)
-    ok = df.filter(F.col("status") == "ok")
-    stats = ok.agg(F.collect_set("model").alias("models"), F.count("*").alias("n"),
-                   F.max(F.size("embedding")).alias("dim")).first()
+    ok = F.col("status") == "ok"
+    fits = ok & (F.size("embedding") == meta.dim)
+    stats = df.agg(F.collect_set(F.when(ok, F.col("model"))).alias("models"), F.count(F.when(ok, 1)).alias("n"),
+                   F.count(F.when(fits, 1)).alias("fit"), F.count("*").alias("rows"),
+                   F.countDistinct("id").alias("ids")).first()
     others = sorted(set(stats["models"]) - {meta.model})
     if others:
         raise ConfigError(f"key 'queries': embedded with {others}, but the index was built from "
                           f"{meta.model!r} embeddings; embed the queries with {meta.model!r}")
-    if stats["n"] and stats["dim"] != meta.dim:
-        raise ConfigError(f"key 'queries': {stats['dim']}-d vectors, the index is {meta.dim}-d")
-    return ok.select("id", "embedding"), int(stats["n"]), df.count()
+    if stats["n"] and not stats["fit"]:
+        raise ConfigError(f"key 'queries': no query has {meta.dim} values; the index is {meta.dim}-d")
+    error = (F.col("error") if "error" in df.columns else F.lit(None)).cast("string")
+    queries = with_status(df.select("id", "embedding", "status", error.alias("error")), meta)
+    return queries, int(stats["rows"]), int(stats["ids"])
+
+
+def with_status(queries, meta: manifest.Manifest):
+    """`ok` query rows whose vectors cannot be searched get vector_check's status and reason."""
+    from pyspark.sql import functions as F
+
+    status, error = vectors.vector_check(meta.dim, meta.metric)
+    ok = F.col("status") == "ok"
+    return queries.select("id", "embedding", F.when(ok, status).otherwise(F.col("status")).alias("status"),
+                          F.when(ok, error).otherwise(F.col("error")).alias("error"))
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
+    from pyspark.sql import functions as F
+
     tables.prepare_output(spark, cfg.output, cfg.mode)
     meta = manifest.read(cfg.index)
     with summary.timed("read queries"):
         if cfg.queries:
-            queries, n_ok, summary.rows_in = read_queries(spark, cfg, meta)
-        else:
+            queries, summary.rows_in, ids_in = read_queries(spark, cfg, meta)
+        else:  # each query file or line is a row with its status: those that fail are reported too
             raw = embedding.raw_queries(spark, cfg.query_images, cfg.query_texts, meta.model).cache()
-            queries = raw.filter("status = 'ok'").select("id", "embedding")
-            n_ok, summary.rows_in = queries.count(), raw.count()
+            queries = with_status(raw.select("id", "embedding", "status", "error"), meta)
+            summary.rows_in, ids_in = raw.count(), raw.select("id").distinct().count()
     queries = indexing.spread(queries, cfg.num_partitions)
     expansion = indexing.Expansion(cfg.query_expansion, cfg.qe_top, cfg.qe_alpha)
     fn = indexing.searcher_fn(cfg.index, cfg.k, cfg.exclude_self, (cfg.nprobe, cfg.ef_search),
@@ -97,15 +116,19 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     neighbours = queries.mapInPandas(fn, indexing.NEIGHBOURS_SCHEMA)
 
     def verify(staged) -> None:
-        answered = staged.select("query_id").distinct().count()
-        if meta.ntotal > 1 and answered != n_ok:
-            raise JobFailed(f"{n_ok} queries but {answered} have neighbours; nothing was published")
-        summary.count_ok(answered, skipped=summary.rows_in - n_ok)
-        summary.stats["neighbour_rows"] = staged.count()
+        """Every query is in the output: with its neighbours, or one row saying why it has none."""
+        counts = staged.rollup("status").agg(F.countDistinct("query_id").alias("queries"), F.count("*").alias("rows"),
+                                             F.grouping("status").alias("all")).collect()
+        total = next(r for r in counts if r["all"])
+        if total["queries"] != ids_in:
+            raise JobFailed(f"{ids_in} queries but {total['queries']} in the output; nothing was published")
+        summary.statuses = {r["status"]: int(r["queries"]) for r in counts if not r["all"]}
+        summary.stats["neighbour_rows"] = sum(r["rows"] for r in counts if r["status"] == "ok")
 
     with summary.timed("search + write"):
         tables.publish(spark, neighbours, cfg.output, cfg.mode, summary.run_id, verify)
-    summary.stats["queries_per_second"] = round(n_ok / max(summary.stages["search + write"], 1e-9), 1)
+    seconds = max(summary.stages["search + write"], 1e-9)
+    summary.stats["queries_per_second"] = round(summary.rows_ok / seconds, 1)
     summary.outputs.append(cfg.output)
 
 

@@ -24,6 +24,8 @@ def test_choose_factory_follows_size_and_budget():
     assert "PQ" in pq.factory and pq.factory.startswith("OPQ")
     with pytest.raises(ValueError, match="raise memory_budget"):
         factory.choose_factory(10_000_000, 384, factory.parse_size("10M"))
+    with pytest.raises(ValueError, match=r"\(PQ needs 256 rows to train\); raise memory_budget"):
+        factory.choose_factory(200, 384, 1000)
     assert factory.parse_size("1.5G") == 3 * 2**29 and factory.parse_size("512m") == 512 * 2**20
     with pytest.raises(ValueError, match="not a size"):
         factory.parse_size("lots")
@@ -122,9 +124,53 @@ def test_loaded_index_maps_string_ids_and_rejects_tampering(tmp_path):
 
 
 def test_recall_at_k():
-    exact = np.array([[1, 2, 3, 4], [5, 6, 7, -1]])
-    approx = np.array([[1, 2, 9, 8], [7, 6, 5, 0]])
+    exact = (np.array([[0.9, 0.8, 0.7, 0.6], [0.9, 0.8, 0.7, -np.inf]]), np.array([[1, 2, 3, 4], [5, 6, 7, -1]]))
+    approx = (np.array([[0.9, 0.8, 0.5, 0.4], [0.7, 0.8, 0.9, 0.1]]), np.array([[1, 2, 9, 8], [7, 6, 5, 0]]))
     assert searcher.recall_at_k(exact, approx, k=4) == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_recall_counts_tied_scores_as_right_answers():
+    same = np.ones((1, 10), np.float32)
+    # 20 identical vectors: exact search keeps ids 0-9, an index may return 10-19; all are exact answers
+    assert searcher.recall_at_k((same, np.arange(10)[None]), (same, np.arange(10, 20)[None]), 10) == 1.0
+    # a tie at the k-th place: 4 or 5 are as right as 3; 6 (a lower score) is not
+    exact = (np.array([[0.9, 0.8, 0.7]]), np.array([[1, 2, 3]]))
+    assert searcher.recall_at_k(exact, (np.array([[0.9, 0.8, 0.7]]), np.array([[1, 2, 4]])), 3) == 1.0
+    assert searcher.recall_at_k(exact, (np.array([[0.9, 0.8, 0.7 + 2e-6]]), np.array([[1, 2, 5]])), 3) == 1.0
+    lower = (np.array([[0.9, 0.8, 0.69]]), np.array([[1, 2, 6]]))
+    assert searcher.recall_at_k(exact, lower, 3) == pytest.approx(2 / 3)
+    # an approximate score better than the k-th (PQ error) does not make a wrong id right
+    better = (np.array([[0.95, 0.9, 0.8]]), np.array([[7, 1, 2]]))
+    assert searcher.recall_at_k(exact, better, 3) == pytest.approx(2 / 3)
+    # l2 distances tie the same way; fewer than k vectors is recall@n
+    l2 = (np.array([[0.0, 2.0, np.inf]]), np.array([[1, 2, -1]]))
+    assert searcher.recall_at_k(l2, (np.array([[0.0, 2.0, np.inf]]), np.array([[1, 3, -1]])), 3) == 1.0
+    assert searcher.recall_at_k(l2, (np.array([[0.0, 2.5, np.inf]]), np.array([[1, 3, -1]])), 3) == 0.5
+
+
+@pytest.mark.parametrize("factory_string, points, what", [
+    ("Flat", 0, "nothing to train"), ("HNSW32", 0, "nothing to train"), ("IVF64,Flat", 64, "64 IVF lists"),
+    ("IVF64_HNSW32,Flat", 64, "64 IVF lists"), ("PQ16", 256, "PQ16x8 (256 centroids per sub-quantizer)"),
+    ("PQ16x4", 16, "PQ16x4 (16 centroids per sub-quantizer)"), ("IVF64,PQ8", 256, "PQ8x8"),
+    ("OPQ16,IVF64,PQ16", 256, "OPQ16 rotation"), ("OPQ8,IVF512,Flat", 512, "512 IVF lists")])
+def test_training_need_of_each_factory_kind(factory_string, points, what):
+    need = factory.training_need(factory.build_empty(factory_string, 64, "ip"))
+    assert (need.points, need.advised) == (points, 39 * points) and what in need.what
+
+
+def test_faiss_errors_are_factory_errors_with_faiss_reason():
+    factory.check_parses("OPQ48,IVF4096,PQ48", "ip")  # needs a dim divisible by 48: fine at config time
+    factory.check_parses("IVF64_HNSW32,Flat", "ip")
+    with pytest.raises(factory.FactoryError, match="^'IVF,Flat': could not parse index string IVF,Flat$"):
+        factory.check_parses("IVF,Flat", "ip")
+    with pytest.raises(factory.FactoryError, match="'PQ7' for 32-d vectors: The dimension of the vector .d. "
+                                                   "should be a multiple of the number of subquantizers"):
+        factory.build_empty("PQ7", 32, "ip")
+    index = factory.build_empty("IVF64,Flat", 32, "ip")
+    with pytest.raises(factory.FactoryError, match=r"training on 29 vectors failed: Number of training points "
+                                                   r"\(29\) should be at least as large as number of clusters \(64\)"):
+        factory.train(index, np.ones((29, 32), np.float32), seed=0)
+    assert factory.is_hnsw("HNSW32") and not factory.is_hnsw("IVF64_HNSW32,Flat")
 
 
 def test_worker_cache_holds_one_version_per_key():

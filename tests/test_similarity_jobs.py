@@ -108,7 +108,23 @@ def test_query_by_example_with_and_without_expansion(spark, tmp_path):
         rows = spark.read.parquet(out).toPandas()
         top = rows[rows["rank"] == 1].set_index("query_id").neighbor_id
         assert len(top) == 4 and set(top) == {"astronaut.png"}, (method, top)
-        assert len(rows) == 12
+        assert len(rows) == 13 and (rows.status == "ok").sum() == 12
+        (broken,) = rows[rows.status != "ok"].itertuples()  # the file that does not decode: a status row
+        assert (broken.query_id, broken.status, broken.neighbor_id) == ("broken.jpg", "decode_error", None)
+        assert "not a recognised image format" in broken.error
+
+    undecodable = tmp_path / "undecodable"  # no query decodes: each one's reason still reaches the user
+    undecodable.mkdir()
+    (undecodable / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    (undecodable / "empty.png").write_bytes(b"")
+    (undecodable / "notes.png").write_text("not an image")
+    out = str(tmp_path / "nb-undecodable")
+    assert cli.main(["search", "--index", index, "--query-images", str(undecodable), "--output", out,
+                     *common_args(tmp_path)]) == 0
+    rows = spark.read.parquet(out).toPandas().sort_values("query_id")
+    assert list(zip(rows.query_id, rows.status)) == [("broken.jpg", "decode_error"), ("empty.png", "empty"),
+                                                     ("notes.png", "decode_error")]
+    assert rows["rank"].isna().all() and rows.error.str.len().gt(5).all()
 
     texts = tmp_path / "docs.jsonl"
     texts.write_text('{"id": "sport", "text": "the team won the football match"}\n'
