@@ -12,7 +12,8 @@ from typing import ClassVar
 if __package__ in (None, ""):  # `python jobs/serve.py` without the package on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.config import TABLE_PREFIX, ConfigError, JobConfig, key, require_positive  # noqa: E402
+from jobs.config import (TABLE_PREFIX, ConfigError, JobConfig, key, require_non_negative,  # noqa: E402
+                          require_positive)
 from jobs.paths import check_input_exists  # noqa: E402
 
 NAME = "serve"
@@ -60,6 +61,8 @@ class Config(JobConfig):
     thumb_size: int = key(128, "thumbnail side in pixels")
     zmap_vocab_size: int = key(20_000, "the playground's Zmap (when no zmap head is given): words it is fitted "
                                "on, once, at its first use")
+    torch_threads: int = key(1, "torch threads per model call; 1 keeps latency steady when other work shares "
+                             "the cores, and image queries then run side by side, one a core; 0 = all cores")
     seed: int = key(0, "seed of the map and comparison samples")
 
     def validate(self) -> None:
@@ -74,6 +77,7 @@ class Config(JobConfig):
                 check_input_exists(name, value)
         require_positive(self, "k", "max_upload_bytes", "max_pixels", "max_text_chars", "map_sample",
                          "compare_queries", "thumb_size", "zmap_vocab_size")
+        require_non_negative(self, "torch_threads")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"key 'port' must be 0 to 65535, got {self.port}")
         if not self.host.strip():
@@ -91,7 +95,7 @@ def app_options(cfg: Config):
     return AppOptions(
         cfg.index, cfg.compare_index, files, cfg.label_embeddings, cfg.label_set, cfg.labels_head,
         UploadLimits(cfg.max_upload_bytes, cfg.max_pixels, cfg.max_text_chars), cfg.k, cfg.thumb_size,
-        cfg.map_sample, cfg.compare_queries, cfg.seed, cfg.zmap_vocab_size,
+        cfg.map_sample, cfg.compare_queries, cfg.seed, cfg.zmap_vocab_size, cfg.torch_threads,
         ApplyOptions("", cfg.output, cfg.warehouse, cfg.runs_table, cfg.master, cfg.zmap_vocab_size))
 
 
@@ -122,10 +126,12 @@ def run(cfg: Config) -> int:
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port (port 0: a free one); ConfigError when the address is taken."""
     try:
-        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        # proto IPPROTO_TCP: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say so; without
+        # it every answer on a kept-alive connection waited 40 ms for the client's delayed ACK
+        sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(info[4])
+        sock.bind(address)
     except OSError as exc:
         raise ConfigError(f"key 'port': cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(128)

@@ -51,8 +51,9 @@ def fit_projection(vectors: np.ndarray, seed: int = 0) -> tuple[Projection, np.n
         model, method = umap.UMAP(n_components=2, random_state=seed), "umap"
         coords = model.fit_transform(vectors)
     elif n:
-        if min(n, dim) > 4:  # only two axes are needed: randomized SVD (Halko et al. 2011, scikit-learn)
-            from sklearn.utils.extmath import randomized_svd  # takes 1 s where a full SVD took 38 (2,000 x 1,280)
+        if min(n, dim) > 4:  # only two axes are needed: randomized SVD (Halko et al. 2011, scikit-learn);
+            # 2,000 x 1,280 on 2 cores: 0.3 s vs numpy's full SVD 1.4 s idle, 1.1 s vs 38 s with the cores shared
+            from sklearn.utils.extmath import randomized_svd
 
             _, _, found = randomized_svd(vectors - mean, 2, random_state=seed)
         else:

@@ -76,15 +76,17 @@ class UploadLimits:
 
 
 class QueryEngine:
-    """The index's own model (named by its manifest), loaded once, embedding one query at a time.
+    """The index's own model (named by its manifest), loaded once, embedding one query per call.
 
-    Decoding runs in the request's thread; the model call holds a lock (one forward pass at a time
-    uses the cores better than several competing ones, and keeps torch's state out of races)."""
+    Decoding runs in the request's thread. A CNN forward pass in eval mode changes no state, so image
+    queries run side by side, at most `slots` at once (cores / torch threads: more would only compete
+    for the cores); a text encoder's tokenizer is not thread-safe, so text queries take turns."""
 
-    def __init__(self, view: IndexView, limits: UploadLimits):
+    def __init__(self, view: IndexView, limits: UploadLimits, slots: int = 1):
         self.view, self.limits = view, limits
         self.kind, self.model = load_model(view.model)
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max(1, slots))
 
     def embed_image(self, data: bytes) -> tuple[np.ndarray, float]:
         """([1, dim] embedding, milliseconds) of raw image bytes; RowError for a bad or too-large image."""
@@ -94,7 +96,7 @@ class QueryEngine:
                                          "search it with text")
         prep = dataclasses.replace(self.model.prep, max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels)
         pixels = images.load_pixels(data, prep)
-        with self._lock:
+        with self._slots:
             vector = cnn.embed_batch(self.model, np.array(pixels[None]))  # writable: torch wants one
         return vector, (time.perf_counter() - start) * 1000
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ class AppOptions:
     compare_queries: int = 200
     seed: int = 0
     zmap_vocab_size: int = 20_000
+    torch_threads: int = 1             # per model call; 0 = all cores
     apply: ApplyOptions | None = None  # where "apply to the table" writes (its embeddings are set here)
 
 
@@ -51,10 +53,16 @@ class AppState:
 def load(opts: AppOptions) -> AppState:
     """Everything, once; ConfigError (naming the key) for an input that cannot serve."""
     import faiss
+    import torch
 
-    faiss.omp_set_num_threads(1)  # requests run side by side; OpenMP teams inside each would spin-wait
+    # requests run side by side: OpenMP teams inside each would compete for the cores and spin-wait (a
+    # text query took 25 ms with 1 torch thread and 700 ms with 2 while other work shared the 2 cores)
+    faiss.omp_set_num_threads(1)
+    cores = os.cpu_count() or 1
+    threads = opts.torch_threads or cores
+    torch.set_num_threads(threads)
     view = IndexView(opts.index, "index")
-    engine = QueryEngine(view, opts.limits)
+    engine = QueryEngine(view, opts.limits, slots=cores // threads)
     corpus = Corpus(opts.files, view.loaded.names)
     state = AppState(opts, view, engine, corpus, atlas.from_index(view, opts.map_sample, opts.seed, corpus.gold))
     if opts.compare_index:
