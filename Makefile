@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sparkamp-stamp
-DEB_PACKAGES := dataset-fashion-mnist fortunes wordnet-base $(if $(filter test,$(MAKECMDGOALS)),chromium)
+DEB_PACKAGES := dataset-fashion-mnist fortunes wordnet-base $(if $(filter test,$(MAKECMDGOALS)),chromium chromium-driver)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYSPARK_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP ?= 127.0.0.1
