@@ -220,6 +220,15 @@ def test_a_text_index_is_searched_by_typing(built):
         assert thumb.status_code == 404 and "is not an image file" in thumb.json()["detail"]
 
 
+def test_the_page_loads_only_its_own_files(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/docs").status_code == 404  # FastAPI's docs pages would load scripts from a CDN
+    for path in ("/", "/static/app.js", "/static/app.css"):
+        text = client.get(path).text
+        assert "cdn" not in text.lower() and "https://" not in text and 'src="http' not in text, path
+
+
 # ---- bad input ---------------------------------------------------------------------------------
 
 def bomb_png() -> bytes:

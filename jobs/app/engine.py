@@ -86,7 +86,8 @@ class QueryEngine:
         self.view, self.limits = view, limits
         self.kind, self.model = load_model(view.model)
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max(1, slots))
+        layered = self.kind == "image" and bool(self.model.spec.layer)  # its hook keeps one capture at a time
+        self._slots = threading.BoundedSemaphore(1 if layered else max(1, slots))
 
     def embed_image(self, data: bytes) -> tuple[np.ndarray, float]:
         """([1, dim] embedding, milliseconds) of raw image bytes; RowError for a bad or too-large image."""

@@ -160,6 +160,7 @@ async function loadItems(offset) {
 async function showItem(id) {
   $("#item-panel").hidden = false;
   $("#item-title").textContent = `${id}: its neighbours`;
+  $("#item-panel").scrollIntoView({ behavior: "smooth" });
   try {
     const answer = await api(`/api/items/${idPath(id)}/neighbours`);
     say("#item-status", `${answer.label ? `gold ${answer.label} · ` : ""}from the ${answer.source}`);
@@ -232,6 +233,13 @@ async function drawMap(target, which) {
     dot.addEventListener("click", () => searchById(p.id));
     return dot;
   }));
+  const legend = el("p", { class: "legend" }, ...Object.entries(map.colours).map(([label, colour]) => {
+    const swatch = el("span", { class: "swatch" });
+    swatch.style.background = colour;
+    return el("span", {}, swatch, label);
+  }));
+  if (node.nextElementSibling?.classList.contains("legend")) node.nextElementSibling.remove();
+  node.after(legend);
   if (target === "#map") {
     $("#map-about").textContent = `${map.method.toUpperCase()} of ${map.source}; the last query is the star`;
     if (state.lastQuery) placeStar("#map", state.lastQuery);
