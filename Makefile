@@ -50,6 +50,7 @@ bench: venv data
 	$(PY) bench/similarity.py --quick
 	$(PY) bench/labels.py --quick
 	$(PY) bench/scale.py --quick
+	$(PY) bench/serve.py --quick
 
 clean:
 	rm -rf dist build *.egg-info warehouse spark-warehouse metastore_db derby.log
