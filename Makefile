@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sparkamp-stamp
-DEB_PACKAGES := dataset-fashion-mnist fortunes wordnet-base $(if $(filter test,$(MAKECMDGOALS)),chromium)
+DEB_PACKAGES := dataset-fashion-mnist fortunes wordnet-base $(if $(filter test,$(MAKECMDGOALS)),chromium chromium-driver)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYSPARK_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP ?= 127.0.0.1
@@ -50,6 +50,7 @@ bench: venv data
 	$(PY) bench/similarity.py --quick
 	$(PY) bench/labels.py --quick
 	$(PY) bench/scale.py --quick
+	$(PY) bench/serve.py --quick
 
 clean:
 	rm -rf dist build *.egg-info warehouse spark-warehouse metastore_db derby.log

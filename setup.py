@@ -3,7 +3,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-TEST_ONLY = {"pytest", "tifffile"}
+TEST_ONLY = {"pytest", "tifffile", "httpx", "selenium"}
 
 
 def _requirements() -> list[str]:
@@ -22,7 +22,8 @@ setup(
     version="0.1.0",
     description="Spark batch jobs for CNN/FAISS image search and zero/few-shot text labelling",
     python_requires=">=3.11",
-    packages=["jobs", "udfs", "index"],
+    packages=["jobs", "jobs.app", "udfs", "index"],
+    package_data={"jobs.app": ["static/*"]},
     install_requires=[r for r in REQS if _name(r) not in TEST_ONLY],
     extras_require={"test": [r for r in REQS if _name(r) in TEST_ONLY]},
     entry_points={"console_scripts": ["sparkamp = jobs.cli:main"]},

@@ -23,6 +23,7 @@ JOBS = {
     "evaluate": "jobs.evaluate",
     "report": "jobs.report",
     "demo": "jobs.demo",
+    "serve": "jobs.serve",
 }
 log = logging.getLogger("sparkamp")
 
@@ -94,6 +95,8 @@ def run_job(job: ModuleType, argv: list[str]) -> int:
 def execute(job: ModuleType, cfg: typing.Any) -> int:
     from jobs import session, summary, tables
 
+    if not getattr(job, "USES_SPARK", True):  # serve: a web server; its Spark runs are child processes
+        return job.run(cfg)
     metastore = any(isinstance(v, str) and v.startswith(config.TABLE_PREFIX)
                     for v in config.as_dict(cfg).values())  # any `table:` input or output
     spark, owned = session.get_session(cfg, job.NAME, metastore=metastore)
@@ -102,6 +105,8 @@ def execute(job: ModuleType, cfg: typing.Any) -> int:
         job.run(spark, cfg, run)
         run.log_summary()
         summary.append_run(spark, cfg.runs_table, run.row(config.as_dict(cfg)))
+        if hasattr(job, "next_step"):  # what to run next (the demo: the app on what it built)
+            print(job.next_step(cfg))
         return 0
     except ConfigError as exc:
         log.error("%s: %s\n  fix the key above and re-run; `sparkamp %s --help` lists the accepted keys",

@@ -90,6 +90,12 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     log_results(cfg, precision, summary.stats, done["report"].outputs[-1])
 
 
+def next_step(cfg: Config) -> str:
+    """Printed by the CLI after the demo's summary: the app on what the demo built."""
+    return ("next: the app on what the demo built (then open http://127.0.0.1:8000/)\n"
+            + demo_steps.serve_command(cfg))
+
+
 def results(cfg: Config, written: dict[str, int], done: dict[str, RunSummary]) -> dict[str, float]:
     """The demo's headline numbers, kept in its summary row."""
     retrieval, labels = done["evaluate (retrieval)"].stats, done["evaluate (classification)"].stats

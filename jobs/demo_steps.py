@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,18 @@ def steps(cfg, precision: str) -> list[Step]:
                                 "texts": str(data / "fortunes.jsonl"), "max_runs": 9, "title": "sparkamp demo",
                                 "output": at("report")}),
     ]
+
+
+def serve_command(cfg) -> str:
+    """The `sparkamp serve` command for the demo's outputs: image search and explorer on the index, the
+    label playground on the fortunes' table and the zero-shot head."""
+    keys = {step.stage: step.keys for step in steps(cfg, "fp32")}  # output paths do not depend on precision
+    flags = {"--index": keys["build-index"]["output"], "--embeddings": keys["embed-images"]["output"],
+             "--neighbours": keys["search"]["output"], "--duplicates": keys["dedup"]["output"],
+             "--uniqueness": keys["unique"]["output"], "--gold": keys["report"]["gold"],
+             "--label-embeddings": keys["embed-texts"]["output"], "--label-set": cfg.label_set,
+             "--labels-head": keys["assign-labels"]["head_output"]}
+    return "sparkamp serve " + " \\\n    ".join(f"{flag} {shlex.quote(value)}" for flag, value in flags.items())
 
 
 def write_data(cfg) -> dict[str, int]:

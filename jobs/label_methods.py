@@ -5,6 +5,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def fit(cfg, inputs: Inputs, folder: str, summary) -> tuple[Head, tuple[str, ...
         labels = label_vectors(inputs)
         projection = None
         if method == "zmap" or cfg.wmap_base == "zmap":
-            projection = zmap(cfg, inputs.encoder)
+            projection = zmap(inputs.encoder, cfg.word_vectors, cfg.vocab_size, cfg.zmap_alpha)
             params.update(zmap_alpha=cfg.zmap_alpha, vocab_size=cfg.vocab_size)
         mapped = heads.normalise(labels @ projection) if projection is not None else labels
         if method == "wmap":
@@ -73,24 +74,32 @@ def warn_scarce_labels(labels: np.ndarray, names: list[str], summary) -> None:
 
 def label_vectors(inputs: Inputs) -> np.ndarray:
     """[c, d]: each label's texts (one per template, with description and keywords) embedded, averaged."""
-    per_label = inputs.label_set.texts()
-    flat = [text for group in per_label for text in group]
-    vectors = texts.embed_texts(inputs.encoder, flat, 32).embeddings
+    return label_vectors_of(inputs.label_set,
+                            lambda batch: texts.embed_texts(inputs.encoder, batch, 32).embeddings)
+
+
+def label_vectors_of(label_set: LabelSet, embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """[c, d] zero-shot label vectors: `embed` (n texts → [n, d] normalised embeddings) is called once on
+    every label's texts (label_set.texts(): one per template), and each label's are averaged
+    (heads.zero_shot). The caller chooses the encoder, and may cache."""
+    per_label = label_set.texts()
+    vectors = embed([text for group in per_label for text in group])
     sizes = np.cumsum([0] + [len(group) for group in per_label])
     return heads.zero_shot([vectors[a:b] for a, b in zip(sizes[:-1], sizes[1:])])
 
 
-def zmap(cfg, encoder: texts.TextModel) -> np.ndarray:
-    """Z [d, w]: the ridge map from the encoder's space to word vectors, fitted on frequent words."""
+def zmap(encoder: texts.TextModel, word_vectors: str, vocab_size: int, alpha: float) -> np.ndarray:
+    """Z [d, w]: the ridge map from the encoder's space to word vectors (a word2vec/GloVe file, empty =
+    the packaged GloVe 6B 50d), fitted on the `vocab_size` most frequent alphabetic words (heads.fit_zmap)."""
     if encoder is None or encoder.kind != "sentence":
         raise ConfigError("key 'method': zmap maps sentence embeddings to word vectors; the table was not "
                      "embedded with a sentence encoder")
-    kv = texts.load_word_vectors(cfg.word_vectors)
-    words = [w for w in kv.index_to_key[: cfg.vocab_size * 2] if isinstance(w, str) and w.isalpha()]
-    words = words[: cfg.vocab_size]  # most frequent first in GloVe/word2vec files; punctuation left out
+    kv = texts.load_word_vectors(word_vectors)
+    words = [w for w in kv.index_to_key[: vocab_size * 2] if isinstance(w, str) and w.isalpha()]
+    words = words[: vocab_size]  # most frequent first in GloVe/word2vec files; punctuation left out
     sentence = texts.embed_texts(encoder, words, 64).embeddings
     log.info("zmap: fitted on %d words", len(words))
-    return heads.fit_zmap(sentence, kv[words], cfg.zmap_alpha)
+    return heads.fit_zmap(sentence, kv[words], alpha)
 
 
 def setfit(cfg, inputs: Inputs, folder: str, summary, params: dict) -> tuple[Head, tuple[str, ...]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import subprocess
 import sys
 import types
@@ -91,7 +92,7 @@ def test_dry_run_works_for_every_job(demo_run, capsys):
              "dedup": ["--embeddings", "image_embeddings"], "unique": ["--embeddings", "image_embeddings"],
              "assign-labels": ["--embeddings", "text_embeddings", "--labels", str(ROOT / "conf/labels_fortunes.yaml")],
              "evaluate": ["--neighbours", "neighbours", "--gold", "data/gold_images.json"],
-             "report": ["--embeddings", "image_embeddings"], "demo": []}
+             "report": ["--embeddings", "image_embeddings"], "demo": [], "serve": ["--index", "image_index"]}
     assert set(given) == set(cli.JOBS)
     for job, args in given.items():
         args = [a if a.startswith("-") or a.startswith("/") else str(base / a) for a in args]
@@ -99,6 +100,16 @@ def test_dry_run_works_for_every_job(demo_run, capsys):
         shown = capsys.readouterr().out
         assert '"output"' in shown and "\nplan: " in shown and "nothing was run" in shown, job
     assert not out.exists()
+
+
+def test_demo_ends_with_a_serve_command_whose_inputs_it_wrote(demo_run, capsys):
+    from jobs import config, demo
+
+    printed = demo.next_step(config.load(demo.Config, sets=[f"output={demo_run / 'demo'}"]))
+    argv = shlex.split(printed.split("\n", 1)[1].replace("\\\n", " "))
+    assert argv[:2] == ["sparkamp", "serve"] and len(argv) == 20  # every output the app reads, flag and path
+    assert cli.main([*argv[1:], "--dry-run"]) == 0  # each exists and validates (serve --dry-run loads nothing)
+    assert '"labels_head": "' + str(demo_run / "demo" / "label_head") in capsys.readouterr().out
 
 
 def test_demo_rerun_with_fewer_items_keeps_nothing_old(spark, demo_run):

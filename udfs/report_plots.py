@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import importlib.util
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,29 +15,63 @@ OTHER = "#888888"
 UNLABELLED = "#cccccc"
 
 
-def project_2d(vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
-    """[n, dim] vectors → ([n, 2] coordinates scaled to [0, 1], the method's name).
+@dataclass(frozen=True)
+class Projection:
+    """A 2-D projection fitted on a sample: PCA's mean and top two axes, or a fitted UMAP model, and
+    the sample's bounding box (coordinates are scaled so the sample spans [0, 1])."""
 
-    UMAP when `umap-learn` is installed (not a dependency), else PCA: the top two principal axes of
-    the centred sample, by SVD. Fewer than 3 points or a 1-d space get what they can.
+    method: str                    # "pca" or "umap"
+    mean: np.ndarray               # [dim]
+    axes: np.ndarray               # [2, dim]; unused by umap
+    low: np.ndarray                # [2]
+    span: np.ndarray               # [2], 1 where the sample has no spread
+    model: object | None = None    # umap.UMAP
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """[n, dim] → [n, 2] in the sample's frame (a new point may fall outside [0, 1])."""
+        vectors = np.asarray(vectors, np.float64)
+        coords = self.model.transform(vectors) if self.model is not None else (vectors - self.mean) @ self.axes.T
+        return (coords - self.low) / self.span
+
+
+def fit_projection(vectors: np.ndarray, seed: int = 0) -> tuple[Projection, np.ndarray]:
+    """[n, dim] vectors → (the fitted Projection, the sample's [n, 2] coordinates scaled to [0, 1]).
+
+    UMAP (McInnes et al. 2018, `umap-learn`) when it is installed (not a dependency) and n >= 10,
+    else PCA: the top two principal axes of the centred sample, by (randomized) SVD. Fewer than 3 points
+    or a 1-d space get what they can (missing axes are zero).
     """
     vectors = np.asarray(vectors, np.float64)
-    n = len(vectors)
-    if n == 0:
-        return np.zeros((0, 2)), "pca"
+    n, dim = vectors.shape if vectors.ndim == 2 else (0, 0)
+    mean, axes = (vectors.mean(axis=0), np.zeros((2, dim))) if n else (np.zeros(dim), np.zeros((2, dim)))
+    model, method = None, "pca"
     if n >= 10 and importlib.util.find_spec("umap") is not None:
         import umap
 
-        coords = umap.UMAP(n_components=2, random_state=seed).fit_transform(vectors)
-        method = "umap"
+        model, method = umap.UMAP(n_components=2, random_state=seed), "umap"
+        coords = model.fit_transform(vectors)
+    elif n:
+        if min(n, dim) > 4:  # only two axes are needed: randomized SVD (Halko et al. 2011, scikit-learn);
+            # 2,000 x 1,280 on 2 cores: 0.3 s vs numpy's full SVD 1.4 s idle, 1.1 s vs 38 s with the cores shared
+            from sklearn.utils.extmath import randomized_svd
+
+            _, _, found = randomized_svd(vectors - mean, 2, random_state=seed)
+        else:
+            _, _, found = np.linalg.svd(vectors - mean, full_matrices=False)
+        axes[:min(2, len(found))] = found[:2]
+        coords = (vectors - mean) @ axes.T
     else:
-        centred = vectors - vectors.mean(axis=0)
-        _, _, axes = np.linalg.svd(centred, full_matrices=False)
-        coords = centred @ axes[:2].T
-        method = "pca"
-    coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1]))) if coords.shape[1] < 2 else coords
-    low, span = coords.min(axis=0), np.ptp(coords, axis=0)
-    return (coords - low) / np.where(span > 0, span, 1.0), method
+        coords = np.zeros((0, 2))
+    low = coords.min(axis=0) if n else np.zeros(2)
+    span = np.ptp(coords, axis=0) if n else np.ones(2)
+    projection = Projection(method, mean, axes, low, np.where(span > 0, span, 1.0), model)
+    return projection, (coords - projection.low) / projection.span
+
+
+def project_2d(vectors: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
+    """[n, dim] vectors → ([n, 2] coordinates scaled to [0, 1], the method's name); see fit_projection."""
+    projection, coords = fit_projection(vectors, seed)
+    return coords, projection.method
 
 
 def palette(labels: list[str | None]) -> dict[str, str]:

@@ -24,20 +24,23 @@ def is_image_source(source: str | None) -> bool:
 
 
 def thumbnail_uri(data: bytes, size: int) -> str:
-    """Image bytes → `data:image/...;base64,...` at most `size` pixels a side; RowError if not an image.
+    """Image bytes → `data:image/...;base64,...` at most `size` pixels a side; RowError if not an image."""
+    encoded, mime = thumbnail_bytes(data, size)
+    return f"data:{mime};base64," + base64.b64encode(encoded).decode("ascii")
 
-    Small images stay PNG (sharp, and a few hundred bytes); larger ones become JPEG (quality 80).
+
+def thumbnail_bytes(data: bytes, size: int) -> tuple[bytes, str]:
+    """Image bytes → (encoded thumbnail at most `size` pixels a side, its MIME type); RowError if not
+    an image. Small images stay PNG (sharp, and a few hundred bytes); larger ones become JPEG (quality 80).
     """
     img: Image.Image = decode(data, Preprocess(resize=size, crop=size))
     img.thumbnail((size, size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     if img.width * img.height <= 48 * 48:
         img.save(buf, "PNG", optimize=True)
-        mime = "png"
-    else:
-        img.save(buf, "JPEG", quality=80, optimize=True)
-        mime = "jpeg"
-    return f"data:image/{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        return buf.getvalue(), "image/png"
+    img.save(buf, "JPEG", quality=80, optimize=True)
+    return buf.getvalue(), "image/jpeg"
 
 
 def thumbnail_of(source: str | None, size: int) -> str | None:
