@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 if __package__ in (None, ""):  # `spark-submit jobs/search.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import embedding, indexing, session, tables  # noqa: E402
+from jobs import embedding, ids, indexing, inputs, session, tables  # noqa: E402
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
 from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
 from jobs.summary import JobFailed, RunSummary  # noqa: E402
@@ -30,6 +30,7 @@ class Config(JobConfig):
                             flag="--query-images")
     query_texts: str = key("", "a text file, one query per line, embedded with the index's model",
                            flag="--query-texts")
+    encoding: str = inputs.encoding_key("the --query-texts file")
     query_expansion: Literal["none", "average", "alpha"] = key(
         "none", "re-search with each query averaged with its first results (average, or alpha-weighted)")
     qe_top: int = key(5, "query expansion: how many first results are averaged in")
@@ -53,6 +54,7 @@ class Config(JobConfig):
         check_output_not_input(self.index, self.output)
         require_positive(self, "k", "batch_size", "qe_top")
         require_non_negative(self, "nprobe", "ef_search", "num_partitions")
+        inputs.check_text_keys(self)
         try:  # every file against its sha256, before any Spark work (workers check again on load)
             manifest.verify(self.index, manifest.read(self.index))
         except IndexIntegrityError as exc:
@@ -69,7 +71,8 @@ def read_queries(spark, cfg: Config, meta: manifest.Manifest):
                            cfg.queries)
     ok = df.filter(F.col("status") == "ok")
     stats = ok.agg(F.collect_set("model").alias("models"), F.count("*").alias("n"),
-                   F.max(F.size("embedding")).alias("dim")).first()
+                   F.max(F.size("embedding")).alias("dim"), *ids.id_stats()).first()
+    ids.refuse_repeated(ok, stats, stats["n"], cfg.queries, "queries")
     others = sorted(set(stats["models"]) - {meta.model})
     if others:
         raise ConfigError(f"key 'queries': embedded with {others}, but the index was built from "
@@ -86,7 +89,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
         if cfg.queries:
             queries, n_ok, summary.rows_in = read_queries(spark, cfg, meta)
         else:
-            raw = embedding.raw_queries(spark, cfg.query_images, cfg.query_texts, meta.model).cache()
+            raw = embedding.raw_queries(spark, cfg.query_images, cfg.query_texts, meta.model,
+                                        cfg.encoding).cache()
             queries = raw.filter("status = 'ok'").select("id", "embedding")
             n_ok, summary.rows_in = queries.count(), raw.count()
     queries = indexing.spread(queries, cfg.num_partitions)
