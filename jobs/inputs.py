@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from jobs import tables
 from jobs.config import ConfigError, key
 from jobs.paths import is_remote, local_path
-from udfs import decoding, records
+from udfs import decoding, record_files
+from udfs.records import TextFormat
 from udfs.status import DECODE_ERROR
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _text_records(spark, location: str, fmt: str, opts: ReadOptions):
     if n_files == 0:
         raise ConfigError(f"key '{opts.key}': {location!r} holds no {', '.join(_SUFFIXES[fmt])} files")
     parsed = listed.repartition(max(1, min(n_files, spark.sparkContext.defaultParallelism))).mapInPandas(
-        records.file_reader(records.TextFormat(fmt, opts.encoding, opts.delimiter)), records.RECORDS_SCHEMA)
+        record_files.file_reader(TextFormat(fmt, opts.encoding, opts.delimiter)), record_files.RECORDS_SCHEMA)
     order = F.struct("file", "line")
     found = parsed.agg(
         F.count("*").alias("n"), F.min_by(F.map_keys("fields"), order).alias("first"),

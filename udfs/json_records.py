@@ -1,0 +1,77 @@
+"""JSON Lines records: one object per line, or the elements of a file that is one JSON document."""
+from __future__ import annotations
+
+import json
+from typing import Iterable, Iterator
+
+from udfs.decoding import unmark
+from udfs.records import Record, TextFormat, checked_value
+from udfs.status import MALFORMED
+
+
+def jsonl_records(lines: Iterable[str], fmt: TextFormat) -> Iterator[Record]:
+    """Records of JSON Lines: one object per line; blank lines are skipped.
+
+    A file whose first line is `[` or `{` and does not parse alone is read as one JSON document (a
+    pretty-printed array of objects, or one object): each element is a record. A line (or element) that
+    is not a JSON object is `malformed`, with what was found.
+    """
+    numbered: Iterator[tuple[int, str]] = ((n, line) for n, line in enumerate(lines, start=1) if line.strip())
+    first = next(numbered, None)
+    if first is None:
+        return
+    if first[1].lstrip()[:1] in ("[", "{") and not _parses(first[1]):
+        rest = [first, *numbered]  # a document is read whole, as Spark's multiLine JSON reads it
+        try:
+            document = json.loads("".join(line for _, line in rest))
+        except json.JSONDecodeError:
+            document = _NOT_JSON
+        if document is not _NOT_JSON:
+            yield from _document(document, fmt)
+            return
+        numbered = iter(rest[1:])  # not one document either: line by line, each saying what is wrong
+    yield _json_record(first[0], f"line {first[0]}", first[1], fmt)
+    for n, line in numbered:
+        yield _json_record(n, f"line {n}", line, fmt)
+
+
+_NOT_JSON = object()
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+        return True
+    except json.JSONDecodeError:
+        return False
+
+
+def _document(value: object, fmt: TextFormat) -> Iterator[Record]:
+    elements = value if isinstance(value, list) else [value]
+    for i, element in enumerate(elements, start=1):
+        yield _json_value_record(i, f"element {i}", element, fmt)
+
+
+def _json_record(n: int, where: str, line: str, fmt: TextFormat) -> Record:
+    try:
+        value = json.loads(line.rstrip("\r\n"))
+    except json.JSONDecodeError as exc:
+        return Record(n, where, {}, {}, MALFORMED, f"not JSON: {exc.msg.removesuffix(' at')} at column "
+                      f"{exc.colno}: {unmark(line.strip())[:200]!r}")
+    return _json_value_record(n, where, value, fmt)
+
+
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false",
+               type(None): "null"}
+
+
+def _json_value_record(n: int, where: str, value: object, fmt: TextFormat) -> Record:
+    if not isinstance(value, dict):
+        text = unmark(json.dumps(value, ensure_ascii=False))
+        return Record(n, where, {}, {}, MALFORMED, f"{_JSON_KINDS.get(type(value), 'a value')}, "
+                      f"not a JSON object (one object per line is expected): {text[:200]!r}")
+    record = Record(n, where, {})
+    for name, item in value.items():
+        text = item if isinstance(item, str) or item is None else json.dumps(item, ensure_ascii=False)
+        record.fields[unmark(name)] = checked_value(record, unmark(name), text, fmt)
+    return record
