@@ -40,7 +40,7 @@ def mark(items, id_column: str = "id"):
     alone = joined.filter(F.col("_n").isNull()).withColumn("_rank", F.lit(1)).withColumn(
         "_first", F.lit(None).cast("string"))
     rows = shared.unionByName(alone)
-    blank = F.col("id").isNull() | F.col("id").rlike(r"(?U)^\s*$")
+    blank = F.col("id").isNull() | _blank(F.col("id"))
     how = F.when(F.col("id").isNull(), "null").when(F.col("id") == "", "empty").otherwise("blank")
     missing = F.concat(F.lit(f"the id ({id_column}) is "), how, F.lit(" at "), F.col("_where"))
     repeat = F.concat(F.lit("id '"), F.col("id"), F.lit("' is on "), F.col("_n").cast("string"),
@@ -55,20 +55,26 @@ def id_stats() -> list:
     """Aggregate columns for `refuse_repeated`, to add to a pass over the ok rows that runs anyway."""
     from pyspark.sql import functions as F
 
-    return [F.count("id").alias("_ids"), F.count_distinct("id").alias("_distinct_ids")]
+    return [F.count("id").alias("_ids"), F.count_distinct("id").alias("_distinct_ids"),
+            F.count(F.when(_blank(F.col("id")), 1)).alias("_blank_ids")]
 
 
 def refuse_repeated(ok, stats, rows: int, location: str, key_name: str) -> None:
-    """ConfigError naming (up to 10) ids that are null or on several of the `rows` ok rows of `ok`, given
-    the `id_stats()` of the same pass (`stats`); nothing when every ok row has its own id."""
+    """ConfigError naming (up to 10) ids that are null, blank or on several of the `rows` ok rows of
+    `ok`, given the `id_stats()` of the same pass (`stats`); nothing when every ok row has its own id."""
     from pyspark.sql import functions as F
 
-    if stats["_ids"] == rows and stats["_distinct_ids"] == rows:
+    if stats["_ids"] == rows and stats["_distinct_ids"] == rows and not stats["_blank_ids"]:
         return
-    worst = (ok.groupBy("id").count().filter("count > 1 OR id IS NULL")
-             .orderBy(F.desc("count"), "id").limit(10).collect())
-    listed = ", ".join(f"{'a null id' if r['id'] is None else repr(r['id'])} on {r['count']} rows"
+    wrong = (F.col("count") > 1) | F.col("id").isNull() | _blank(F.col("id"))
+    worst = ok.groupBy("id").count().filter(wrong).orderBy(F.desc("count"), "id").limit(10).collect()
+    listed = ", ".join(f"{'a null id' if r['id'] is None else repr(r['id'])} on {r['count']} row(s)"
                        for r in worst)
     raise ConfigError(f"key '{key_name}': the ok rows of {location!r} must each have their own id, but "
                       f"{listed}; embed the input again (embed-texts / embed-images mark repeats "
                       f"{DUPLICATE_ID} and empty ids {MISSING_ID}) or fix the table")
+
+
+def _blank(column):
+    """Whether a string column is empty or only (Unicode) whitespace."""
+    return column.rlike(r"(?U)^\s*$")

@@ -35,7 +35,8 @@ def checked_pairs(df, key: str, what: str, key_name: str, location: str, repeats
                .when(_blank("key"), F.concat(F.lit(f"no {key} at "), F.col("where")))
                .when(_blank("label"), F.concat(shown, F.lit(" has no label at "), F.col("where"))))
     bad = rows.select(problem.alias("problem")).filter(F.col("problem").isNotNull())
-    found = bad.agg(F.count("*").alias("n"), F.slice(F.collect_list("problem"), 1, _SHOWN).alias("first")).first()
+    found = bad.agg(F.count("*").alias("n"),
+                    F.slice(F.sort_array(F.collect_list("problem")), 1, _SHOWN).alias("first")).first()
     if found["n"]:
         raise ConfigError(f"key '{key_name}': {found['n']} {what} row(s) of {location!r} cannot be used: "
                           + "; ".join(found["first"]) + ("; ..." if found["n"] > _SHOWN else ""))

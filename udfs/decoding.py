@@ -31,7 +31,7 @@ def check_encoding(name: str) -> str:
     codec by that name (`base64` is a bytes codec, not text)."""
     try:
         canonical = codecs.lookup(name).name
-        b"".decode(name)
+        b"\xff\xfe".decode(name, "replace")  # a bytes codec refuses (bytes.decode skips empty input)
     except LookupError:
         raise ValueError(f"{name!r} is not a text encoding Python knows; e.g. utf-8, utf-16, cp1252, "
                          "latin-1 (any name in Python's `codecs` list)") from None

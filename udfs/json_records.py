@@ -69,7 +69,7 @@ def _json_value_record(n: int, where: str, value: object, fmt: TextFormat) -> Re
     if not isinstance(value, dict):
         text = unmark(json.dumps(value, ensure_ascii=False))
         return Record(n, where, {}, {}, MALFORMED, f"{_JSON_KINDS.get(type(value), 'a value')}, "
-                      f"not a JSON object (one object per line is expected): {text[:200]!r}")
+                      f"not a JSON object: {text[:200]!r}")
     record = Record(n, where, {})
     for name, item in value.items():
         text = item if isinstance(item, str) or item is None else json.dumps(item, ensure_ascii=False)
