@@ -61,25 +61,6 @@ class Config(JobConfig):
 
 
 
-def read_labels(spark, cfg: Config):
-    """(DataFrame(id, label) of the true labels, repeated rows counted once) from a JSON mapping / list of
-    mappings, or a table / CSV / JSON Lines with id and label columns. Rows that cannot be read, empty
-    ids or labels, and ids with two labels are refused with the rows named (labelled.checked_pairs)."""
-    from pyspark.sql import functions as F
-
-    location, key_name = cfg.gold_labels, "gold" if cfg.gold else "labels"
-    if location.endswith(".json") and not tables.is_table(location):
-        rows = labelled.json_pairs(location, cfg.encoding, cfg.label_column, key_name)
-        df = spark.createDataFrame(rows, labelled.PAIRS_SCHEMA).withColumnRenamed("key", "id")
-    else:
-        opts = inputs.ReadOptions(cfg.encoding, inputs.csv_delimiter(cfg.delimiter), ("id", cfg.label_column),
-                                  key_name)
-        df = tables.read_input(spark, location, tables.detect_format(location, "auto"), opts)
-        tables.require_columns(df, {f"{key_name} (id)": "id", "label_column": cfg.label_column}, location)
-        df = df.select("id", F.col(cfg.label_column).alias("label"), inputs.INPUT)
-    return labelled.checked_pairs(df, "id", "gold label", key_name, location)
-
-
 def _stem(column):
     from pyspark.sql import functions as F
 
@@ -140,7 +121,8 @@ def metrics_table(scores, k: int):
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
     tables.prepare_output(spark, cfg.output, cfg.mode)
-    labels, repeated = read_labels(spark, cfg)
+    labels, repeated = labelled.read_gold(spark, cfg.gold_labels, labelled.GoldOptions(
+        cfg.label_column, cfg.encoding, cfg.delimiter, "gold" if cfg.gold else "labels"))
     if repeated:
         summary.stats["gold_rows_repeated"] = repeated
     if cfg.labels_table:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-from jobs import inputs
+from jobs import inputs, tables
 from jobs.config import ConfigError
 from udfs import decoding
 from udfs.status import MALFORMED, RowError
@@ -15,6 +16,35 @@ log = logging.getLogger(__name__)
 PAIRS_SCHEMA = ("key string, label string, _input struct<file: string, line: bigint, where: string, "
                 "status: string, error: string>")
 _SHOWN = 5
+
+
+@dataclass(frozen=True)
+class GoldOptions:
+    """How a gold labels file is read."""
+
+    label_column: str = "label"   # of a tabular file (JSON files name labels by their shape)
+    encoding: str = "utf-8"
+    delimiter: str = ","          # CSV
+    key: str = "gold"             # the config key naming the file, for messages
+
+
+def read_gold(spark, location: str, opts: GoldOptions):
+    """(DataFrame(id, label) of the true labels, rows dropped as repeats) from a JSON file ({id: label},
+    [{id: label}, ...] or [{"id": ..., label_column: ...}, ...]) or a table / Parquet / CSV / JSON Lines
+    with `id` and `label_column`. ConfigError as in `checked_pairs`: rows that cannot be read, empty ids
+    or labels, an id with two labels; a repeated (id, label) counts once."""
+    from pyspark.sql import functions as F
+
+    if location.endswith(".json") and not tables.is_table(location):
+        rows = json_pairs(location, opts.encoding, opts.label_column, opts.key)
+        df = spark.createDataFrame(rows, PAIRS_SCHEMA).withColumnRenamed("key", "id")
+    else:
+        read = inputs.ReadOptions(opts.encoding, inputs.csv_delimiter(opts.delimiter), ("id", opts.label_column),
+                                  opts.key)
+        df = tables.read_input(spark, location, tables.detect_format(location, "auto"), read)
+        tables.require_columns(df, {f"{opts.key} (id)": "id", "label_column": opts.label_column}, location)
+        df = df.select("id", F.col(opts.label_column).alias("label"), inputs.INPUT)
+    return checked_pairs(df, "id", "gold label", opts.key, location)
 
 
 def checked_pairs(df, key: str, what: str, key_name: str, location: str, repeats: bool = True):

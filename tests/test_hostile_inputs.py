@@ -40,7 +40,9 @@ class Run:
         return pd.Series(row._asdict())
 
 
-class _Warnings(logging.Handler):
+class Warnings(logging.Handler):
+    """What is logged at WARNING and above, kept."""
+
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
@@ -51,7 +53,7 @@ class _Warnings(logging.Handler):
 
 def run_job(spark, work: Path, job: str, source: Path, *args: str) -> Run:
     """`sparkamp job --input source` with its own output, warehouse and runs table under `work`."""
-    caught, logger = _Warnings(), logging.getLogger("jobs")
+    caught, logger = Warnings(), logging.getLogger("jobs")
     logger.addHandler(caught)
     try:
         code = cli.main([job, "--input", str(source), "--output", str(work / "out"), *args,
