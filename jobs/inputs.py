@@ -142,12 +142,12 @@ def _text_records(spark, location: str, fmt: str, opts: ReadOptions):
         raise ConfigError(f"key '{opts.key}': {location!r} holds no {', '.join(_SUFFIXES[fmt])} files")
     parsed = listed.repartition(max(1, min(n_files, spark.sparkContext.defaultParallelism))).mapInPandas(
         record_files.file_reader(TextFormat(fmt, opts.encoding, opts.delimiter)), record_files.RECORDS_SCHEMA)
-    order = F.struct("file", "line")
+    order, bad = F.struct("file", "line"), F.col("status").isNotNull()
     found = parsed.agg(
-        F.count("*").alias("n"), F.min_by(F.map_keys("fields"), order).alias("first"),
+        F.min_by(F.map_keys("fields"), F.when(F.size("fields") > 0, order)).alias("first"),
         F.collect_set(F.map_keys("fields")).alias("all"), F.count("status").alias("bad"),
-        F.min_by(F.concat_ws(" of ", "where", "file"), F.when(F.col("status").isNotNull(), order)).alias("at"),
-        F.min_by("error", F.when(F.col("status").isNotNull(), order)).alias("error"),
+        F.min_by(F.concat_ws(" of ", "where", "file"), F.when(bad, order)).alias("at"),
+        F.min_by("error", F.when(bad, order)).alias("error"),
         F.count(F.when(F.size("undecodable") > 0, 1)).alias("undecodable")).first()
     columns = list(found["first"] or [])
     columns += sorted({c for keys in found["all"] for c in keys} - set(columns))

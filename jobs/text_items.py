@@ -49,14 +49,16 @@ def read_items(spark, location: str, fmt: str, cols: TextColumns):
     tables.require_columns(df, needed, location)
     origin = F.col(inputs.INPUT)
     item_id = F.make_valid_utf8(df[cols.id_column].cast("string"))
-    return df.select(item_id.alias("id"), F.concat_ws("#", origin["file"], item_id).alias("source"),
+    base = F.lit(location) if fmt == "table" else origin["file"]  # `table:db.name#id`, `file#id`
+    return df.select(item_id.alias("id"), F.concat_ws("#", base, item_id).alias("source"),
                      text_expression(df, cols).alias("text"), origin["status"].alias("status"),
                      origin["error"].alias("error"), F.struct(origin["file"], origin["line"]).alias("_order"),
                      origin["where"].alias("_where"))
 
 
 def text_expression(df, cols: TextColumns):
-    """The text column (binary stays binary), or the template filled from columns (null if all are)."""
+    """The text column (binary stays binary), or the template filled from columns: null if all of them
+    are, empty if all are null or empty (a CSV's empty field), so the row is `empty`, not the literals."""
     from pyspark.sql import functions as F
 
     kinds = {f.name: f.dataType.typeName() for f in df.schema.fields}
@@ -73,10 +75,10 @@ def text_expression(df, cols: TextColumns):
                                   f"columns as UTF-8 only, and encoding is {cols.encoding!r}")
             columns.append(F.make_valid_utf8(F.col(name).cast("string")))
             parts.append(F.coalesce(columns[-1], F.lit("")))
-    all_null = columns[0].isNull()
+    all_null, all_empty = columns[0].isNull(), F.coalesce(columns[0], F.lit("")) == ""
     for column in columns[1:]:
-        all_null = all_null & column.isNull()
-    return F.when(all_null, F.lit(None).cast("string")).otherwise(F.concat(*parts))
+        all_null, all_empty = all_null & column.isNull(), all_empty & (F.coalesce(column, F.lit("")) == "")
+    return F.when(all_null, F.lit(None).cast("string")).when(all_empty, F.lit("")).otherwise(F.concat(*parts))
 
 
 QUERY_LINES_SCHEMA = ("id string, source string, text string, status string, error string, _order long, "

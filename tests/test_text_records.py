@@ -172,3 +172,9 @@ def test_json_gold_files(tmp_path):
     gold.write_text("{not json")
     with pytest.raises(ConfigError, match="is not JSON: Expecting property name"):
         labelled.json_pairs(str(gold), "utf-8", "label", "gold")
+
+
+def test_concatenated_pretty_printed_objects_are_records():
+    data = b'{\n  "id": "a",\n  "text": "one"\n}\n{\n  "id": "b",\n  "text": "two"\n}\n'
+    assert read(data, "jsonl") == [(1, {"id": "a", "text": "one"}, [], None, None),
+                                   (2, {"id": "b", "text": "two"}, [], None, None)]

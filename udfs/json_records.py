@@ -1,4 +1,4 @@
-"""JSON Lines records: one object per line, or the elements of a file that is one JSON document."""
+"""JSON Lines records: one object per line, or the elements of a file of pretty-printed JSON documents."""
 from __future__ import annotations
 
 import json
@@ -12,30 +12,42 @@ from udfs.status import MALFORMED
 def jsonl_records(lines: Iterable[str], fmt: TextFormat) -> Iterator[Record]:
     """Records of JSON Lines: one object per line; blank lines are skipped.
 
-    A file whose first line is `[` or `{` and does not parse alone is read as one JSON document (a
-    pretty-printed array of objects, or one object): each element is a record. A line (or element) that
-    is not a JSON object is `malformed`, with what was found.
+    A file whose first line is `[` or `{` and does not parse alone is read as JSON documents: a
+    pretty-printed array of objects (each element a record), one object, or several objects one after
+    the other (`jq` output). A line (or element) that is not a JSON object is `malformed`, with what was
+    found; a file that is neither is read line by line, each line saying what is wrong with it.
     """
     numbered: Iterator[tuple[int, str]] = ((n, line) for n, line in enumerate(lines, start=1) if line.strip())
     first = next(numbered, None)
     if first is None:
         return
     if first[1].lstrip()[:1] in ("[", "{") and not _parses(first[1]):
-        rest = [first, *numbered]  # a document is read whole, as Spark's multiLine JSON reads it
+        rest = [first, *numbered]  # documents are read whole, as Spark's multiLine JSON reads them
         try:
-            document = json.loads("".join(line for _, line in rest))
+            values = _documents("".join(line for _, line in rest))
         except json.JSONDecodeError:
-            document = _NOT_JSON
-        if document is not _NOT_JSON:
-            yield from _document(document, fmt)
+            values = None
+        if values is not None:
+            elements = [e for value in values for e in (value if isinstance(value, list) else [value])]
+            for i, element in enumerate(elements, start=1):
+                yield _json_value_record(i, f"element {i}", element, fmt)
             return
-        numbered = iter(rest[1:])  # not one document either: line by line, each saying what is wrong
+        numbered = iter(rest[1:])
     yield _json_record(first[0], f"line {first[0]}", first[1], fmt)
     for n, line in numbered:
         yield _json_record(n, f"line {n}", line, fmt)
 
 
-_NOT_JSON = object()
+def _documents(text: str) -> list:
+    """The JSON values written one after another in `text`; JSONDecodeError if it holds anything else."""
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at == len(text):
+            return values
+        value, at = decoder.raw_decode(text, at)
+        values.append(value)
 
 
 def _parses(line: str) -> bool:
@@ -44,12 +56,6 @@ def _parses(line: str) -> bool:
         return True
     except json.JSONDecodeError:
         return False
-
-
-def _document(value: object, fmt: TextFormat) -> Iterator[Record]:
-    elements = value if isinstance(value, list) else [value]
-    for i, element in enumerate(elements, start=1):
-        yield _json_value_record(i, f"element {i}", element, fmt)
 
 
 def _json_record(n: int, where: str, line: str, fmt: TextFormat) -> Record:
