@@ -241,3 +241,19 @@ def test_labelled_pairs_conflicts_and_repeats(spark):
     with pytest.raises(ConfigError, match=r"key 'examples': ids listed more than once in 'e\.parquet': 'b'"):
         labelled.checked_pairs(pairs.filter("label != 'y'"), "id", "example", "examples", "e.parquet",
                                repeats=False)
+
+
+def test_an_incremental_rerun_reuses_ok_rows_once_and_remakes_the_others(csv_run):
+    """Repeated ids must not multiply rows when the previous output is joined by id."""
+    run, work = csv_run
+    before = pd.read_parquet(work / "out")
+    assert cli.main(["embed-texts", "--input", str(run.source), "--output", str(work / "out"),
+                     "--set", "incremental=true", *common_args(work / "incremental")]) == 0
+    after = pd.read_parquet(work / "out")
+    assert sorted(zip(after.id, after.status)) == sorted(zip(before.id, before.status))
+    ok_before, ok_after = (t[t.status == "ok"].set_index("id").sort_index() for t in (before, after))
+    assert ok_after.content_hash.equals(ok_before.content_hash)
+    assert all((a == b).all() for a, b in zip(ok_after.embedding, ok_before.embedding))
+    (summary,) = [pd.read_parquet(f).iloc[0] for f in (work / "incremental" / "runs").glob("run-*.parquet")]
+    stats = json.loads(summary.stats)
+    assert (stats["incremental_unchanged"], stats["incremental_rejected"], stats["embedded"]) == (10, 11, 11)
