@@ -6,7 +6,7 @@ import csv
 from collections import deque
 from typing import Iterable, Iterator
 
-from udfs.decoding import unmark
+from udfs.decoding import has_marks, unmark
 from udfs.records import Record, TextFormat, checked_value
 from udfs.status import MALFORMED
 
@@ -121,9 +121,11 @@ def _broken(start: int, first_line: str, reason: str, header: list[str] | None, 
 
 
 def _csv_record(start: int, row: list[str], header: list[str], raw: str, fmt: TextFormat) -> Record:
-    record = Record(start, f"line {start}", {})
-    for name, value in zip(header, row + [None] * (len(header) - len(row))):
-        record.fields[name] = checked_value(record, name, value, fmt)
+    values = row if len(row) == len(header) else (row + [None] * len(header))[:len(header)]
+    record = Record(start, f"line {start}", dict(zip(header, values)))
+    if has_marks(raw):  # rare: only then is each field looked at
+        for name, value in record.fields.items():
+            record.fields[name] = checked_value(record, name, value, fmt)
     if len(row) != len(header):
         record.status = MALFORMED
         record.error = (f"{len(row)} fields, the header has {len(header)}: "

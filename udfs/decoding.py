@@ -74,6 +74,11 @@ def marked_lines(stream: BinaryIO, encoding: str) -> Iterator[str]:
         yield line
 
 
+def has_marks(text: str) -> bool:
+    """Whether `text` holds a marked (undecodable) byte."""
+    return _MARKED.search(text) is not None
+
+
 def undecodable(value: str, encoding: str) -> str | None:
     """None when `value` holds no marked byte; else what went wrong, naming the first bytes."""
     found = _MARKED.search(value)
