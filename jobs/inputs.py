@@ -70,9 +70,9 @@ def read(spark, location: str, fmt: str, opts: ReadOptions):
     """The input's columns (strings valid UTF-8: Arrow fails a task on an invalid one) and, for CSV and
     JSON Lines always and for Parquet and tables when `opts.checked` names columns, the INPUT struct.
 
-    CSV (with a header) and JSON Lines: every record is a row, all columns strings; see udfs.records for
-    what becomes `malformed`. A file of one JSON document (a pretty-printed array of objects) is read as
-    its elements. A checked column whose bytes are not valid in `opts.encoding` (Parquet strings: UTF-8)
+    CSV (with a header) and JSON Lines: every record is a row, all columns strings; udfs.csv_records
+    and udfs.json_records say what becomes `malformed`. A .json file of pretty-printed JSON (an array of
+    objects) is read as its elements. A checked column whose bytes are not valid in `opts.encoding` (Parquet strings: UTF-8)
     makes the row a `decode_error` naming the column and the bytes. ConfigError when there is nothing to
     read. Problems are also counted and the first logged as a warning.
     """
