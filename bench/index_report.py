@@ -5,7 +5,6 @@ import argparse
 import datetime
 import os
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from bench.benchmarks_md import update_section  # noqa: F401  (bench/index.py imports it from here)

@@ -1,7 +1,6 @@
 """Rendering bench/scale.py's results as its BENCHMARKS.md section: the table, verdicts, extrapolation."""
 from __future__ import annotations
 
-import datetime
 import json
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -9,13 +9,13 @@ from typing import ClassVar, Literal
 if __package__ in (None, ""):  # `spark-submit jobs/assign_labels.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import label_fit, session, tables  # noqa: E402
+from jobs import inputs, label_fit, session, tables  # noqa: E402
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
 from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
 from jobs.summary import JobFailed, RunSummary  # noqa: E402
 from udfs import heads  # noqa: E402
 from udfs.embed_udfs import TextJobOptions  # noqa: E402
-from udfs.label_udfs import LABELS_SCHEMA, ScoreOptions, embedding_scorer, text_scorer  # noqa: E402
+from udfs.label_udfs import LABELS_SCHEMA, UNKNOWN, ScoreOptions, embedding_scorer, text_scorer  # noqa: E402
 
 NAME = "assign-labels"
 PLAN = ("read the label set and examples → fit the head on the driver (or load --head) → save it → "
@@ -46,6 +46,8 @@ class Config(JobConfig):
     id_column: str = key("id", "examples and texts: the id column")
     text_column: str = key("text", "examples and texts: the text column")
     label_column: str = key("label", "examples: the label column")
+    encoding: str = inputs.encoding_key("examples and texts files (CSV, JSON Lines)")
+    delimiter: str = inputs.delimiter_key()
     model_path: str = key("", "the table's Sentence-Transformers directory when it is not packaged")
     vectors_path: str = key("", "word-vectors tables: the vectors file they were embedded with")
     word_vectors: str = key("", "zmap: word2vec/GloVe file of the target space; empty = packaged GloVe 6B 50d")
@@ -91,6 +93,7 @@ class Config(JobConfig):
             raise ConfigError("key 'self_training_fraction' must be in (0, 1]")
         if self.self_training and self.method == "setfit":
             raise ConfigError("key 'self_training' works on an embeddings table; setfit scores texts")
+        inputs.check_text_keys(self)
         if not self.head:
             label_fit.check_label_inputs(self)
 
@@ -131,16 +134,14 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
 
 
 def _check_rows(staged, summary: RunSummary) -> None:
-    """Every input id has rows; counts items by status (ok items count once, not once per rank)."""
+    """Counts what was written, item by item: an item's first row (rank 1, or its one row without a
+    rank), by status (`unknown` for a low-confidence item); refuses to publish when items are lost.
+    Counting rows, not distinct ids, keeps rows with a missing or repeated id counted as themselves."""
     from pyspark.sql import functions as F
 
-    items = staged.groupBy("id").agg(F.first("status").alias("status"),
-                                     F.max(F.col("label") == "unknown").alias("unknown"))
-    counts = items.groupBy("status", "unknown").count().collect()
-    summary.statuses = {}
-    for row in counts:
-        status = "unknown" if row["unknown"] else row["status"]
-        summary.statuses[status] = summary.statuses.get(status, 0) + int(row["count"])
+    first = staged.filter(F.col("rank").isNull() | (F.col("rank") == 1))
+    kind = F.when(F.col("label") == UNKNOWN, UNKNOWN).otherwise(F.col("status")).alias("kind")
+    summary.statuses = {row["kind"]: int(row["count"]) for row in first.groupBy(kind).count().collect()}
     if summary.rows_out != summary.rows_in:
         raise JobFailed(f"{summary.rows_in} items in but {summary.rows_out} labelled; nothing was published")
 

@@ -10,7 +10,7 @@ from typing import ClassVar
 if __package__ in (None, ""):  # `spark-submit jobs/embed_texts.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import embedding, tables  # noqa: E402
+from jobs import embedding, inputs, tables, text_items  # noqa: E402
 from jobs.config import ConfigError, key  # noqa: E402
 from jobs.embedding import EmbedConfig  # noqa: E402
 from jobs.summary import RunSummary  # noqa: E402
@@ -33,6 +33,8 @@ class Config(EmbedConfig):
     max_chars: int = key(100_000, "longer texts are cut (and counted as truncated)")
     batch_size: int = key(8, "texts per model call (length-sorted; small batches are fastest on CPU)")
     arrow_batch_size: int = key(1024, "rows per Arrow block: the unit that is length-sorted")
+    encoding: str = inputs.encoding_key("CSV, JSON Lines and .txt inputs, and binary text columns")
+    delimiter: str = inputs.delimiter_key()
 
     def validate(self) -> None:
         super().validate()
@@ -48,6 +50,7 @@ class Config(EmbedConfig):
         for name in ("max_chars", "arrow_batch_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"key '{name}' must be > 0")
+        inputs.check_text_keys(self)
 
     @property
     def spec(self) -> texts.TextModelSpec:
@@ -63,45 +66,16 @@ class Config(EmbedConfig):
         return pieces
 
 
-def text_expression(cfg: Config):
-    """The text column: `text_column`, or `text_template` filled from columns (null if all are null)."""
-    from pyspark.sql import functions as F
-
-    if not cfg.text_template:
-        return F.col(cfg.text_column).cast("string")
-    parts, columns = [], []
-    for literal, name in cfg.template_fields:
-        if literal:
-            parts.append(F.lit(literal))
-        if name:
-            columns.append(F.col(name).cast("string"))
-            parts.append(F.coalesce(columns[-1], F.lit("")))
-    all_null = columns[0].isNull()
-    for column in columns[1:]:
-        all_null = all_null & column.isNull()
-    return F.when(all_null, F.lit(None).cast("string")).otherwise(F.concat(*parts))
-
-
 def read_items(spark, cfg: Config, summary: RunSummary):
-    """DataFrame(id, source, text | path) of the texts to embed."""
+    """DataFrame(id, source, text | path, status, error, _order, _where) of the texts to embed."""
     fmt = tables.detect_format(cfg.input, cfg.input_format)
     if fmt == "images":
         raise ConfigError(f"key 'input': {cfg.input!r} holds images; use `sparkamp embed-images`")
     if fmt == "text-dir":
         return embedding.listed_files(spark, summary, cfg.input)  # every file: a non-UTF-8 one is a row
-    df = tables.read_input(spark, cfg.input, fmt)
-    needed = {"id_column": cfg.id_column}
-    if cfg.text_template:
-        needed.update({f"text_template ({{{name}}})": name for _, name in cfg.template_fields if name})
-    else:
-        needed["text_column"] = cfg.text_column
-    tables.require_columns(df, needed, cfg.input)
-    columns = [df[cfg.id_column].cast("string").alias("id"),
-               tables.source_column(cfg.input, fmt, cfg.id_column).alias("source"),
-               text_expression(cfg).alias("text")]
-    if tables.CORRUPT_RECORD in df.columns:  # rows Spark could not parse become `malformed` rows
-        columns.append(df[tables.CORRUPT_RECORD].alias("malformed"))
-    return df.select(*columns)
+    columns = text_items.TextColumns(cfg.id_column, cfg.text_column, cfg.template_fields if cfg.text_template
+                                     else [], cfg.encoding, cfg.delimiter)
+    return text_items.read_items(spark, cfg.input, fmt, columns)
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
@@ -109,7 +83,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     with summary.timed("read inputs"):
         items = read_items(spark, cfg, summary)
     counters = embedding.counters(spark, ("model_seconds", "truncated", "tokens", "known_tokens"))
-    embedder = text_embedder(cfg.spec, TextJobOptions(cfg.batch_size, cfg.torch_threads), counters)
+    embedder = text_embedder(cfg.spec, TextJobOptions(cfg.batch_size, cfg.torch_threads, encoding=cfg.encoding),
+                             counters)
     embedding.embed_and_publish(spark, cfg, summary, items, embedder, cfg.arrow_batch_size,
                                 lambda: texts.load_text_model(cfg.spec).label)
     embedding.add_counter_stats(summary, counters)

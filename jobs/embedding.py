@@ -5,12 +5,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from jobs import listing, session, tables
+from jobs import ids, listing, session, tables, text_items
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive
 from jobs.paths import check_input_exists, check_output_not_input
 from jobs.summary import JobFailed, RunSummary
 from udfs import precision
 from udfs.embed_udfs import EMBEDDINGS_SCHEMA
+from udfs.status import OK
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,12 @@ def read_ok_embeddings(spark, location: str, purpose: str, one_model_hint: str) 
         raise ConfigError(f"key 'embeddings': column embedding is {kind}, not an array of floats")
     ok = df.filter(F.col("status") == "ok")
     stats = ok.agg(F.count("*").alias("n"), F.min(F.size("embedding")).alias("lo"),
-                   F.max(F.size("embedding")).alias("hi"), F.collect_set("model").alias("models")).first()
+                   F.max(F.size("embedding")).alias("hi"), F.collect_set("model").alias("models"),
+                   *ids.id_stats()).first()
     where = f"in {location!r}"
     if stats["n"] == 0:
         raise ConfigError(f"key 'embeddings': no rows with status ok {where}; nothing {purpose}")
+    ids.refuse_repeated(ok, stats, stats["n"], location, "embeddings")
     if stats["lo"] != stats["hi"]:
         raise ConfigError(f"key 'embeddings': embeddings of {stats['lo']} and {stats['hi']} dims {where}")
     if len(stats["models"]) != 1:
@@ -94,11 +97,12 @@ def counters(spark, names: tuple[str, ...]) -> dict[str, Any]:
 
 def embed_and_publish(spark, cfg: EmbedConfig, summary: RunSummary, items,
                       embedder: Callable, arrow_batch_size: int, model_label: Callable[[], str]) -> None:
-    """items (id, source, ...) → embedder via mapInPandas → staged, counted, checked, published.
-    With `incremental`, only new and changed items are embedded; `model_label()` names the model
-    the rows would get (to tell a model change)."""
+    """items (id, source, ...[, status, error, _order, _where]) → ids marked (`ids.mark`) → embedder via
+    mapInPandas → staged, counted, checked, published. With `incremental`, only new and changed items
+    are embedded; `model_label()` names the model the rows would get (to tell a model change)."""
     from jobs import incremental
 
+    items = ids.mark(items, cfg.id_column)
     with summary.timed("count inputs"):
         summary.rows_in = items.count()
     if summary.rows_in == 0:
@@ -128,20 +132,19 @@ def embed_and_publish(spark, cfg: EmbedConfig, summary: RunSummary, items,
 
 
 def _check_rows(staged, summary: RunSummary) -> None:
-    """Counts rows by status (and distinct ids, in the same pass); refuses to publish on a loss."""
+    """Counts rows by status (and the ok rows' distinct ids, in the same pass); refuses to publish on a
+    loss, or when ok rows share an id (ids.mark makes that impossible: this is the last guard)."""
     from pyspark.sql import functions as F
 
-    counts = staged.rollup("status").agg(F.count("*").alias("n"), F.countDistinct("id").alias("ids"),
-                                         F.grouping("status").alias("total")).collect()
-    summary.statuses = {row["status"]: int(row["n"]) for row in counts if not row["total"]}
-    distinct = next(int(row["ids"]) for row in counts if row["total"])
+    counts = staged.groupBy("status").agg(F.count("*").alias("n"), F.countDistinct("id").alias("ids"))
+    counts = counts.collect()
+    summary.statuses = {row["status"]: int(row["n"]) for row in counts}
     if summary.rows_out != summary.rows_in:
         raise JobFailed(f"{summary.rows_in} rows in but {summary.rows_out} rows out; "
                         "nothing was published")
-    if distinct != summary.rows_out:
-        log.warning("%d rows share an id with another row: ids are not unique in the input",
-                    summary.rows_out - distinct)
-        summary.stats["duplicate_ids"] = summary.rows_out - distinct
+    ok = next((row for row in counts if row["status"] == OK), None)
+    if ok is not None and ok["ids"] != ok["n"]:
+        raise JobFailed(f"{ok['n']} ok rows but {ok['ids']} distinct ids among them; nothing was published")
 
 
 def add_counter_stats(summary: RunSummary, values: dict[str, Any]) -> None:
@@ -149,8 +152,10 @@ def add_counter_stats(summary: RunSummary, values: dict[str, Any]) -> None:
         summary.stats[name] = round(float(acc.value), 3)
 
 
-def raw_queries(spark, images: str, texts_file: str, model: str):
-    """Query files or lines of text embedded with `model` (an index's): DataFrame of embeddings rows."""
+def raw_queries(spark, images: str, texts_file: str, model: str, encoding: str = "utf-8"):
+    """Query files or lines of text embedded with `model` (an index's): DataFrame of embeddings rows.
+    Text lines are decoded with `encoding`; a line that cannot be is a `decode_error` row, a repeated
+    line a `duplicate_id` row (the id of a text query is its text)."""
     from udfs import cnn, texts
     from udfs.embed_udfs import ImageJobOptions, TextJobOptions, image_embedder, text_embedder
 
@@ -162,14 +167,10 @@ def raw_queries(spark, images: str, texts_file: str, model: str):
     else:
         spec = texts.spec_from_label(model)
         _check_model(lambda: texts.check_spec(spec), model, "embed-texts")
-        with open(texts_file, encoding="utf-8") as fh:
-            lines = [line.rstrip("\n") for line in fh if line.strip()]
-        if not lines:
-            raise ConfigError(f"key 'query_texts': {texts_file!r} has no non-empty line")
-        items = spark.createDataFrame([(line, texts_file, line) for line in lines],
-                                      "id string, source string, text string")
+        items = spark.createDataFrame(text_items.query_lines(texts_file, encoding),
+                                      text_items.QUERY_LINES_SCHEMA)
         fn = text_embedder(spec, TextJobOptions(), {})
-    return items.mapInPandas(fn, EMBEDDINGS_SCHEMA)
+    return ids.mark(items).mapInPandas(fn, EMBEDDINGS_SCHEMA)
 
 
 def _check_model(check: Callable, model: str, job: str) -> None:

@@ -1,18 +1,16 @@
 """Evaluate retrieval (precision@k family per class) or classification (accuracy, macro-F1, confusion)."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, Literal
 
 if __package__ in (None, ""):  # `spark-submit jobs/evaluate.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import classification, tables  # noqa: E402
+from jobs import classification, ids, inputs, labelled, tables  # noqa: E402
 from jobs.config import ConfigError, JobConfig, key, require_non_negative  # noqa: E402
 from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
 from jobs.summary import RunSummary  # noqa: E402
@@ -41,6 +39,8 @@ class Config(JobConfig):
     label_column: str = key("label", "label column of a tabular `labels`")
     id_match: Literal["auto", "exact", "stem"] = key(
         "auto", "match ids to labels as they are, or by file name without folder and extension")
+    encoding: str = inputs.encoding_key("a gold / labels file (JSON, CSV, JSON Lines)")
+    delimiter: str = inputs.delimiter_key()
 
     def validate(self) -> None:
         super().validate()
@@ -54,28 +54,12 @@ class Config(JobConfig):
                            globs=not self.gold_labels.endswith(".json"))  # Python reads a .json
         check_output_not_input(getattr(self, scored), self.output)
         require_non_negative(self, "k")
+        inputs.check_text_keys(self)
 
     @property
     def gold_labels(self) -> str:
         return self.gold or self.labels
 
-
-
-def read_labels(spark, cfg: Config):
-    """DataFrame(id, label) from a JSON mapping / list of mappings, or a table with id + label."""
-    from pyspark.sql import functions as F
-
-    location = cfg.gold_labels
-    if location.endswith(".json") and not tables.is_table(location):
-        data = json.loads(Path(location).read_text())
-        pairs = data.items() if isinstance(data, dict) else \
-            [item for entry in data for item in entry.items()] if isinstance(data, list) else None
-        if pairs is None:
-            raise ConfigError(f"key 'gold': {location!r} must hold {{id: label}} or [{{id: label}}]")
-        return spark.createDataFrame([(str(i), str(label)) for i, label in pairs], "id string, label string")
-    df = tables.read_input(spark, location, tables.detect_format(location, "auto"))
-    tables.require_columns(df, {"gold (id)": "id", "label_column": cfg.label_column}, location)
-    return df.select(F.col("id").cast("string"), F.col(cfg.label_column).cast("string").alias("label"))
 
 
 def _stem(column):
@@ -138,7 +122,10 @@ def metrics_table(scores, k: int):
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
     tables.prepare_output(spark, cfg.output, cfg.mode)
-    labels = read_labels(spark, cfg)
+    labels, repeated = labelled.read_gold(spark, cfg.gold_labels, labelled.GoldOptions(
+        cfg.label_column, cfg.encoding, cfg.delimiter, "gold" if cfg.gold else "labels"))
+    if repeated:
+        summary.stats["gold_rows_repeated"] = repeated
     if cfg.labels_table:
         run_classification(spark, cfg, summary, labels)
     else:
@@ -156,6 +143,9 @@ def run_classification(spark, cfg: Config, summary: RunSummary, gold) -> None:
                                     "table" if tables.is_table(cfg.labels_table) else "parquet")
     tables.require_columns(predictions, {f"labels_table ({c})": c for c in ("id", "label", "rank")},
                            cfg.labels_table)
+    first = predictions.filter(F.col("rank") == 1)
+    stats = first.agg(F.count("*").alias("n"), *ids.id_stats()).first()
+    ids.refuse_repeated(first, stats, stats["n"], cfg.labels_table, "labels_table")
     k = cfg.k or int(predictions.agg(F.max("rank")).first()[0] or 1)
     with summary.timed("confusion count"):
         predictions = classification.with_matching_ids(predictions, gold, cfg.id_match)

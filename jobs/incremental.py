@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from jobs import tables
 from udfs.embed_udfs import COLUMNS
 from udfs.hashing import file_hasher
-from udfs.status import READ_ERROR
+from udfs.status import DUPLICATE_ID, MISSING_ID, READ_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ def with_hashes(items, max_bytes: int):
 
 
 def plan(spark, output: str, items, model: str, max_bytes: int) -> Plan:
-    """Which items to embed and which previous rows to keep. A row is kept when its id is still in
-    the input with the same content hash and the same model; read errors are always retried."""
+    """Which items (`ids.mark`ed) to embed and which previous rows to keep. A row is kept when its id is
+    still in the input with the same content hash and the same model; read errors are always retried,
+    and rows that came with a status (reading or id problems) are always made again."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -49,18 +50,21 @@ def plan(spark, output: str, items, model: str, max_bytes: int) -> Plan:
         return Plan(items, None, {"new": -1})
     previous = tables.read_input(spark, output, "table" if tables.is_table(output) else "parquet")
     tables.require_columns(previous, {f"previous output ({c})": c for c in COLUMNS}, output)
-    before = previous.select("id", F.col("content_hash").alias("_prev_hash"),
-                             F.col("model").alias("_prev_model"), F.col("status").alias("_prev_status"))
+    # rows of a missing or repeated id say nothing about an id's content: never reused, never matched
+    keyed = previous.filter(F.col("id").isNotNull() & ~F.col("status").isin(MISSING_ID, DUPLICATE_ID))
+    before = keyed.select("id", F.col("content_hash").alias("_prev_hash"),
+                          F.col("model").alias("_prev_model"), F.col("status").alias("_prev_status"))
     joined = with_hashes(items, max_bytes).join(before, "id", "left")
-    kind = (F.when(F.col("_prev_model").isNull() & F.col("_prev_status").isNull(), "new")
+    kind = (F.when(F.col("status").isNotNull(), "rejected")  # a reading or id problem: its row is remade
+            .when(F.col("_prev_model").isNull() & F.col("_prev_status").isNull(), "new")
             .when(F.col("_prev_status") == READ_ERROR, "retried")
             .when((F.col("_prev_hash") == F.col("_hash")) & (F.col("_prev_model") == model), "unchanged")
             .otherwise("changed"))
     joined = joined.withColumn("_kind", kind).persist(StorageLevel.MEMORY_AND_DISK)
     counts = {row["_kind"]: int(row["count"]) for row in joined.groupBy("_kind").count().collect()}
-    counts["deleted"] = previous.join(items.select("id"), "id", "left_anti").count()
+    counts["deleted"] = keyed.join(items.select("id"), "id", "left_anti").count()
     keep = joined.filter(F.col("_kind") == "unchanged").select("id", "source")  # where it is now
-    reused = previous.drop("source").join(keep, "id").select(*COLUMNS)
+    reused = keyed.drop("source").join(keep, "id").select(*COLUMNS)
     todo = joined.filter(F.col("_kind") != "unchanged").select(*items.columns)
     log.info("incremental: %s", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return Plan(todo, reused, counts, joined)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from jobs import embedding, listing, tables, yaml_loader
+from jobs import embedding, example_rows, ids, tables, text_items, yaml_loader
 from jobs.config import ConfigError
 from udfs import cnn, heads, texts
 from udfs.heads import Head
@@ -67,11 +67,11 @@ def read_source(spark, cfg) -> tuple["object", str]:
     from pyspark.sql import functions as F
 
     if cfg.scores_texts:
-        df = tables.read_input(spark, cfg.texts, tables.detect_format(cfg.texts, "auto"))
-        tables.require_columns(df, {"id_column": cfg.id_column, "text_column": cfg.text_column}, cfg.texts)
-        items = df.select(F.col(cfg.id_column).cast("string").alias("id"),
-                          F.lit(cfg.texts).alias("source"), F.col(cfg.text_column).alias("text"))
-        return items, cfg.model_path and Path(cfg.model_path).name or texts.DEFAULT_TEXT_MODEL
+        columns = text_items.TextColumns(cfg.id_column, cfg.text_column, [], cfg.encoding, cfg.delimiter,
+                                         key="texts")
+        items = text_items.read_items(spark, cfg.texts, tables.detect_format(cfg.texts, "auto"), columns)
+        return ids.mark(items, cfg.id_column), cfg.model_path and Path(cfg.model_path).name or \
+            texts.DEFAULT_TEXT_MODEL
     _, info = embedding.read_ok_embeddings(spark, cfg.embeddings, "to label", "label one model at a time")
     df = tables.read_input(spark, cfg.embeddings, "table" if tables.is_table(cfg.embeddings) else "parquet")
     error = F.col("error") if "error" in df.columns else F.lit(None).cast("string")
@@ -147,7 +147,7 @@ def read_examples(spark, cfg, label_set: LabelSet | None, encoder, model: str) -
     names in order; texts are embedded on the driver with the table's encoder."""
     table_labels, table_texts, table_vectors = [], None, None
     if cfg.examples:
-        rows, table_vectors, from_texts = _examples_rows(spark, cfg, model)
+        rows, table_vectors, from_texts = example_rows.read_rows(spark, cfg, model)
         table_labels = [r[0] for r in rows]
         table_texts = [r[1] for r in rows] if from_texts else None
     inline_texts, inline_labels = label_set.inline_examples() if label_set else ([], [])
@@ -177,64 +177,3 @@ def read_examples(spark, cfg, label_set: LabelSet | None, encoder, model: str) -
     embedded = texts.embed_texts(encoder, to_embed, 32).embeddings if to_embed else None
     parts = [v for v in (table_vectors, embedded) if v is not None]
     return Examples(y, np.vstack(parts) if parts else None, all_texts), names
-
-
-def _examples_rows(spark, cfg, model: str) -> tuple[list, np.ndarray | None, bool]:
-    """([(label, text | id)], vectors or None, whether the rows carry texts) from `examples`."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    if _is_class_folders(cfg.examples):
-        df = _embedded_folder(spark, cfg.examples, model)
-    else:
-        df = tables.read_input(spark, cfg.examples, tables.detect_format(cfg.examples, "auto"))
-        if cfg.label_column not in df.columns:
-            raise ConfigError(f"key 'label_column': {cfg.examples!r} has no column {cfg.label_column!r}; "
-                              f"columns: {df.columns}")
-        df = df.withColumnRenamed(cfg.label_column, "_label")
-    if cfg.examples_per_class:
-        window = Window.partitionBy("_label").orderBy(F.rand(cfg.seed))
-        df = df.withColumn("_n", F.row_number().over(window)).filter(F.col("_n") <= cfg.examples_per_class)
-    if "embedding" in df.columns:
-        rows = df.select(F.col("_label").cast("string"), "id", "embedding").orderBy("id").collect()
-        return [(r[0], r[1]) for r in rows], np.array([r[2] for r in rows], np.float32), False
-    if cfg.text_column in df.columns:
-        rows = df.select(F.col("_label").cast("string"), F.col(cfg.text_column).cast("string"))
-        rows = rows.filter(F.col(cfg.text_column).isNotNull()).orderBy(cfg.text_column).collect()
-        return [(r[0], r[1]) for r in rows], None, True
-    if cfg.id_column in df.columns and cfg.method != "setfit":
-        table = tables.read_input(spark, cfg.embeddings, "table" if tables.is_table(cfg.embeddings) else "parquet")
-        joined = df.select(F.col(cfg.id_column).cast("string").alias("id"), "_label").join(
-            table.filter("status = 'ok'").select("id", "embedding"), "id")
-        rows = joined.orderBy("id").collect()
-        if not rows:
-            raise ConfigError(f"key 'examples': none of the ids in {cfg.examples!r} is an ok row of "
-                              f"{cfg.embeddings!r}")
-        return [(r["_label"], r["id"]) for r in rows], np.array([r["embedding"] for r in rows], np.float32), False
-    raise ConfigError(f"key 'examples': {cfg.examples!r} needs a {cfg.text_column!r} column "
-                      f"(text_column) or an {cfg.id_column!r} column (id_column) beside the labels")
-
-
-def _is_class_folders(path: str) -> bool:
-    return os.path.isdir(path) and not tables.is_table(path) and \
-        tables.detect_format(path, "auto") == "images" and any(p.is_dir() for p in Path(path).iterdir())
-
-
-def _embedded_folder(spark, folder: str, model: str):
-    """DataFrame(id, _label, embedding) of a folder-per-label image tree, embedded with the table's CNN."""
-    from pyspark.sql import functions as F
-    from udfs.embed_udfs import EMBEDDINGS_SCHEMA, ImageJobOptions, image_embedder
-
-    try:
-        spec = cnn.spec_from_label(model)
-        cnn.check_spec(spec)
-    except ValueError:
-        raise ConfigError(f"key 'examples': a folder of images needs an image embeddings table; "
-                          f"{model!r} is not an image model") from None
-    files = listing.list_files(spark, folder).items
-    embedded = files.mapInPandas(image_embedder(spec, ImageJobOptions(), {}), EMBEDDINGS_SCHEMA).cache()
-    bad = embedded.filter("status != 'ok'").select("id", "error").collect()
-    for row in bad[:5]:
-        log.warning("example %s skipped: %s", row["id"], row["error"])
-    labelled = embedded.filter("status = 'ok'").withColumn("_label", F.regexp_extract("id", r"^([^/]+)/", 1))
-    return labelled.filter(F.col("_label") != "").select("id", "_label", "embedding")

@@ -14,7 +14,7 @@ from udfs import files
 
 log = logging.getLogger(__name__)
 
-TABULAR_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl",
+TABULAR_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl",
                     ".json": "jsonl", ".ndjson": "jsonl"}
 TEXT_SUFFIXES = (".txt", ".text", ".md", ".markdown", ".rst")
 SKIPPED = {"hidden": "hidden (the name starts with `.`)", "extension": "not one of the key `extensions`"}

@@ -5,7 +5,7 @@ import logging
 from contextlib import contextmanager
 from typing import Iterator
 
-from jobs import indexing, session, tables
+from jobs import ids, indexing, session, tables
 from jobs.config import ConfigError
 from jobs.summary import RunSummary
 from index import manifest
@@ -24,7 +24,8 @@ def read_ok(spark, location: str, key_name: str, model: str = ""):
     tables.require_columns(df, {f"{key_name} ({c})": c for c in ("id", "embedding", "status", "model")},
                            location)
     ok = df.filter(F.col("status") == "ok")
-    stats = ok.agg(F.collect_set("model").alias("models"), F.count("*").alias("n")).first()
+    stats = ok.agg(F.collect_set("model").alias("models"), F.count("*").alias("n"), *ids.id_stats()).first()
+    ids.refuse_repeated(ok, stats, stats["n"], location, key_name)
     if model and set(stats["models"]) - {model}:
         raise ConfigError(f"key '{key_name}': embedded with {sorted(set(stats['models']) - {model})}, "
                           f"but the index was built from {model!r} embeddings")

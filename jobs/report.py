@@ -12,7 +12,7 @@ from typing import ClassVar
 if __package__ in (None, ""):  # `spark-submit jobs/report.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import report_data, tables  # noqa: E402
+from jobs import inputs, report_data, tables  # noqa: E402
 from jobs.config import TABLE_PREFIX, ConfigError, JobConfig, key, require_positive  # noqa: E402
 from jobs.paths import check_input_exists, check_output_not_input, is_remote, local_path  # noqa: E402
 from jobs.summary import RunSummary  # noqa: E402
@@ -46,6 +46,8 @@ class Config(JobConfig):
                      flag="--texts")
     label_column: str = key("label", "label column of a tabular `gold`")
     text_column: str = key("text", "text column of `texts`")
+    encoding: str = inputs.encoding_key("`gold` and `texts` files")
+    delimiter: str = inputs.delimiter_key()
     sample: int = key(2000, "points on the map (a seeded sample of the ok embeddings)")
     max_queries: int = key(24, "queries in the neighbours grids, and items in the predictions")
     max_neighbours: int = key(8, "neighbours shown per query")
@@ -71,10 +73,7 @@ class Config(JobConfig):
                 check_output_not_input(getattr(self, name), self.output)
         require_positive(self, "sample", "max_queries", "max_neighbours", "max_unique", "max_groups",
                          "group_size", "max_classes", "max_runs", "thumb_size", "snippet_chars")
-
-    @property
-    def gold_labels(self) -> str:  # evaluate.read_labels reads the gold labels from here
-        return self.gold
+        inputs.check_text_keys(self)
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:

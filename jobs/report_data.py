@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs import evaluate, tables
+from jobs import inputs, labelled, tables
 from udfs.report_sections import Item, Neighbour
 from udfs.report_tables import is_retrieval
 from udfs.report_thumbs import THUMBS_SCHEMA, thumbnailer
@@ -154,7 +154,8 @@ def describe(spark, cfg, ids: set[str]) -> dict[str, Item]:
         sources = wanted.join(sources.select("id", source.alias("source")).dropDuplicates(["id"]), "id")
         details = details.join(sources.mapInPandas(thumbnailer(cfg.thumb_size), THUMBS_SCHEMA), "id", "left")
     if cfg.texts:
-        texts = read(spark, cfg.texts, tables.detect_format(cfg.texts, "auto"))
+        texts = tables.read_input(spark, cfg.texts, tables.detect_format(cfg.texts, "auto"), inputs.ReadOptions(
+            cfg.encoding, inputs.csv_delimiter(cfg.delimiter), key="texts"))
         tables.require_columns(texts, {"texts (id)": "id", "text_column": cfg.text_column}, cfg.texts)
         text = F.col(cfg.text_column).cast("string")
         snippet = F.when(F.length(text) > cfg.snippet_chars,
@@ -162,7 +163,9 @@ def describe(spark, cfg, ids: set[str]) -> dict[str, Item]:
         details = details.join(texts.select(F.col("id").cast("string").alias("id"), snippet.alias("snippet"))
                                .dropDuplicates(["id"]), "id", "left")
     if cfg.gold:
-        gold = evaluate.read_labels(spark, cfg).select("id", F.col("label").alias("gold")).dropDuplicates(["id"])
+        gold, _ = labelled.read_gold(spark, cfg.gold, labelled.GoldOptions(cfg.label_column, cfg.encoding,
+                                                                          cfg.delimiter))
+        gold = gold.select("id", F.col("label").alias("gold"))
         details = details.join(gold, "id", "left")
     if cfg.labels:
         first = read(spark, cfg.labels).filter(F.col("rank") == 1).select("id", F.col("label").alias("predicted"))

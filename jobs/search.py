@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 if __package__ in (None, ""):  # `spark-submit jobs/search.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import embedding, indexing, session, tables, vectors  # noqa: E402
+from jobs import embedding, ids, indexing, inputs, session, tables, vectors  # noqa: E402
 from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
 from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
 from jobs.summary import JobFailed, RunSummary  # noqa: E402
@@ -31,6 +31,7 @@ class Config(JobConfig):
                             flag="--query-images")
     query_texts: str = key("", "a text file, one query per line, embedded with the index's model",
                            flag="--query-texts")
+    encoding: str = inputs.encoding_key("the --query-texts file")
     query_expansion: Literal["none", "average", "alpha"] = key(
         "none", "re-search with each query averaged with its first results (average, or alpha-weighted)")
     qe_top: int = key(5, "query expansion: how many first results are averaged in")
@@ -54,6 +55,7 @@ class Config(JobConfig):
         check_output_not_input(self.index, self.output)
         require_positive(self, "k", "batch_size", "qe_top")
         require_non_negative(self, "nprobe", "ef_search", "num_partitions")
+        inputs.check_text_keys(self)
         try:  # every file against its sha256, before any Spark work (workers check again on load)
             manifest.verify(self.index, manifest.read(self.index))
         except IndexIntegrityError as exc:
@@ -74,7 +76,8 @@ def read_queries(spark, cfg: Config, meta: manifest.Manifest):
     fits = ok & (F.size("embedding") == meta.dim)
     stats = df.agg(F.collect_set(F.when(ok, F.col("model"))).alias("models"), F.count(F.when(ok, 1)).alias("n"),
                    F.count(F.when(fits, 1)).alias("fit"), F.count("*").alias("rows"),
-                   F.countDistinct("id").alias("ids")).first()
+                   F.countDistinct("id").alias("ids"), *ids.id_stats(ok)).first()
+    ids.refuse_repeated(df.filter(ok), stats, stats["n"], cfg.queries, "queries")
     others = sorted(set(stats["models"]) - {meta.model})
     if others:
         raise ConfigError(f"key 'queries': embedded with {others}, but the index was built from "
@@ -105,7 +108,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
         if cfg.queries:
             queries, summary.rows_in, ids_in = read_queries(spark, cfg, meta)
         else:  # each query file or line is a row with its status: those that fail are reported too
-            raw = embedding.raw_queries(spark, cfg.query_images, cfg.query_texts, meta.model).cache()
+            raw = embedding.raw_queries(spark, cfg.query_images, cfg.query_texts, meta.model,
+                                        cfg.encoding).cache()
             queries = with_status(raw.select("id", "embedding", "status", "error"), meta)
             summary.rows_in, ids_in = raw.count(), raw.select("id").distinct().count()
     queries = indexing.spread(queries, cfg.num_partitions)

@@ -13,7 +13,6 @@ from udfs import files
 log = logging.getLogger(__name__)
 
 TEXT_FORMATS = ("parquet", "csv", "jsonl", "text-dir", "table")
-CORRUPT_RECORD = "_corrupt_record"  # tabular inputs: the raw text of a record Spark could not parse
 
 
 def is_table(location: str) -> bool:
@@ -48,70 +47,20 @@ def detect_format(location: str, declared: str) -> str:
                       "images, parquet, csv, jsonl, text-dir, table")
 
 
-def read_input(spark, location: str, fmt: str):
-    """The raw input DataFrame of a tabular format (parquet, csv, jsonl, table).
+def read_input(spark, location: str, fmt: str, opts=None):
+    """The DataFrame of a tabular input (parquet, csv, jsonl, table): see `jobs.inputs.read`; `opts` is
+    an `inputs.ReadOptions` (default: UTF-8, `,`, no checked columns)."""
+    from jobs import inputs
 
-    Strings are valid UTF-8 (invalid bytes become U+FFFD, as Spark's CSV and JSON readers make them):
-    Arrow refuses an invalid string and would fail the whole task. A CSV row with more or fewer fields
-    than the header (extra ones dropped, missing ones null) or a JSON line that is not an object (all
-    null) stays a row, is logged as a warning, and keeps its raw text in `_corrupt_record`.
-    """
-    if fmt == "table":
-        return _valid_utf8(spark.table(table_name(location)))
-    path = reader_paths(spark, location)  # an existing path escaped, a glob's matches: what was named
-    if fmt == "parquet":
-        return _valid_utf8(spark.read.parquet(*path))
-    reader = spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_RECORD)
-    if fmt == "csv":
-        reader = reader.option("header", "true").option("escape", '"')
-        # all strings: the header line alone is read; not multiLine, whose schema inference globs each
-        # file's name again (a file in `data [v2]/` would take the header of one in `data 2/`)
-        header = reader.option("multiLine", "false").csv(path).schema
-        fields = len(header)
-        df = reader.option("multiLine", "true").schema(header.add(CORRUPT_RECORD, "string")).csv(path)
-        return _warn_malformed(df, location, f"have more or fewer fields than the header's {fields}")
-    if fmt == "jsonl":
-        return _warn_malformed(reader.json(path), location, "are not JSON objects")
-    raise ConfigError(f"key 'input_format': {fmt!r} is not a tabular format")
-
-
-def _valid_utf8(df):
-    """`df` with each string column's invalid UTF-8 bytes replaced by U+FFFD."""
-    from pyspark.sql import functions as F
-
-    return df.select(*(F.make_valid_utf8(_column(f.name)).alias(f.name)
-                       if f.dataType.typeName() == "string" else _column(f.name) for f in df.schema.fields))
-
-
-def _warn_malformed(df, location: str, what: str):
-    """Counts the records Spark could not parse (one more pass) and logs how many and the first."""
-    from pyspark.sql import functions as F
-
-    others = [c for c in df.columns if c != CORRUPT_RECORD]
-    if CORRUPT_RECORD not in df.columns or not others:  # nothing parsed: require_columns will say
-        return df
-    raw = F.col(CORRUPT_RECORD)
-    found = df.agg(F.count(raw).alias("n"), F.first(raw, ignorenulls=True).alias("first"),
-                   F.count(_column(others[0]))).first()  # Spark refuses a query of the raw column alone
-    if found["n"]:
-        log.warning("%s: %d records %s (kept as rows, raw text in column %s), the first: %r",
-                    location, found["n"], what, CORRUPT_RECORD, found["first"][:200])
-    return df
-
-
-def _column(name: str):
-    """The column called exactly `name` (which may hold a dot)."""
-    from pyspark.sql import functions as F
-
-    return F.col("`" + name.replace("`", "``") + "`")
+    return inputs.read(spark, location, fmt, opts or inputs.ReadOptions())
 
 
 def require_columns(df, needed: dict[str, str], location: str) -> None:
     """Each `key: column` must exist in `df`; else a ConfigError naming the key and the columns."""
     for key_name, column in needed.items():
         if column not in df.columns:
-            raise ConfigError(f"key '{key_name}': column {column!r} is not in {location!r}; "
-                              f"its columns are {', '.join(df.columns)}")
+            raise ConfigError(f"key '{key_name}': column {column!r} is not in {location!r}; its columns "
+                              f"are {', '.join(c for c in df.columns if c != '_input')}")
 
 
 def source_column(location: str, fmt: str, id_col: str):

@@ -33,13 +33,16 @@ class Run:
     rows: pd.DataFrame  # the output, id as a column (a malformed JSON line has none)
     summary: dict       # the run's row in the runs table
     warnings: list[str]  # what the reading code logged
+    source: Path | None = None
 
     def row(self, item_id: str) -> pd.Series:
         (row,) = self.rows[self.rows.id == item_id].itertuples(index=False)
         return pd.Series(row._asdict())
 
 
-class _Warnings(logging.Handler):
+class Warnings(logging.Handler):
+    """What is logged at WARNING and above, kept."""
+
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
@@ -50,7 +53,7 @@ class _Warnings(logging.Handler):
 
 def run_job(spark, work: Path, job: str, source: Path, *args: str) -> Run:
     """`sparkamp job --input source` with its own output, warehouse and runs table under `work`."""
-    caught, logger = _Warnings(), logging.getLogger("jobs.tables")
+    caught, logger = Warnings(), logging.getLogger("jobs")
     logger.addHandler(caught)
     try:
         code = cli.main([job, "--input", str(source), "--output", str(work / "out"), *args,
@@ -59,7 +62,7 @@ def run_job(spark, work: Path, job: str, source: Path, *args: str) -> Run:
         logger.removeHandler(caught)
     rows = spark.read.parquet(str(work / "out")).toPandas() if code == 0 else pd.DataFrame()
     (summary,) = [pq.read_table(f).to_pylist()[0] for f in (work / "runs").glob("run-*.parquet")] or [{}]
-    return Run(code, rows, summary, caught.messages)
+    return Run(code, rows, summary, caught.messages, source)
 
 
 def assert_every_input_is_one_counted_row(run: Run, expected: dict) -> None:
@@ -278,27 +281,34 @@ def jsonl_run(spark, tmp_path_factory) -> Run:
     source = tmp_path_factory.mktemp("jsonl") / "texts.jsonl"
     lines = [json.dumps({"id": i, "text": text}, ensure_ascii=False) for i, (text, _) in TEXTS.items()]
     lines += ['{"id": "no_text_key"}', '{"id": "number", "text": 42}', '{"id": "cut", "text": "unterminated']
-    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = "\ufeff" + "\n".join(lines) + "\n"  # a BOM: never part of the first key
+    source.write_bytes(data.encode() + b'{"id": "latin1", "text": "caf\xe9"}\n{"id": "note_latin1", '
+                       b'"text": "fine", "note": "caf\xe9"}\n')
     return run_job(spark, tmp_path_factory.mktemp("jsonl-run"), "embed-texts", source)
 
 
 def test_jsonl_texts_one_row_each_with_a_specific_status(jsonl_run):
     expected = {i: status for i, (_, status) in TEXTS.items()}
-    expected.update({"no_text_key": "empty", "number": "ok", None: "malformed"})
+    expected.update({"no_text_key": "empty", "number": "ok", None: "malformed", "latin1": "decode_error",
+                     "note_latin1": "ok"})  # bad bytes in a column that is not the text do not matter
     assert_every_input_is_one_counted_row(jsonl_run, expected)
     errors = jsonl_run.rows.set_index("id").error
     assert errors["null"] == "the text is null" and errors["blank"] == "the text is empty"
     assert errors["whitespace"] == "the text is only whitespace"
     assert errors["emoji_only"] == "none of its 1 tokens is known to all-MiniLM-L6-v2"
     assert json.loads(jsonl_run.summary["stats"])["truncated"] == 1  # the megabyte
+    assert errors["latin1"] == (f"line 16 of file:{jsonl_run.source}: column 'text' is not valid UTF-8: "
+                                "byte(s) e9 at character 3 of 'caf\ufffd'")
 
 
 def test_a_line_that_is_not_json_is_a_row_and_a_warning(jsonl_run):
     broken = jsonl_run.rows[jsonl_run.rows.id.isna()]
     assert len(broken) == 1 and broken.status.iloc[0] == "malformed"
-    assert "unterminated" in broken.error.iloc[0]
-    (warning,) = jsonl_run.warnings
-    assert "1 records are not JSON objects" in warning and '{"id": "cut", "text": "unterminated' in warning
+    assert broken.error.iloc[0] == (f"line 15 of file:{jsonl_run.source}: not JSON: Unterminated string "
+                                    """starting at column 23: '{"id": "cut", "text": "unterminated'""")
+    unread, undecodable = jsonl_run.warnings
+    assert "1 records cannot be read as they are" in unread and '"text": "unterminated' in unread
+    assert "2 records hold bytes that are not valid UTF-8" in undecodable
 
 
 def test_right_to_left_and_emoji_texts_find_their_own_kind(jsonl_run):
@@ -320,23 +330,29 @@ def test_ragged_csv_rows_are_rows_and_are_reported(spark, tmp_path):
     run = run_job(spark, tmp_path, "embed-texts", source)
     assert_every_input_is_one_counted_row(run, {"plain": "ok", "quoted": "ok", "multiline": "ok",
                                                 "long": "malformed", "short": "malformed", "blank": "empty",
-                                                "spaces": "empty", "latin1": "ok"})
-    (warning,) = run.warnings
-    assert "2 records have more or fewer fields than the header's 2" in warning
-    assert "'long,too,many,fields'" in warning
-    assert "long,too,many,fields" in run.row("long").error
+                                                "spaces": "empty", "latin1": "decode_error"})
+    unread, undecodable = run.warnings
+    assert "2 records cannot be read as they are" in unread and "'long,too,many,fields'" in unread
+    assert "1 records hold bytes that are not valid UTF-8" in undecodable
+    assert run.row("long").error == (f"line 6 of file:{source}: 4 fields, the header has 2: "
+                                     "'long,too,many,fields'")
+    assert run.row("latin1").error == (f"line 10 of file:{source}: column 'text' is not valid UTF-8: "
+                                       "byte(s) e9 at character 3 of 'caf\ufffd au lait'")
 
 
-def test_parquet_strings_with_invalid_utf8_do_not_fail_the_task(spark, tmp_path):
-    """Arrow refuses an invalid UTF-8 string; a Hive table of latin-1 text has them."""
+def test_parquet_strings_with_invalid_utf8_are_decode_errors(spark, tmp_path):
+    """Arrow refuses an invalid UTF-8 string (it would fail the task); a Hive table of latin-1 text has
+    them: that row is a decode_error naming the column and row, the others are embedded."""
     ids = ["fine", "null", "blank", "megabyte", "latin1"]
     raw = pa.array([b"fine text", None, b"", MEGABYTE_OF_WORDS.encode(), b"caf\xe9 au lait"], pa.binary())
     pq.write_table(pa.table({"id": ids, "text": raw.view(pa.string())}), tmp_path / "t.parquet")
     run = run_job(spark, tmp_path, "embed-texts", tmp_path / "t.parquet")
     assert_every_input_is_one_counted_row(run, {"fine": "ok", "null": "empty", "blank": "empty",
-                                                "megabyte": "ok", "latin1": "ok"})
+                                                "megabyte": "ok", "latin1": "decode_error"})
     assert json.loads(run.summary["stats"])["truncated"] == 1
     assert run.row("fine").source.endswith("t.parquet#fine")
+    assert run.row("latin1").error == (f"row 5 of file:{tmp_path}/t.parquet: column 'text' is not valid "
+                                       "UTF-8: caf\ufffd au lait")
 
 
 def test_text_dir_files(spark, tmp_path):
@@ -358,15 +374,21 @@ def test_text_dir_files(spark, tmp_path):
     assert json.loads(run.summary["stats"])["truncated"] == 1
 
 
-# ---- known gaps, outside the files this suite's fixes could touch --------------------------------
-
-@pytest.mark.xfail(strict=True, reason="jobs/embed_texts.text_expression casts a binary column to "
-                   "string unchecked; Arrow then fails the task on invalid UTF-8")
-def test_binary_text_column_with_invalid_utf8(spark, tmp_path):
-    pq.write_table(pa.table({"id": ["fine", "latin1"], "text": [b"fine text", b"caf\xe9"]}),
+def test_binary_text_column_with_invalid_utf8_and_repeated_ids(spark, tmp_path):
+    """A binary text column is decoded by the worker: bad bytes are a decode_error row; a repeated id is
+    a duplicate_id row naming the row that is used (the first, by row index)."""
+    pq.write_table(pa.table({"id": ["fine", "latin1", "fine"], "text": [b"fine text", b"caf\xe9", b"again"]}),
                    tmp_path / "b.parquet")
     run = run_job(spark, tmp_path, "embed-texts", tmp_path / "b.parquet")
-    assert_every_input_is_one_counted_row(run, {"fine": "ok", "latin1": "decode_error"})
+    assert run.code == 0
+    rows = run.rows.sort_values("status")
+    assert rows[["id", "status"]].values.tolist() == [["latin1", "decode_error"], ["fine", "duplicate_id"],
+                                                      ["fine", "ok"]]
+    assert rows.error.tolist()[:2] == [
+        f"row 2 of file:{tmp_path}/b.parquet: column 'text' is not valid UTF-8: caf\ufffd",
+        f"id 'fine' is on 2 rows; only the first (row 1 of file:{tmp_path}/b.parquet) is used, not this one "
+        f"(row 3 of file:{tmp_path}/b.parquet)"]
+    assert json.loads(run.summary["statuses"]) == {"ok": 1, "decode_error": 1, "duplicate_id": 1}
 
 
 def test_conf_file_that_is_not_utf8_is_a_config_error(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from udfs import cache, cnn, files, images, texts
-from udfs.status import MALFORMED, NO_KNOWN_WORDS, OK, RowError
+from udfs.status import NO_KNOWN_WORDS, OK, RowError
 
 EMBEDDINGS_SCHEMA = ("id string, source string, content_hash string, model string, "
                      "embedding array<float>, status string, error string")
@@ -35,6 +35,7 @@ class TextJobOptions:
     batch_size: int = 8
     torch_threads: int = 0
     max_bytes: int = 64 * 2**20  # text files read by path
+    encoding: str = "utf-8"      # of text files read by path and of binary text columns
 
 
 def _add(counters: dict[str, Any], name: str, value: float) -> None:
@@ -54,6 +55,19 @@ def _frame(block: pd.DataFrame, label: str, hashes: list, vectors: list, statuse
                          "status": statuses, "error": errors}, columns=COLUMNS)
 
 
+def with_preset_rows(block: pd.DataFrame, label: str,
+                     embed: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+    """`embed(rows)` for the rows of `block` without a `status`; the rows that came with one (set by the
+    reader: malformed, decode_error, missing_id, duplicate_id, ...) become rows with it, not embedded."""
+    if "status" not in block or block["status"].isna().all():
+        return embed(block)
+    preset = block["status"].notna().to_numpy()
+    done = block[preset]
+    none = [None] * len(done)
+    rows = _frame(done, label, none, none, done["status"].tolist(), done["error"].tolist())
+    return pd.concat([embed(block[~preset]), rows], ignore_index=True)
+
+
 def image_embedder(spec: cnn.ImageModelSpec, opts: ImageJobOptions,
                    counters: dict[str, Any]) -> Callable[[Frames], Frames]:
     """A mapInPandas function: blocks of (id, source, path | content) → embeddings rows."""
@@ -64,7 +78,8 @@ def image_embedder(spec: cnn.ImageModelSpec, opts: ImageJobOptions,
         # 0 threads = decode inline (pool None): no thread contending with the model for the core
         with ThreadPoolExecutor(opts.decode_threads) if opts.decode_threads else nullcontext() as pool:
             for block in blocks:
-                yield embed_image_block(block, model, prep, pool, opts.batch_size, counters)
+                yield with_preset_rows(block, model.label, lambda rows: embed_image_block(
+                    rows, model, prep, pool, opts.batch_size, counters))
     return embed_partition
 
 
@@ -140,7 +155,8 @@ def text_embedder(spec: texts.TextModelSpec, opts: TextJobOptions,
         cache.set_torch_threads(opts.torch_threads)
         model = cache.get_model(("text", spec), lambda: texts.load_text_model(spec))
         for block in blocks:
-            yield embed_text_block(block, model, opts, counters)
+            yield with_preset_rows(block, model.label,
+                                   lambda rows: embed_text_block(rows, model, opts, counters))
     return embed_partition
 
 
@@ -152,10 +168,6 @@ def embed_text_block(block: pd.DataFrame, model: texts.TextModel, opts: TextJobO
     vectors: list = [None] * n
     statuses, errors = [OK] * n, [None] * n
     values = block["text"].tolist() if "text" in block else [None] * n
-    for row, raw in enumerate(block["malformed"].tolist() if "malformed" in block else []):
-        if raw is not None:
-            statuses[row] = MALFORMED
-            errors[row] = f"the record does not fit the input's layout: {raw[:200]!r}"
     for row, path in enumerate(block["path"].tolist() if "path" in block else []):
         try:
             values[row] = files.read_file(path, opts.max_bytes)
@@ -170,7 +182,7 @@ def embed_text_block(block: pd.DataFrame, model: texts.TextModel, opts: TextJobO
         elif isinstance(value, str):
             hashes[row] = _sha256(value.encode("utf-8", "surrogatepass"))
         try:
-            text, was_cut = texts.clean_text(value, model.spec.max_chars)
+            text, was_cut = texts.clean_text(value, model.spec.max_chars, opts.encoding)
         except RowError as err:
             statuses[row], errors[row] = err.status, err.message
             continue

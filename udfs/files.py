@@ -6,6 +6,8 @@ import io
 import os
 import re
 import stat
+from contextlib import contextmanager
+from typing import Iterator
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from udfs.status import NOT_AN_IMAGE, READ_ERROR, TOO_LARGE, RowError
@@ -50,15 +52,10 @@ def read_file(uri: str, max_bytes: int) -> bytes:
     Raises RowError: READ_ERROR (missing, a directory, a fifo/socket/device, permission denied),
     TOO_LARGE (over `max_bytes`).
     """
-    try:
-        if "://" not in uri or uri.startswith("file:"):
-            path = _local(uri)
-            info = os.stat(path)
-            if stat.S_ISDIR(info.st_mode):
-                raise IsADirectoryError(path)
-            if not stat.S_ISREG(info.st_mode):  # a fifo would block the task forever on open()
-                raise RowError(READ_ERROR, f"{uri} is not a regular file (a fifo, socket or device)")
-            _check_size(info.st_size, max_bytes)
+    with _read_errors(uri):
+        if _is_local(uri):
+            path = _local_file(uri)
+            _check_size(os.stat(path).st_size, max_bytes)
             with open(path, "rb") as fh:
                 return fh.read()
         from pyarrow import fs as pafs
@@ -67,6 +64,47 @@ def read_file(uri: str, max_bytes: int) -> bytes:
         with filesystem.open_input_file(path) as fh:
             _check_size(fh.size(), max_bytes)
             return fh.read()
+
+
+def open_stream(uri: str):
+    """A binary stream (pyarrow NativeFile) of the file at `uri`, decompressed when its name says so
+    (`.gz`, `.bz2`, `.zst`, `.lz4`, `.br`); RowError(read_error) when it cannot be opened."""
+    import pyarrow as pa
+    from pyarrow import fs as pafs
+
+    with _read_errors(uri):
+        if _is_local(uri):  # opened by Python: a name's bytes need not be UTF-8, which pyarrow requires
+            path = _local_file(uri)
+            return pa.input_stream(open(path, "rb"), compression=_COMPRESSION.get(
+                os.path.splitext(os.fsdecode(path))[1].lower()))
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+        return filesystem.open_input_stream(path, compression="detect")
+
+
+_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4", ".br": "brotli"}
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file:")
+
+
+def _local_file(uri: str) -> str | bytes:
+    """The local path of `uri` (bytes for a `file://` URI: the name's exact bytes), which must be a
+    regular file (a fifo would block the task on open())."""
+    path = _local(uri)
+    info = os.stat(path)
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise RowError(READ_ERROR, f"{uri} is not a regular file (a fifo, socket or device)")
+    return path
+
+
+@contextmanager
+def _read_errors(uri: str) -> Iterator[None]:
+    """OS errors reading `uri` as RowError(read_error) with the reason."""
+    try:
+        yield
     except RowError:
         raise
     except IsADirectoryError:

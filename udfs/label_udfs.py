@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from udfs import cache, texts
-from udfs.embed_udfs import TextJobOptions, embed_text_block
+from udfs.embed_udfs import TextJobOptions, embed_text_block, with_preset_rows
 from udfs.heads import Head, top_k
 from udfs.status import OK
 
@@ -78,7 +78,8 @@ def text_scorer(head: Any, spec: texts.TextModelSpec, text_opts: TextJobOptions,
         cache.set_torch_threads(text_opts.torch_threads)
         model = cache.get_model(("text", spec), lambda: texts.load_text_model(spec))
         for block in blocks:
-            rows = embed_text_block(block, model, text_opts, {})
+            rows = with_preset_rows(block, model.label,
+                                    lambda todo: embed_text_block(todo, model, text_opts, {}))
             yield label_rows(rows["id"].to_numpy(), rows["embedding"].tolist(), rows["status"].tolist(),
                              rows["error"].tolist(), h, opts)
     return score_partition

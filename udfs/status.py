@@ -4,10 +4,13 @@ from __future__ import annotations
 OK = "ok"
 EMPTY = "empty"                    # 0 bytes, null, empty or whitespace-only text
 TOO_LARGE = "too_large"            # over max_bytes or max_pixels
-DECODE_ERROR = "decode_error"      # not an image / truncated / not valid UTF-8
+DECODE_ERROR = "decode_error"      # not an image / truncated / text not valid in its encoding
 READ_ERROR = "read_error"          # could not be read: missing, permission, a directory
 NOT_AN_IMAGE = "not_an_image"      # in an image folder, but an image neither by name nor by content (a README)
-MALFORMED = "malformed"            # a CSV row with the wrong number of fields, a JSON line that is not an object
+MALFORMED = "malformed"            # a CSV row with the wrong number of fields or a broken quote, a JSON
+                                   # line that is not an object
+MISSING_ID = "missing_id"          # a null, empty or blank id: the row cannot be joined to anything
+DUPLICATE_ID = "duplicate_id"      # a repeat of an earlier row's id: only the first row of an id is used
 NO_KNOWN_WORDS = "no_known_words"  # no token the model knows (out of vocabulary / all [UNK])
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from udfs import precision
-from udfs.status import DECODE_ERROR, EMPTY, RowError
+from udfs import decoding, precision
+from udfs.status import EMPTY, RowError
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 WORD_VECTORS = "word-vectors"
@@ -133,16 +133,19 @@ def load_word_vectors(path: str = "") -> "object":
     return KeyedVectors.load_word2vec_format(path, binary=binary, no_header=no_header)
 
 
-def clean_text(value: object, max_chars: int) -> tuple[str, bool]:
-    """A row's text ready to embed and whether it was cut; RowError for null/empty/undecodable."""
+def clean_text(value: object, max_chars: int, encoding: str = "utf-8") -> tuple[str, bool]:
+    """A row's text ready to embed and whether it was cut; RowError for null/empty/undecodable.
+
+    Bytes (a .txt file, a binary column) are decoded strictly with `encoding` and lose a leading BOM;
+    a string loses a leading BOM too (udfs.decoding: one rule for every input).
+    """
     if value is None:
         raise RowError(EMPTY, "the text is null")
     if isinstance(value, (bytes, bytearray, memoryview)):
-        try:
-            value = bytes(value).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RowError(DECODE_ERROR, f"not valid UTF-8: {exc}") from None
-    text = str(value)
+        text = decoding.decode(bytes(value), encoding)
+    else:
+        text = str(value)
+        text = text[1:] if text.startswith(decoding.BOM) else text
     if not text.strip():
         raise RowError(EMPTY, "the text is empty" if not text else "the text is only whitespace")
     if len(text) > max_chars:
