@@ -12,7 +12,7 @@ import pytest
 
 from jobs import cli
 from tests.conftest import common_args
-from tests.test_hostile_inputs import _Warnings
+from tests.test_hostile_inputs import Warnings
 from tests.test_index_jobs import write_embeddings
 
 DIM = 8
@@ -30,7 +30,7 @@ TINY = dict(zip("abc", unit([1.0], [1.0, 0.1], [0.3, 0.0, 1.0])))
 
 def sparkamp(tmp_path, *args: str) -> tuple[int, str]:
     """(exit code, what the jobs and the CLI logged at WARNING and above) of `sparkamp args...`."""
-    said, loggers = _Warnings(), [logging.getLogger(name) for name in ("jobs", "sparkamp")]
+    said, loggers = Warnings(), [logging.getLogger(name) for name in ("jobs", "sparkamp")]
     for logger in loggers:
         logger.addHandler(said)
     try:
