@@ -136,7 +136,7 @@ def _text_records(spark, location: str, fmt: str, opts: ReadOptions):
 
     local_dir = not is_remote(location) and os.path.isdir(local_path(location))
     extensions = tuple(e + c for e in _SUFFIXES[fmt] for c in _COMPRESSED) if local_dir else ()
-    listed = listing.list_files(spark, location, extensions).items.select("path")
+    listed = listing.list_files(spark, location, extensions).items.select("path", "source")
     n_files = listed.count()
     if n_files == 0:
         raise ConfigError(f"key '{opts.key}': {location!r} holds no {', '.join(_SUFFIXES[fmt])} files")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -143,8 +144,8 @@ def test_a_table_whose_ok_rows_repeat_or_lack_ids_is_refused(csv_run, tmp_path):
 
 
 def test_search_query_texts_with_bad_bytes_crlf_and_repeats(csv_run, spark):
-    """A query file in cp1252 killed the driver with UnicodeDecodeError; now its bad line is a row
-    skipped in the count, and `encoding` reads it."""
+    """A query file in cp1252 killed the driver with UnicodeDecodeError; now its bad line is a status row
+    of the neighbours table, counted by status, and `encoding` reads it."""
     _, work = csv_run
     index = str(work / "index")
     assert cli.main(["build-index", "--embeddings", str(work / "out"), "--output", index,
@@ -157,11 +158,15 @@ def test_search_query_texts_with_bad_bytes_crlf_and_repeats(csv_run, spark):
         assert cli.main(["search", "--index", index, "--query-texts", str(queries), "--output", str(out),
                          "--k", "1", "--set", f"encoding={encoding}", *common_args(runs)]) == 0
         neighbours = spark.read.parquet(str(out)).toPandas()
-        assert set(neighbours.query_id) == asked
+        answered = neighbours[neighbours.status == "ok"]
+        assert set(answered.query_id) == asked
+        failed = neighbours[neighbours.status != "ok"]
+        assert failed["rank"].isna().all() and failed.neighbor_id.isna().all()
+        expected = {"ok": len(asked), "duplicate_id": 1, **({"decode_error": 1} if encoding == "utf-8" else {})}
+        assert dict(Counter(failed.status)) == {k: v for k, v in expected.items() if k != "ok"}
         (summary,) = [pd.read_parquet(f).iloc[0] for f in (runs / "runs").glob("run-*.parquet")]
-        assert summary.rows_in == 4 and json.loads(summary.statuses) == {"ok": len(asked),
-                                                                         "skipped": 4 - len(asked)}
-    assert neighbours.set_index("query_id").neighbor_id["rivers and the sea"] == "plain"
+        assert summary.rows_in == 4 and json.loads(summary.statuses) == expected
+    assert answered.set_index("query_id").neighbor_id["rivers and the sea"] == "plain"
 
 
 def test_utf16_tsv_with_encoding_and_delimiter(spark, tmp_path):

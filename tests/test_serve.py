@@ -447,7 +447,7 @@ def test_bad_serve_configs_fail_before_serving(built, tmp_path, capsys):
              (["--index", built.at("index"), "--port", str(taken.getsockname()[1])], "cannot listen on"),
              (["--index", str(damaged), "--port", "0"], "the file was changed or damaged"),
              (["--index", built.at("index"), "--label-embeddings", built.at("nb"), "--port", "0"],
-              "has no column id, embedding, status, model")]
+              "has no column id, embedding, model")]
     for args, message in cases:
         assert cli.main(["serve", *args, *common_args(tmp_path)]) == 2, args
         assert message in capsys.readouterr().err, args

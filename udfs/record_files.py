@@ -39,17 +39,20 @@ _FRAME_ROWS = 4096
 
 
 def file_reader(fmt: TextFormat) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """A mapInPandas function: blocks of (path) → the records of each file (RECORDS_SCHEMA), streamed.
+    """A mapInPandas function: blocks of (path[, source]) → the records of each file (RECORDS_SCHEMA),
+    streamed; `file` is the listed `source` (the name as the user sees it) where given, else `path`.
     A file that cannot be opened, or stops being readable, adds a `read_error` record."""
     def read_partition(blocks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for block in blocks:
-            for path in block["path"].tolist():
-                for chunk in _chunks(_file_records(path, fmt), _FRAME_ROWS):
-                    yield _frame(path, chunk)
+            paths = block["path"].tolist()
+            names = block["source"].tolist() if "source" in block else paths
+            for path, name in zip(paths, names):
+                for chunk in _chunks(_file_records(path, name, fmt), _FRAME_ROWS):
+                    yield _frame(name, chunk)
     return read_partition
 
 
-def _file_records(path: str, fmt: TextFormat) -> Iterator[Record]:
+def _file_records(path: str, name: str, fmt: TextFormat) -> Iterator[Record]:
     last = 0
     try:
         with files.open_stream(path) as stream:
@@ -59,7 +62,7 @@ def _file_records(path: str, fmt: TextFormat) -> Iterator[Record]:
     except RowError as err:
         yield Record(0, None, {}, {}, err.status, err.message)
     except (OSError, ValueError) as exc:  # e.g. a truncated .gz: the records read so far stay
-        yield Record(last + 1, None, {}, {}, READ_ERROR, f"cannot read {path} past line {last}: {exc}")
+        yield Record(last + 1, None, {}, {}, READ_ERROR, f"cannot read {name} past line {last}: {exc}")
 
 
 def _chunks(items: Iterator[Record], size: int) -> Iterator[list[Record]]:
