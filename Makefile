@@ -56,4 +56,4 @@ clean:
 	rm -rf dist build *.egg-info warehouse spark-warehouse metastore_db derby.log
 
 docs: venv
-	$(PY) -m jobs.docs
+	$(PY) -m jobs.core.docs

@@ -82,7 +82,8 @@ class Comparison:
 
 def start_spark(work: Path) -> Any:
     """local[2] through the project's own session code (worker reuse, Arrow); not timed."""
-    from jobs import embed_images, session
+    from jobs import embed_images
+    from jobs.core import session
 
     cfg = embed_images.Config(master="local[2]", warehouse=str(work / "warehouse"),
                               spark={"spark.ui.enabled": "false",
@@ -103,8 +104,8 @@ def spark_variant(precision: str) -> str:
 
 def run_job(spark: Any, job: ModuleType, cfg: Any) -> Measure:
     """`job.run` timed whole: listing/reading, counting, embedding, writing, verifying, publishing."""
-    from jobs.summary import RunSummary
-    from jobs.tables import new_run_id
+    from jobs.core.summary import RunSummary
+    from jobs.tables.publish import new_run_id
 
     summary = RunSummary(job.NAME, new_run_id())
     tick = time.perf_counter()

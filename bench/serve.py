@@ -37,7 +37,9 @@ GOALS_MS = {"image": 150.0, "label": 50.0}  # p50 goals of the issue
 
 def demo_outputs(folder: Path) -> list[str]:
     """The demo's `sparkamp serve` arguments, after running the demo when its outputs are missing."""
-    from jobs import config, demo, demo_steps
+    from jobs import demo
+    from jobs.core import config
+    from jobs.samples import demo_plan as demo_steps
 
     cfg = config.load(demo.Config, sets=[f"output={folder}"])
     if not (folder / "image_index" / "manifest.json").exists():

@@ -9,10 +9,13 @@ from typing import ClassVar, Literal
 if __package__ in (None, ""):  # `spark-submit jobs/assign_labels.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import inputs, label_fit, session, tables  # noqa: E402
-from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
-from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
-from jobs.summary import JobFailed, RunSummary  # noqa: E402
+from jobs.tables import inputs  # noqa: E402
+from jobs.labelling import fitting as label_fit  # noqa: E402
+from jobs.core import session  # noqa: E402
+from jobs.tables import publish as tables  # noqa: E402
+from jobs.core.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
+from jobs.core.paths import check_input_exists, check_output_not_input  # noqa: E402
+from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 from udfs import heads  # noqa: E402
 from udfs.embed_udfs import TextJobOptions  # noqa: E402
 from udfs.label_udfs import LABELS_SCHEMA, UNKNOWN, ScoreOptions, embedding_scorer, text_scorer  # noqa: E402

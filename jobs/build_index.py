@@ -12,10 +12,13 @@ from typing import ClassVar, Literal
 if __package__ in (None, ""):  # `spark-submit jobs/build_index.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import index_build, index_update, indexing, tables  # noqa: E402
-from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
-from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
-from jobs.summary import RunSummary  # noqa: E402
+from jobs.indexing import build as index_build  # noqa: E402
+from jobs.indexing import update as index_update  # noqa: E402
+from jobs.indexing import partitions as indexing  # noqa: E402
+from jobs.tables import publish as tables  # noqa: E402
+from jobs.core.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
+from jobs.core.paths import check_input_exists, check_output_not_input  # noqa: E402
+from jobs.core.summary import RunSummary  # noqa: E402
 from index import factory  # noqa: E402
 
 NAME = "build-index"

@@ -9,8 +9,8 @@ import sys
 import typing
 from types import ModuleType
 
-from jobs import config
-from jobs.config import ConfigError
+from jobs.core import config
+from jobs.core.config import ConfigError
 
 JOBS = {
     "embed-images": "jobs.embed_images",
@@ -93,7 +93,9 @@ def run_job(job: ModuleType, argv: list[str]) -> int:
 
 
 def execute(job: ModuleType, cfg: typing.Any) -> int:
-    from jobs import session, summary, tables
+    from jobs.core import session
+    from jobs.core import summary
+    from jobs.tables import publish as tables
 
     if not getattr(job, "USES_SPARK", True):  # serve: a web server; its Spark runs are child processes
         return job.run(cfg)

@@ -12,10 +12,10 @@ from typing import Literal
 if __package__ in (None, ""):  # `spark-submit jobs/demo.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import demo_steps  # noqa: E402
-from jobs.config import TABLE_PREFIX, ConfigError, JobConfig, key, require_positive  # noqa: E402
-from jobs.paths import is_remote  # noqa: E402
-from jobs.summary import RunSummary  # noqa: E402
+from jobs.samples import demo_plan as demo_steps  # noqa: E402
+from jobs.core.config import TABLE_PREFIX, ConfigError, JobConfig, key, require_positive  # noqa: E402
+from jobs.core.paths import is_remote  # noqa: E402
+from jobs.core.summary import RunSummary  # noqa: E402
 
 NAME = "demo"
 PLAN = ("write Fashion-MNIST PNGs, sample photos, fortunes and gold labels → embed-images → build-index → "

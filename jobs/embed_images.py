@@ -9,10 +9,11 @@ from typing import ClassVar
 if __package__ in (None, ""):  # `spark-submit jobs/embed_images.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import embedding, tables  # noqa: E402
-from jobs.config import ConfigError, key  # noqa: E402
-from jobs.embedding import EmbedConfig  # noqa: E402
-from jobs.summary import RunSummary  # noqa: E402
+from jobs.embedding import steps as embedding  # noqa: E402
+from jobs.tables import publish as tables  # noqa: E402
+from jobs.core.config import ConfigError, key  # noqa: E402
+from jobs.embedding.steps import EmbedConfig  # noqa: E402
+from jobs.core.summary import RunSummary  # noqa: E402
 from udfs import cnn  # noqa: E402
 from udfs.embed_udfs import ImageJobOptions, image_embedder  # noqa: E402
 

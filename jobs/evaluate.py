@@ -10,10 +10,14 @@ from typing import ClassVar, Literal
 if __package__ in (None, ""):  # `spark-submit jobs/evaluate.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import classification, ids, inputs, labelled, tables  # noqa: E402
-from jobs.config import ConfigError, JobConfig, key, require_non_negative  # noqa: E402
-from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
-from jobs.summary import RunSummary  # noqa: E402
+from jobs.evaluation import classification  # noqa: E402
+from jobs.tables import ids  # noqa: E402
+from jobs.tables import inputs  # noqa: E402
+from jobs.tables import labelled  # noqa: E402
+from jobs.tables import publish as tables  # noqa: E402
+from jobs.core.config import ConfigError, JobConfig, key, require_non_negative  # noqa: E402
+from jobs.core.paths import check_input_exists, check_output_not_input  # noqa: E402
+from jobs.core.summary import RunSummary  # noqa: E402
 from udfs.classification import NONE  # noqa: E402
 from udfs.similarity import query_metrics  # noqa: E402
 

@@ -12,10 +12,12 @@ from typing import ClassVar
 if __package__ in (None, ""):  # `spark-submit jobs/report.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import inputs, report_data, tables  # noqa: E402
-from jobs.config import TABLE_PREFIX, ConfigError, JobConfig, key, require_positive  # noqa: E402
-from jobs.paths import check_input_exists, check_output_not_input, is_remote, local_path  # noqa: E402
-from jobs.summary import RunSummary  # noqa: E402
+from jobs.tables import inputs  # noqa: E402
+from jobs.reporting import gathering as report_data  # noqa: E402
+from jobs.tables import publish as tables  # noqa: E402
+from jobs.core.config import TABLE_PREFIX, ConfigError, JobConfig, key, require_positive  # noqa: E402
+from jobs.core.paths import check_input_exists, check_output_not_input, is_remote, local_path  # noqa: E402
+from jobs.core.summary import RunSummary  # noqa: E402
 from udfs import report_html, report_plots, report_sections as sec, report_tables  # noqa: E402
 
 NAME = "report"

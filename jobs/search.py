@@ -9,10 +9,16 @@ from typing import ClassVar, Literal
 if __package__ in (None, ""):  # `spark-submit jobs/search.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import embedding, ids, indexing, inputs, session, tables, vectors  # noqa: E402
-from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
-from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
-from jobs.summary import JobFailed, RunSummary  # noqa: E402
+from jobs.embedding import steps as embedding  # noqa: E402
+from jobs.tables import ids  # noqa: E402
+from jobs.indexing import partitions as indexing  # noqa: E402
+from jobs.tables import inputs  # noqa: E402
+from jobs.core import session  # noqa: E402
+from jobs.tables import publish as tables  # noqa: E402
+from jobs.tables import vectors  # noqa: E402
+from jobs.core.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
+from jobs.core.paths import check_input_exists, check_output_not_input  # noqa: E402
+from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 from index import manifest  # noqa: E402
 from index.manifest import IndexIntegrityError  # noqa: E402
 

@@ -10,10 +10,13 @@ from typing import ClassVar
 if __package__ in (None, ""):  # `spark-submit jobs/unique.py` without the zip on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import indexing, neighbours, tables, vectors  # noqa: E402
-from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
-from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
-from jobs.summary import JobFailed, RunSummary  # noqa: E402
+from jobs.indexing import partitions as indexing  # noqa: E402
+from jobs.indexing import neighbours  # noqa: E402
+from jobs.tables import publish as tables  # noqa: E402
+from jobs.tables import vectors  # noqa: E402
+from jobs.core.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
+from jobs.core.paths import check_input_exists, check_output_not_input  # noqa: E402
+from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 
 NAME = "unique"
 PLAN = ("k-NN of every item (self excluded, exact duplicates skipped; items with only copies searched "

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets as demo_data
 from tests.cluster import ROOT, StandaloneCluster, free_port, submit
 from tests.conftest import common_args
 

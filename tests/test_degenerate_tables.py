@@ -131,7 +131,7 @@ def bad_vectors() -> dict[str, object]:
 
 @pytest.mark.parametrize("element", ["float", "double"])
 def test_vector_check_finds_every_kind_of_bad_vector(spark, element):
-    from jobs import vectors
+    from jobs.tables import vectors
 
     rows = {"ok": [0.6, -0.8, 0.0], "nan": [float("nan"), 1.0, 0.0], "inf": [1.0, float("inf"), 0.0],
             "minus_inf": [1.0, float("-inf"), 0.0], "null_value": [1.0, None, 0.0], "zero": [0.0, 0.0, 0.0],

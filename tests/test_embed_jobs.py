@@ -13,7 +13,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import cli, demo_data, tables
+from jobs import cli
+from jobs.samples import datasets as demo_data
+from jobs.tables import publish as tables
 from tests.conftest import common_args, jpeg_bytes
 
 SCHEMA = ("struct<id:string,source:string,content_hash:string,model:string,embedding:array<float>,"

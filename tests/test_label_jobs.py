@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets as demo_data
 from tests.conftest import common_args
 
 CONF = Path(__file__).resolve().parent.parent / "conf"

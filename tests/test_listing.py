@@ -16,7 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, features
 
-from jobs import cli, paths, tables
+from jobs import cli
+from jobs.core import paths
+from jobs.tables import publish as tables
 from tests.conftest import common_args, jpeg_bytes
 from udfs import files
 from udfs.report_thumbs import thumbnail_of
@@ -36,8 +38,8 @@ class _Logged(logging.Handler):
 
 
 def run_cli(job: str, work: Path, *args: str) -> tuple[int, dict, list[str]]:
-    """(exit code, the runs-table summary, what jobs.listing logged) of one run under `work`."""
-    logged, logger = _Logged(), logging.getLogger("jobs.listing")
+    """(exit code, the runs-table summary, what jobs.tables.listing logged) of one run under `work`."""
+    logged, logger = _Logged(), logging.getLogger("jobs.tables.listing")
     logger.addHandler(logged)
     try:
         code = cli.main([job, *args, *common_args(work)])

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets as demo_data
 from tests.conftest import common_args
 from tests.test_embed_jobs import knn_agreement
 from tests.test_label_jobs import CONF, accuracy, balanced_split, label, write_split

@@ -15,7 +15,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets as demo_data
 from tests.cluster import ROOT, spark_env
 from tests.conftest import common_args
 
@@ -188,7 +189,7 @@ def test_incremental_index_update_equals_a_fresh_build(spark, tmp_path, factory)
 
 
 def test_a_swap_killed_between_its_renames_is_undone_by_the_next_run(spark, tmp_path):
-    from jobs import tables
+    from jobs.tables import publish as tables
 
     out = tmp_path / "out"
     spark.range(10).write.parquet(str(out))

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets as demo_data
 from tests.conftest import ROOT, common_args
 
 HOSTILE_FILE = "<img src=x onerror=alert(1)>.png"  # a file name that is markup

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from jobs import cli, demo_data, serve
+from jobs import cli, serve
+from jobs.samples import datasets as demo_data
 from tests.conftest import ROOT, common_args, jpeg_bytes
 
 MAX_UPLOAD = 1 << 20  # the test server's max_upload_bytes (the default is 20 MB)
@@ -77,7 +78,7 @@ def app_state(built):
     import faiss
     import torch
 
-    from jobs import config
+    from jobs.core import config
     from jobs.app import state
 
     keys = ["--index", built.at("index"), "--compare-index", built.at("hnsw"), "--embeddings", built.at("emb"),
@@ -292,7 +293,7 @@ def test_label_scores_follow_the_edited_labels_and_the_head_matches_assign_label
 
 
 def test_zmap_is_fitted_once_in_the_background_then_maps_the_labels(client, app_state):
-    from jobs import label_methods
+    from jobs.labelling import methods as label_methods
     from udfs import texts
     from udfs.heads import Head
 

@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets as demo_data
 from tests.conftest import common_args
 
 

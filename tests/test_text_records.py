@@ -7,8 +7,11 @@ import json
 
 import pytest
 
-from jobs import config, embed_texts, labelled, text_items
-from jobs.config import ConfigError
+from jobs import embed_texts
+from jobs.core import config
+from jobs.tables import labelled
+from jobs.embedding import items as text_items
+from jobs.core.config import ConfigError
 from udfs import decoding, record_files, texts
 from udfs.records import TextFormat
 from udfs.status import DECODE_ERROR, RowError

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.app.parquet import ParquetTable
-from jobs.config import ConfigError
+from jobs.core.config import ConfigError
 from udfs.files import read_file
 from udfs.report_thumbs import MAX_BYTES, is_image_source, thumbnail_bytes
 

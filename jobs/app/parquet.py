@@ -7,8 +7,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from jobs.config import ConfigError
-from jobs.paths import is_remote, local_path
+from jobs.core.config import ConfigError
+from jobs.core.paths import is_remote, local_path
 
 
 def key_hashes(values: list[str] | np.ndarray) -> np.ndarray:

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 import yaml
 
-from jobs import assign_labels, label_fit, label_methods
+from jobs import assign_labels
+from jobs.labelling import fitting as label_fit
+from jobs.labelling import methods as label_methods
 from jobs.app.engine import embed_one
-from jobs.config import ConfigError
+from jobs.core.config import ConfigError
 from udfs import heads, texts
 from udfs.heads import Head
 from udfs.label_sets import DEFAULT_TEMPLATES, LabelSet, parse_label_set

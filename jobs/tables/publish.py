@@ -5,9 +5,9 @@ import logging
 import uuid
 from typing import Callable
 
-from jobs import listing
-from jobs.config import TABLE_PREFIX, ConfigError
-from jobs.paths import hadoop_path, has_glob, is_remote, reader_paths
+from jobs.tables import listing
+from jobs.core.config import TABLE_PREFIX, ConfigError
+from jobs.core.paths import hadoop_path, has_glob, is_remote, reader_paths
 from udfs import files
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ def detect_format(location: str, declared: str) -> str:
 
 
 def read_input(spark, location: str, fmt: str, opts=None):
-    """The DataFrame of a tabular input (parquet, csv, jsonl, table): see `jobs.inputs.read`; `opts` is
+    """The DataFrame of a tabular input (parquet, csv, jsonl, table): see `jobs.tables.inputs.read`; `opts` is
     an `inputs.ReadOptions` (default: UTF-8, `,`, no checked columns)."""
-    from jobs import inputs
+    from jobs.tables import inputs
 
     return inputs.read(spark, location, fmt, opts or inputs.ReadOptions())
 

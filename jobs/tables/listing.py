@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from jobs.config import ConfigError
-from jobs.paths import expand_glob, glob_root, hadoop_path, is_glob, is_remote, local_path, reader_paths
+from jobs.core.config import ConfigError
+from jobs.core.paths import expand_glob, glob_root, hadoop_path, is_glob, is_remote, local_path, reader_paths
 from udfs import files
 
 log = logging.getLogger(__name__)

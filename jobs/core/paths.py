@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import os
 
-from jobs.config import TABLE_PREFIX, ConfigError, check_table_name
+from jobs.core.config import TABLE_PREFIX, ConfigError, check_table_name
 
 GLOB_METACHARACTERS = "\\*?[]{}"  # Hadoop's GlobPattern and Spark's isGlobPath; `^ - !` and `,` act only inside
 

@@ -10,10 +10,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from jobs import (assign_labels, build_index, config, dedup, demo_data, embed_images, embed_texts, evaluate,
-                  report, search, tables, unique)
-from jobs.config import ConfigError
-from jobs.summary import JobFailed, RunSummary, append_run
+from jobs import assign_labels, build_index, dedup, embed_images, embed_texts, evaluate, report, search, unique
+from jobs.core import config
+from jobs.samples import datasets as demo_data
+from jobs.tables import publish as tables
+from jobs.core.config import ConfigError
+from jobs.core.summary import JobFailed, RunSummary, append_run
 
 log = logging.getLogger(__name__)
 INPUT_KEYS = ("input", "embeddings", "index", "neighbours", "labels_table")

@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from jobs import yaml_loader
+from jobs.core import yaml_loader
 
 MODES = ("overwrite", "append", "error-if-exists")
 TABLE_PREFIX = "table:"

@@ -7,8 +7,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs import inputs, tables
-from jobs.config import ConfigError
+from jobs.tables import inputs
+from jobs.tables import publish as tables
+from jobs.core.config import ConfigError
 from udfs import decoding
 from udfs.status import MALFORMED, RowError
 

@@ -5,10 +5,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from jobs import ids, listing, session, tables, text_items
-from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive
-from jobs.paths import check_input_exists, check_output_not_input
-from jobs.summary import JobFailed, RunSummary
+from jobs.tables import ids
+from jobs.tables import listing
+from jobs.core import session
+from jobs.tables import publish as tables
+from jobs.embedding import items as text_items
+from jobs.core.config import ConfigError, JobConfig, key, require_non_negative, require_positive
+from jobs.core.paths import check_input_exists, check_output_not_input
+from jobs.core.summary import JobFailed, RunSummary
 from udfs import precision
 from udfs.embed_udfs import EMBEDDINGS_SCHEMA
 from udfs.status import OK
@@ -100,7 +104,7 @@ def embed_and_publish(spark, cfg: EmbedConfig, summary: RunSummary, items,
     """items (id, source, ...[, status, error, _order, _where]) → ids marked (`ids.mark`) → embedder via
     mapInPandas → staged, counted, checked, published. With `incremental`, only new and changed items
     are embedded; `model_label()` names the model the rows would get (to tell a model change)."""
-    from jobs import incremental
+    from jobs.embedding import incremental
 
     items = ids.mark(items, cfg.id_column)
     with summary.timed("count inputs"):

@@ -10,8 +10,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from jobs import embedding, example_rows, ids, tables, text_items, yaml_loader
-from jobs.config import ConfigError
+from jobs.embedding import steps as embedding
+from jobs.labelling import examples as example_rows
+from jobs.tables import ids
+from jobs.tables import publish as tables
+from jobs.embedding import items as text_items
+from jobs.core import yaml_loader
+from jobs.core.config import ConfigError
 from udfs import cnn, heads, texts
 from udfs.heads import Head
 from udfs.label_sets import LabelSet, parse_label_set
@@ -117,7 +122,7 @@ def head_for(spark, cfg, model: str, summary) -> tuple[Head, str]:
             raise ConfigError(f"key 'head': {cfg.head!r} was fitted on {head.embedding_model!r} embeddings, "
                               f"the table holds {model!r}")
         return head, cfg.head
-    from jobs import label_methods
+    from jobs.labelling import methods as label_methods
 
     label_set = read_label_set(cfg.labels)
     spec = text_spec(cfg, model) if cfg.method != "setfit" else \

@@ -10,7 +10,7 @@ jobs read only `ok` rows, and refuse a table whose ok rows break the contract (o
 """
 from __future__ import annotations
 
-from jobs.config import ConfigError
+from jobs.core.config import ConfigError
 from udfs.status import DUPLICATE_ID, MISSING_ID
 
 

@@ -9,9 +9,9 @@ from typing import Callable
 
 import numpy as np
 
-from jobs import tables
-from jobs.config import ConfigError
-from jobs.label_fit import Examples
+from jobs.tables import publish as tables
+from jobs.core.config import ConfigError
+from jobs.labelling.fitting import Examples
 from udfs import finetune, heads, texts
 from udfs.heads import Head
 from udfs.label_sets import LabelSet

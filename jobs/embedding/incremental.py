@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from jobs import tables
+from jobs.tables import publish as tables
 from udfs.embed_udfs import COLUMNS
 from udfs.hashing import file_hasher
 from udfs.status import DUPLICATE_ID, MISSING_ID, READ_ERROR

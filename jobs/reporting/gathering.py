@@ -6,7 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from jobs import inputs, labelled, tables
+from jobs.tables import inputs
+from jobs.tables import labelled
+from jobs.tables import publish as tables
 from udfs.report_sections import Item, Neighbour
 from udfs.report_tables import is_retrieval
 from udfs.report_thumbs import THUMBS_SCHEMA, thumbnailer

@@ -40,7 +40,7 @@ def usable_rows(df, rows: int, dim: int, metric: str, where: str) -> tuple[Any, 
     others). One counting pass; the rows are filtered (the check evaluated again) only when some
     fail. The first ids of each failing status are logged as left out of `where` (e.g. "the index").
     Raises ConfigError when no row passes: there is nothing to index or compare."""
-    from jobs.config import ConfigError
+    from jobs.core.config import ConfigError
 
     status = vector_check(dim, metric)[0]
     counted = failed_rows(df, dim, metric).groupBy("status").count().collect()

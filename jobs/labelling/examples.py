@@ -8,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs import inputs, labelled, listing, tables
-from jobs.config import ConfigError
+from jobs.tables import inputs
+from jobs.tables import labelled
+from jobs.tables import listing
+from jobs.tables import publish as tables
+from jobs.core.config import ConfigError
 from udfs import cnn
 
 log = logging.getLogger(__name__)

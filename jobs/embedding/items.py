@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
-from jobs import inputs, listing, tables
-from jobs.config import ConfigError
+from jobs.tables import inputs
+from jobs.tables import listing
+from jobs.tables import publish as tables
+from jobs.core.config import ConfigError
 from udfs import decoding
 from udfs.status import DECODE_ERROR
 

@@ -5,9 +5,12 @@ import logging
 from contextlib import contextmanager
 from typing import Iterator
 
-from jobs import ids, indexing, session, tables
-from jobs.config import ConfigError
-from jobs.summary import RunSummary
+from jobs.tables import ids
+from jobs.indexing import partitions as indexing
+from jobs.core import session
+from jobs.tables import publish as tables
+from jobs.core.config import ConfigError
+from jobs.core.summary import RunSummary
 from index import manifest
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 
-from jobs.config import JobConfig
+from jobs.core.config import JobConfig
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,14 @@ import os
 
 import numpy as np
 
-from jobs import embedding, indexing, session, tables, vectors
-from jobs.embedding import RowsInfo
-from jobs.config import ConfigError
-from jobs.summary import JobFailed
+from jobs.embedding import steps as embedding
+from jobs.indexing import partitions as indexing
+from jobs.core import session
+from jobs.tables import publish as tables
+from jobs.tables import vectors
+from jobs.embedding.steps import RowsInfo
+from jobs.core.config import ConfigError
+from jobs.core.summary import JobFailed
 from index import factory, manifest, searcher, shards, store
 from index.manifest import Manifest
 

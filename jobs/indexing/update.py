@@ -7,8 +7,9 @@ import os
 
 import numpy as np
 
-from jobs import index_build, indexing
-from jobs.paths import reader_paths
+from jobs.indexing import build as index_build
+from jobs.indexing import partitions as indexing
+from jobs.core.paths import reader_paths
 from index import manifest, shards, store
 from index.manifest import IndexIntegrityError, Manifest
 

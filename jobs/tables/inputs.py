@@ -6,9 +6,10 @@ import logging
 import os
 from dataclasses import dataclass
 
-from jobs import listing, tables
-from jobs.config import ConfigError, key
-from jobs.paths import is_remote, local_path, reader_paths
+from jobs.tables import listing
+from jobs.tables import publish as tables
+from jobs.core.config import ConfigError, key
+from jobs.core.paths import is_remote, local_path, reader_paths
 from udfs import decoding, record_files
 from udfs.records import TextFormat
 from udfs.status import DECODE_ERROR
