@@ -105,7 +105,7 @@ def spark_variant(precision: str) -> str:
 def run_job(spark: Any, job: ModuleType, cfg: Any) -> Measure:
     """`job.run` timed whole: listing/reading, counting, embedding, writing, verifying, publishing."""
     from jobs.core.summary import RunSummary
-    from jobs.tables.publish import new_run_id
+    from jobs.core.summary import new_run_id
 
     summary = RunSummary(job.NAME, new_run_id())
     tick = time.perf_counter()
@@ -228,8 +228,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="200 images, 400 texts, 1 round")
     parser.add_argument("--repeats", type=int, help="interleaved rounds (default 2; quick 1)")
     parser.add_argument("--knobs", action="store_true", help="score the iconic200 knobs even at target")
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"),
-                        help="folder holding agnews/ and iconic200/")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
+                        help="folder holding agnews/ and iconic200/ (default: ../shared/data beside the repository)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-md", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)

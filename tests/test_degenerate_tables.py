@@ -155,7 +155,8 @@ def test_bad_vectors_are_left_out_with_their_status_in_every_job(spark, tmp_path
     meta = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert (meta["ntotal"], meta["left_out"]) == (3, {"non_finite": 2, "zero_vector": 1})
     run = last_run(tmp_path, "build-index")
-    assert (run["rows_in"], run["statuses"]) == (6, {"ok": 3, "non_finite": 2, "zero_vector": 1})
+    # every row of the table is counted: indexed (ok), left out (its vector's status), not ok (its own)
+    assert (run["rows_in"], run["statuses"]) == (7, {"ok": 3, "non_finite": 2, "zero_vector": 1, "decode_error": 1})
     assert "2 rows left out of the index as non_finite" in said and "'inf', 'nan'" in said
     assert "1 rows left out of the index as zero_vector" in said and "'zero'" in said
 

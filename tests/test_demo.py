@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from jobs import cli
-from jobs.samples import demo_plan as demo_steps
+from jobs.samples import demo_plan
 from jobs.core.config import ConfigError, JobConfig
 from jobs.core.summary import JobFailed
 from tests.conftest import ROOT, common_args
@@ -167,6 +167,7 @@ def test_demo_steps_are_real_job_configs(tmp_path):
     from jobs.core import config
 
     cfg = config.load(demo.Config, None, [f"output={tmp_path}"])
-    for step in demo_steps.steps(cfg, "fp32"):
-        step.job.Config(**step.keys)  # unknown keys raise TypeError
-        assert set(step.keys) <= set(config.fields(step.job.Config)), step.stage
+    for step in demo_plan.steps(cfg.plan_options, "fp32"):
+        job = demo.JOBS[step.job]
+        job.Config(**step.keys)  # unknown keys raise TypeError
+        assert set(step.keys) <= set(config.fields(job.Config)), step.stage

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jobs.core.config import ConfigError
-from jobs.labelling.fitting import read_label_set
+from jobs.labelling.sets import read_label_set
 from udfs import finetune, heads, texts
 from udfs.classification import NONE, classification_metrics
 from udfs.heads import Head

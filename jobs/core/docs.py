@@ -5,8 +5,8 @@ import importlib
 import sys
 from pathlib import Path
 
+from jobs import JOBS
 from jobs.core import config
-from jobs.cli import JOBS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"

@@ -10,21 +10,34 @@ from __future__ import annotations
 import glob
 import os
 
+from index import store
 from jobs.core.config import TABLE_PREFIX, ConfigError, check_table_name
 
 GLOB_METACHARACTERS = "\\*?[]{}"  # Hadoop's GlobPattern and Spark's isGlobPath; `^ - !` and `,` act only inside
 
 
+def is_table(location: str) -> bool:
+    """A metastore table (`table:db.name`), not a path."""
+    return location.startswith(TABLE_PREFIX)
+
+
+def table_name(location: str) -> str:
+    """`db.name` of `table:db.name` (`default.name` of `table:name`)."""
+    name = location[len(TABLE_PREFIX):]
+    return name if "." in name else f"default.{name}"
+
+
 def is_remote(path: str) -> bool:
-    scheme = path.split("://", 1)[0] if "://" in path else ""
-    return scheme not in ("", "file")
+    """On a filesystem other than this machine's (any scheme but `file:`)."""
+    return store.local_path(path) is None
 
 
 def local_path(path: str) -> str:
-    """`file:///x` or `file:/x` → `/x`; other local paths made absolute."""
-    if path.startswith("file:"):
-        path = "/" + path[len("file:"):].lstrip("/")
-    return os.path.abspath(path)
+    """The absolute local path of a local location (`index.store.local_path`: `file:/x`, `file:///x`, `x`)."""
+    found = store.local_path(path)
+    if found is None:
+        raise ValueError(f"{path} is not a local path")
+    return found
 
 
 def has_glob(path: str) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 from jobs.core.config import JobConfig
 
@@ -70,7 +72,20 @@ def _set_runtime(spark: "object", name: str, value: str) -> None:
         log.warning("%s=%s not applied to the running session: %s", name, value, exc)
 
 
-def set_arrow_batch(spark, rows: int) -> None:
-    """Rows per Arrow block handed to pandas functions. Each job sets its own: the setting outlives
-    a job in a shared session, and faiss searches of small blocks are many times slower per query."""
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(rows))
+@contextmanager
+def arrow_batch(spark, rows: int) -> Iterator[None]:
+    """Rows per Arrow block Spark hands pandas functions, for the actions run inside the block; the
+    session's value comes back after. Jobs own this setting, library functions never touch it: their
+    partition functions re-block what they are given (`udfs.batches.rebatch`). A job sets it where the
+    transfer itself must stay small (image bytes: one block of a whole default 10,000 rows could hold
+    gigabytes)."""
+    name = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(name, None)
+    spark.conf.set(name, str(rows))
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(name)
+        else:
+            spark.conf.set(name, before)

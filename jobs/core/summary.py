@@ -1,10 +1,11 @@
 """A job run's summary: rows in / ok / failed by status, seconds per stage, outputs; logged and kept."""
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,8 +14,24 @@ from typing import Any, Iterator
 log = logging.getLogger("sparkamp")
 
 
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 class JobFailed(RuntimeError):
     """The job ran but refused to publish (rows lost, an index below min_recall): exit code 1."""
+
+
+@contextmanager
+def timed(stages: dict[str, float], stage: str, job: str = "sparkamp") -> Iterator[None]:
+    """Adds the seconds one stage takes to `stages[stage]`, logging its start and end."""
+    log.info("%s: %s ...", job, stage)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - start
+        log.info("%s: %s done in %.1f s", job, stage, stages[stage])
 
 
 @dataclass
@@ -28,16 +45,9 @@ class RunSummary:
     stats: dict[str, float] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
 
-    @contextmanager
-    def timed(self, stage: str) -> Iterator[None]:
+    def timed(self, stage: str):
         """Times one stage and logs it: `with summary.timed("embed + write"):`."""
-        log.info("%s: %s ...", self.job, stage)
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stages[stage] = self.stages.get(stage, 0.0) + time.perf_counter() - start
-            log.info("%s: %s done in %.1f s", self.job, stage, self.stages[stage])
+        return timed(self.stages, stage, self.job)
 
     def count_ok(self, ok: int, skipped: int | None = None) -> None:
         """Statuses of a job that reads embeddings: `ok` rows used, the rest (not ok) skipped."""
@@ -94,14 +104,10 @@ def append_run(spark, runs_table: str, row: dict[str, Any]) -> None:
         return
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from pyarrow import fs as pafs
 
-    if "://" in runs_table and not runs_table.startswith("file:"):
-        filesystem, base = pafs.FileSystem.from_uri(runs_table)
-    else:
-        filesystem, base = pafs.LocalFileSystem(), os.path.abspath(runs_table.removeprefix("file:"))
-    filesystem.create_dir(base, recursive=True)
+    from index import store
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([row]), buffer)
     name = f"run-{row['started_at'][:19].replace(':', '')}-{row['job']}-{row['run_id']}.parquet"
-    tmp = f"{base}/.{name}.tmp"  # hidden until complete, then renamed into place
-    pq.write_table(pa.Table.from_pylist([row]), tmp, filesystem=filesystem)
-    filesystem.move(tmp, f"{base}/{name}")
+    store.write_bytes(store.join(runs_table, name), buffer.getvalue())  # hidden until complete

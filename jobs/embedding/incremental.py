@@ -3,13 +3,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
-from jobs.tables import publish as tables
-from udfs.embed_udfs import COLUMNS
+from jobs.tables.contracts import EMBEDDINGS
 from udfs.hashing import file_hasher
 from udfs.status import DUPLICATE_ID, MISSING_ID, READ_ERROR
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """How an incremental run tells an unchanged item: the label the model gives its rows now (a changed
+    model remakes every row; called only when there is a previous output), the largest file hashed."""
+
+    model_label: Callable[[], str]
+    max_bytes: int
 
 
 @dataclass
@@ -38,18 +47,14 @@ def with_hashes(items, max_bytes: int):
     return items.join(hashes, "id", "left")
 
 
-def plan(spark, output: str, items, model: str, max_bytes: int) -> Plan:
-    """Which items (`ids.mark`ed) to embed and which previous rows to keep. A row is kept when its id is
-    still in the input with the same content hash and the same model; read errors are always retried,
-    and rows that came with a status (reading or id problems) are always made again."""
+def plan(items, previous, model: str, max_bytes: int) -> Plan:
+    """Which items (`ids.mark`ed) to embed and which rows of `previous` (the embeddings table the last
+    run wrote, conformed to its contract) to keep. A row is kept when its id is still in the input with
+    the same content hash and the same model; read errors are always retried, and rows that came with a
+    status (reading or id problems) are always made again. `max_bytes`: the largest file hashed."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    if not tables.exists(spark, output):
-        log.info("incremental: %s does not exist yet; embedding everything", output)
-        return Plan(items, None, {"new": -1})
-    previous = tables.read_input(spark, output, "table" if tables.is_table(output) else "parquet")
-    tables.require_columns(previous, {f"previous output ({c})": c for c in COLUMNS}, output)
     # rows of a missing or repeated id say nothing about an id's content: never reused, never matched
     keyed = previous.filter(F.col("id").isNotNull() & ~F.col("status").isin(MISSING_ID, DUPLICATE_ID))
     before = keyed.select("id", F.col("content_hash").alias("_prev_hash"),
@@ -64,7 +69,7 @@ def plan(spark, output: str, items, model: str, max_bytes: int) -> Plan:
     counts = {row["_kind"]: int(row["count"]) for row in joined.groupBy("_kind").count().collect()}
     counts["deleted"] = keyed.join(items.select("id"), "id", "left_anti").count()
     keep = joined.filter(F.col("_kind") == "unchanged").select("id", "source")  # where it is now
-    reused = keyed.drop("source").join(keep, "id").select(*COLUMNS)
+    reused = keyed.drop("source").join(keep, "id").select(*EMBEDDINGS.columns)
     todo = joined.filter(F.col("_kind") != "unchanged").select(*items.columns)
     log.info("incremental: %s", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return Plan(todo, reused, counts, joined)

@@ -1,16 +1,39 @@
-"""Text items: the (id, source, text | path, status, error) rows that embed-texts and setfit scoring embed,
-cut from a tabular input or listed from a folder of .txt files."""
+"""Items to embed read from a job's input: (id, source, path | content | text[, status, error, _order,
+_where]) rows listed from a folder or glob of files, or cut from a tabular input (images and texts)."""
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
-from jobs.tables import inputs
-from jobs.tables import listing
-from jobs.tables import publish as tables
 from jobs.core.config import ConfigError
+from jobs.tables import contracts, inputs, listing
 from udfs import decoding
-from udfs.status import DECODE_ERROR
+
+
+def listed_files(spark, stats: dict[str, float], location: str, extensions: tuple[str, ...] = ()):
+    """DataFrame(id, source, path) of the files `location` names (`listing.list_files`); the entries
+    skipped are counted into `stats` (`skipped_hidden`, `skipped_extension`)."""
+    listed = listing.list_files(spark, location, extensions)
+    stats.update(listed.stats())
+    return listed.items
+
+
+def image_items(spark, location: str, fmt: str, id_column: str, content_column: str):
+    """DataFrame(id, source, content | path) of a table or file of images: the bytes in `content_column`,
+    else files named in a `path` column. ConfigError naming the key of a missing column."""
+    df = inputs.read(spark, location, fmt, inputs.ReadOptions())
+    column = content_column if content_column in df.columns else "path"
+    contracts.require_columns(df, {"id_column": id_column, "content_column": column}, location)
+    return df.select(df[id_column].cast("string").alias("id"),
+                     source_column(location, fmt, id_column).alias("source"),
+                     df[column].alias("content" if column == content_column else "path"))
+
+
+def source_column(location: str, fmt: str, id_col: str):
+    """Where each tabular row came from: `file#id` or `table:db.name#id`."""
+    from pyspark.sql import functions as F
+
+    origin = F.lit(location) if fmt == "table" else F.input_file_name()
+    return F.concat(origin, F.lit("#"), F.col(id_col).cast("string"))
 
 
 @dataclass(frozen=True)
@@ -41,14 +64,14 @@ def read_items(spark, location: str, fmt: str, cols: TextColumns):
 
     if fmt == "text-dir":
         return listing.list_files(spark, location).items
-    df = tables.read_input(spark, location, fmt, inputs.ReadOptions(
+    df = inputs.read(spark, location, fmt, inputs.ReadOptions(
         cols.encoding, inputs.csv_delimiter(cols.delimiter), (cols.id_column, *cols.text_columns), cols.key))
     needed = {"id_column": cols.id_column}
     if cols.template:
         needed.update({f"text_template ({{{name}}})": name for name in cols.text_columns})
     else:
         needed["text_column"] = cols.text_column
-    tables.require_columns(df, needed, location)
+    contracts.require_columns(df, needed, location)
     origin = F.col(inputs.INPUT)
     item_id = F.make_valid_utf8(df[cols.id_column].cast("string"))
     base = F.lit(location) if fmt == "table" else origin["file"]  # `table:db.name#id`, `file#id`
@@ -81,33 +104,3 @@ def text_expression(df, cols: TextColumns):
     for column in columns[1:]:
         all_null, all_empty = all_null & column.isNull(), all_empty & (F.coalesce(column, F.lit("")) == "")
     return F.when(all_null, F.lit(None).cast("string")).when(all_empty, F.lit("")).otherwise(F.concat(*parts))
-
-
-QUERY_LINES_SCHEMA = ("id string, source string, text string, status string, error string, _order long, "
-                      "_where string")
-
-
-def query_lines(path: str, encoding: str) -> list[tuple]:
-    """Rows (QUERY_LINES_SCHEMA) of a local file of one query per line, read on the driver: the id and
-    the text are the line (without its line break; blank lines are not queries). A line with bytes not
-    valid in `encoding` is a `decode_error` row, its id the line with U+FFFD for them. ConfigError when
-    the file starts with a UTF-16 BOM read as something else, or holds no query."""
-    with open(path, "rb") as fh:
-        data = fh.read()  # a query file is small: the driver holds it
-    hint = decoding.utf16_hint(data, encoding)
-    if hint:
-        raise ConfigError(f"key 'query_texts': {path!r} is not {decoding.display(encoding)}{hint}")
-    rows = []
-    for n, line in enumerate(decoding.marked_lines(io.BytesIO(data), encoding), start=1):
-        text = line.rstrip("\r\n")
-        if not text.strip():
-            continue
-        where = f"line {n} of {path}"
-        problem = decoding.undecodable(text, encoding)
-        if problem is None:
-            rows.append((text, path, text, None, None, n, where))
-        else:
-            rows.append((decoding.unmark(text), path, None, DECODE_ERROR, f"{where}: {problem}", n, where))
-    if not rows:
-        raise ConfigError(f"key 'query_texts': {path!r} has no non-empty line")
-    return rows

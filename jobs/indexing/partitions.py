@@ -1,4 +1,5 @@
-"""Spark wiring for indexes: the partition functions that write shards and search, and their helpers."""
+"""The partition functions (mapInPandas) that write index shards, scan and search: thin shells around
+`index.shards` and `index.searcher`, and the helpers they share."""
 from __future__ import annotations
 
 import hashlib
@@ -10,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from index import searcher, shards, store
+from udfs.batches import rebatch
 from udfs.similarity import expand_queries
 
 SHARD_SCHEMA = "shard string, sha256 string, ntotal long, repeated long, scores binary, ids binary"
-# a query without neighbours is one row with rank, neighbor_id and score null and its status and reason
-NEIGHBOURS_SCHEMA = "query_id string, rank int, neighbor_id string, score float, status string, error string"
+SHARD_BLOCK_ROWS = 8192  # vectors added (and exactly scanned) per block: fewer, larger blocks are faster
 NO_NEIGHBOURS = "no_neighbours"
 MAX_INT64 = 0x7FFFFFFFFFFFFFFF
 Frames = Iterator[pd.DataFrame]
@@ -33,13 +34,13 @@ def vectors_of(frame: pd.DataFrame) -> np.ndarray:
 
 def shard_writer(trained: Any, queries: Any, folder: str, k: int, metric: str,
                  resume: bool) -> Callable[[Frames], Frames]:
-    """A mapInPandas function: one partition of (faiss_id, embedding) → one shard file + exact top-k.
+    """A mapInPandas function: one partition of (faiss_id, embedding), sorted by id → one shard file +
+    the exact top-k of the recall queries over it (so ground truth costs no extra pass over the data).
 
-    The shard is a copy of the trained empty index filled with the partition's vectors, written as
-    `shards/shard-<partition>.faiss` with a `.sha256` done-marker written last. With `resume`, a
-    shard whose marker exists is reused. Each partition also returns the exact top-k of the recall
-    queries over its own vectors, so ground truth costs no extra pass over the data.
-    `trained` (bytes) and `queries` (float32 [q, dim]) are Spark broadcasts: shipped once per executor.
+    The shard is `index.shards.fill` of a copy of the trained empty index, written as
+    `shards/shard-<partition>.faiss` with a `.sha256` done-marker written last; with `resume`, a shard
+    whose marker exists is reused (only scanned). `trained` (bytes) and `queries` (float32 [q, dim])
+    are Spark broadcasts: shipped once per executor. Returns one SHARD_SCHEMA row, none when empty.
     """
     def write_shard(frames: Frames) -> Frames:
         from pyspark import TaskContext
@@ -47,36 +48,42 @@ def shard_writer(trained: Any, queries: Any, folder: str, k: int, metric: str,
         from udfs import cache
 
         cache.set_faiss_threads()
-
         name = f"shards/{shards.shard_name(TaskContext.get().partitionId())}"
         marker = store.join(folder, name + ".sha256")
         reuse = resume and store.exists(marker)
-        index = None if reuse else shards.deserialize(trained.value)
-        sample = queries.value
-        best, count, repeated, last = None, 0, 0, -1
-        for frame in frames:
-            if frame.empty:
-                continue
-            ids, vectors = frame["faiss_id"].to_numpy(np.int64), vectors_of(frame)
-            # rows arrive sorted by id: a repeated id (or a hash collision) sits next to its twin
-            repeated += int(np.count_nonzero(np.diff(ids) == 0)) + int(ids[0] == last)
-            last = int(ids[-1])
-            if index is not None:
-                index.add_with_ids(vectors, ids)
-            part = shards.exact_topk(sample, [(ids, vectors)], k, metric)
-            best = part if best is None else shards.merge_topk([best, part], k, metric)
-            count += len(ids)
-        if count == 0:
+        scan, seen = shards.ExactTopK(queries.value, k, metric), _SortedIds()
+        blocks = scan.passing(seen.blocks(rebatch(frames, SHARD_BLOCK_ROWS)))
+        if reuse:
+            for _ in blocks:
+                pass
+        else:
+            index = shards.fill(trained.value, blocks)
+        if seen.count == 0:
             return
         if reuse:
             digest = store.read_bytes(marker).decode().strip()
         else:
             digest = store.write_index(store.join(folder, name), index)
             store.write_bytes(marker, digest.encode())
-        yield pd.DataFrame({"shard": [name], "sha256": [digest], "ntotal": [count], "repeated": [repeated],
-                            "scores": [best[0].astype(np.float32).tobytes()],
-                            "ids": [best[1].astype(np.int64).tobytes()]})
+        scores, ids = scan.result()
+        yield pd.DataFrame({"shard": [name], "sha256": [digest], "ntotal": [seen.count], "repeated": [seen.repeated],
+                            "scores": [scores.tobytes()], "ids": [ids.tobytes()]})
     return write_shard
+
+
+class _SortedIds:
+    """Blocks (faiss ids [n], vectors [n, dim]) of frames sorted by id, counting rows and repeated ids:
+    a repeated id (or a hash collision) sits next to its twin."""
+
+    def __init__(self) -> None:
+        self.count, self.repeated, self.last = 0, 0, -1
+
+    def blocks(self, frames: Frames) -> Iterator[shards.Block]:
+        for frame in frames:
+            ids, vectors = frame["faiss_id"].to_numpy(np.int64), vectors_of(frame)
+            self.repeated += int(np.count_nonzero(np.diff(ids) == 0)) + int(ids[0] == self.last)
+            self.last, self.count = int(ids[-1]), self.count + len(ids)
+            yield ids, vectors
 
 
 def exact_scan(spark, rows, queries: np.ndarray, k: int, metric: str) -> list[dict]:
@@ -87,16 +94,12 @@ def exact_scan(spark, rows, queries: np.ndarray, k: int, metric: str) -> list[di
         from udfs import cache
 
         cache.set_faiss_threads()
-        best = None
-        for frame in frames:
-            if not frame.empty:
-                part = shards.exact_topk(shipped.value, [(frame["faiss_id"].to_numpy(np.int64),
-                                                          vectors_of(frame))], k, metric)
-                best = part if best is None else shards.merge_topk([best, part], k, metric)
-        if best is None:
-            return
-        yield pd.DataFrame({"scores": [best[0].astype(np.float32).tobytes()],
-                            "ids": [best[1].astype(np.int64).tobytes()]})
+        found = shards.ExactTopK(shipped.value, k, metric)
+        for frame in rebatch(frames, SHARD_BLOCK_ROWS):
+            found.add(frame["faiss_id"].to_numpy(np.int64), vectors_of(frame))
+        if found.best is not None:
+            scores, ids = found.result()
+            yield pd.DataFrame({"scores": [scores.tobytes()], "ids": [ids.tobytes()]})
     result = rows.select("faiss_id", "embedding").mapInPandas(scan, "scores binary, ids binary").collect()
     shipped.unpersist()
     return [r.asDict() for r in result]
@@ -138,19 +141,17 @@ def searcher_fn(folder: str, k: int, exclude_self: bool, params: tuple[int, int]
 
         cache.set_faiss_threads()
         loaded = cache.get_latest(("index", folder, params), version, lambda: searcher.load(folder, *params))
-        for frame in frames:
-            for start in range(0, len(frame), batch_size):  # (empty frames yield nothing)
-                yield neighbours_frame(loaded, frame.iloc[start:start + batch_size], k, exclude_self,
-                                       expansion)
+        for block in rebatch(frames, batch_size):
+            yield neighbours_frame(loaded, block, k, exclude_self, expansion)
     return search_partition
 
 
 def neighbours_frame(loaded: searcher.LoadedIndex, frame: pd.DataFrame, k: int, exclude_self: bool,
                      expansion: Expansion = Expansion()) -> pd.DataFrame:
-    """Rows of NEIGHBOURS_SCHEMA for a block of queries (id, embedding[, status, error]): k rows per
-    `ok` query (fewer only when the index holds fewer), ranks from 1, status ok; one row with null
-    rank, neighbor_id and score for a query that is not ok (its status and error are kept) or that
-    finds no neighbour (status no_neighbours)."""
+    """Rows of the neighbours table (contracts.NEIGHBOURS) for a block of queries (id, embedding[, status,
+    error]): k rows per `ok` query (fewer only when the index holds fewer), ranks from 1, status ok; one
+    row with null rank, neighbor_id and score for a query that is not ok (its status and error are kept)
+    or that finds no neighbour (status no_neighbours)."""
     good = (frame["status"] == "ok").to_numpy() if "status" in frame else np.ones(len(frame), bool)
     found: dict[int, list] = {}
     if good.any():
@@ -187,7 +188,3 @@ def spread(df, partitions: int = 0):
     cores = df.sparkSession.sparkContext.defaultParallelism
     return df.repartition(partitions or max(cores, df.rdd.getNumPartitions()))
 
-
-def build_key(parts: dict[str, Any]) -> str:
-    """A short digest of what determines a build: names its resumable working directory."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]

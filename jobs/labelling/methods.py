@@ -1,4 +1,4 @@
-"""Fitting each assign-labels method on the driver, and self-training on the table's own predictions."""
+"""Fitting each assign-labels method's head on the driver: zero-shot, Zmap, Wmap, logistic, centroid, SetFit."""
 from __future__ import annotations
 
 import logging
@@ -9,14 +9,46 @@ from typing import Callable
 
 import numpy as np
 
-from jobs.tables import publish as tables
-from jobs.core.config import ConfigError
-from jobs.labelling.fitting import Examples
+from jobs.core.config import ConfigError, require_non_negative, require_positive
+from jobs.labelling.examples import Examples
 from udfs import finetune, heads, texts
 from udfs.heads import Head
 from udfs.label_sets import LabelSet
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How a head is fitted; the names are assign-labels' config keys (see its --help for each)."""
+
+    seed: int = 0
+    word_vectors: str = ""           # zmap: the target space's word2vec/GloVe file; "" = packaged GloVe 6B 50d
+    vocab_size: int = 20_000
+    zmap_alpha: float = 10.0
+    wmap_lambda: float = 1.0
+    wmap_base: str = "zmap"          # zmap | none
+    logreg_c: float = 1.0
+    prior_weight: float = 1.0
+    self_training: int = 0
+    self_training_fraction: float = 0.5
+    self_training_sample: int = 20_000
+    setfit_pairs: int = 20
+    setfit_epochs: int = 1
+    setfit_max_seconds: float = 600.0
+    model_path: str = ""             # the table's Sentence-Transformers directory when not packaged
+    vectors_path: str = ""           # word-vectors tables: the vectors file they were embedded with
+
+    def check(self) -> None:
+        """ConfigError naming the option (= config key) and what it accepts."""
+        require_positive(self, "vocab_size", "setfit_pairs", "setfit_epochs", "self_training_sample")
+        require_non_negative(self, "self_training", "wmap_lambda", "zmap_alpha")
+        if self.wmap_base not in ("zmap", "none"):
+            raise ConfigError(f"key 'wmap_base' expects one of zmap, none, got {self.wmap_base!r}")
+        if self.logreg_c <= 0:
+            raise ConfigError("key 'logreg_c' must be > 0")
+        if not 0 < self.self_training_fraction <= 1:
+            raise ConfigError("key 'self_training_fraction' must be in (0, 1]")
 
 
 @dataclass
@@ -28,11 +60,13 @@ class Inputs:
     model: str                       # the embeddings' model name
 
 
-def fit(cfg, inputs: Inputs, folder: str, summary) -> tuple[Head, tuple[str, ...]]:
-    """(the fitted head, files besides head.npz that the manifest must cover)."""
-    method, ex = cfg.method, inputs.examples
+def fit(method: str, inputs: Inputs, folder: str, opts: FitOptions,
+        stats: dict[str, float]) -> tuple[Head, tuple[str, ...]]:
+    """(the head of `method` fitted on `inputs`, files besides head.npz that its manifest must cover:
+    setfit writes its fine-tuned encoder under `folder`). `stats` gets counts worth reporting."""
+    cfg, ex = opts, inputs.examples
     params = {"seed": cfg.seed, "examples": int(len(ex.labels))}
-    warn_scarce_labels(ex.labels, inputs.names, summary)
+    warn_scarce_labels(ex.labels, inputs.names, stats)
     if method == "zero-shot":
         return Head(method, inputs.names, label_vectors(inputs), embedding_model=inputs.model,
                     params={**params, "templates": list(inputs.label_set.templates)}), ()
@@ -59,17 +93,17 @@ def fit(cfg, inputs: Inputs, folder: str, summary) -> tuple[Head, tuple[str, ...
             classes = heads.normalise(classes + cfg.prior_weight * label_vectors(inputs))
             params["prior_weight"] = cfg.prior_weight
         return Head(method, inputs.names, classes, embedding_model=inputs.model, params=params), ()
-    return setfit(cfg, inputs, folder, summary, params)
+    return setfit(cfg, inputs, folder, stats, params)
 
 
-def warn_scarce_labels(labels: np.ndarray, names: list[str], summary) -> None:
+def warn_scarce_labels(labels: np.ndarray, names: list[str], stats: dict[str, float]) -> None:
     """A warning naming each label with far fewer examples than the others (under half the median)."""
     scarce, median = heads.scarce_classes(labels, len(names))
     if scarce:
         log.warning("few examples: %s, under half the median of %g per label; logreg, setfit and "
                     "self-training weigh each label's examples as a whole, but a label learnt from so few "
                     "is unsteady: give it more", ", ".join(f"{names[c]!r} has {n}" for c, n in scarce), median)
-    summary.stats["scarce_labels"] = len(scarce)
+    stats["scarce_labels"] = len(scarce)
 
 
 def label_vectors(inputs: Inputs) -> np.ndarray:
@@ -102,7 +136,8 @@ def zmap(encoder: texts.TextModel, word_vectors: str, vocab_size: int, alpha: fl
     return heads.fit_zmap(sentence, kv[words], alpha)
 
 
-def setfit(cfg, inputs: Inputs, folder: str, summary, params: dict) -> tuple[Head, tuple[str, ...]]:
+def setfit(cfg: FitOptions, inputs: Inputs, folder: str, stats: dict[str, float],
+           params: dict) -> tuple[Head, tuple[str, ...]]:
     """Fine-tunes a fresh copy of the encoder on contrastive pairs, saves it under folder/encoder, and
     fits a logistic head on the fine-tuned embeddings of the examples."""
     import torch
@@ -114,57 +149,20 @@ def setfit(cfg, inputs: Inputs, folder: str, summary, params: dict) -> tuple[Hea
     opts = finetune.FineTuneOptions(cfg.setfit_pairs, cfg.setfit_epochs, max_seconds=cfg.setfit_max_seconds,
                                     seed=cfg.seed)
     try:
-        stats = finetune.fine_tune(model.encoder, ex.texts, ex.labels, opts)
+        tuned = finetune.fine_tune(model.encoder, ex.texts, ex.labels, opts)
     finally:
         torch.set_num_threads(threads)
-    summary.stats.update(setfit_pairs=stats.pairs, setfit_steps=stats.steps,
-                         setfit_seconds=round(stats.seconds, 1), setfit_stopped_early=int(stats.stopped_early))
+    stats.update(setfit_pairs=tuned.pairs, setfit_steps=tuned.steps, setfit_seconds=round(tuned.seconds, 1),
+                 setfit_stopped_early=int(tuned.stopped_early))
     model.encoder.save(os.path.join(folder, "encoder"), safe_serialization=True)
     vectors = texts.embed_texts(model, ex.texts, 32).embeddings
     weights, bias = heads.fit_logreg(vectors, ex.labels, len(inputs.names), cfg.logreg_c, cfg.seed)
     files = tuple(sorted(str(p.relative_to(folder)) for p in _files(os.path.join(folder, "encoder"))))
     head = Head("setfit", inputs.names, weights, bias=bias, embedding_model=f"{inputs.model}+setfit",
-                params={**params, "encoder": "encoder", "base_model": inputs.model, "pairs": stats.pairs,
-                        "steps": stats.steps, "stopped_early": stats.stopped_early})
+                params={**params, "encoder": "encoder", "base_model": inputs.model, "pairs": tuned.pairs,
+                        "steps": tuned.steps, "stopped_early": tuned.stopped_early})
     return head, files
 
 
 def _files(root: str) -> list[Path]:
     return [p for p in Path(root).rglob("*") if p.is_file()]
-
-
-def self_train(spark, cfg, head: Head, ex: Examples, summary) -> Head:
-    """Rounds of: label a sample of the table, keep each label's most confident share, refit a
-    logistic head on those (plus the real examples). Transductive: it uses the table, never the gold."""
-    sample = corpus_sample(spark, cfg.embeddings, cfg.self_training_sample, cfg.seed)
-    n = len(head.labels)
-    for round_ in range(cfg.self_training):
-        scores = head.scores(sample)
-        predicted, confidence = scores.argmax(axis=1), scores.max(axis=1)
-        keep = np.zeros(len(sample), dtype=bool)
-        for label in range(n):
-            rows = np.flatnonzero(predicted == label)
-            top = rows[np.argsort(-confidence[rows], kind="stable")[: max(1, int(len(rows) * cfg.self_training_fraction))]]
-            keep[top] = True
-        x, y = sample[keep], predicted[keep]
-        if ex.vectors is not None and len(ex.labels):
-            x, y = np.vstack([x, ex.vectors]), np.concatenate([y, ex.labels])
-        weights, bias = heads.fit_logreg(x, y, n, cfg.logreg_c, cfg.seed)
-        log.info("self-training round %d: %d pseudo-labelled rows", round_ + 1, int(keep.sum()))
-        head = Head(f"{head.method.split('+')[0]}+self-training", head.labels, weights, bias=bias,
-                    embedding_model=head.embedding_model,
-                    params={**head.params, "self_training": cfg.self_training,
-                            "self_training_fraction": cfg.self_training_fraction,
-                            "self_training_rows": int(len(sample))})
-    summary.stats["self_training_rows"] = int(len(sample))
-    return head
-
-
-def corpus_sample(spark, location: str, limit: int, seed: int) -> np.ndarray:
-    """[<= limit, d] embeddings of ok rows, drawn uniformly with `seed`; never the whole big table."""
-    from pyspark.sql import functions as F
-
-    df = tables.read_input(spark, location, "table" if tables.is_table(location) else "parquet")
-    ok = df.filter(F.col("status") == "ok").select("embedding")
-    rows = ok.orderBy(F.rand(seed)).limit(limit).collect()
-    return np.array([r[0] for r in rows], dtype=np.float32)

@@ -1,16 +1,16 @@
-"""Tabular inputs read as DataFrames: Parquet and tables by Spark, CSV and JSON Lines by our own parser on
-the workers; with each row's origin and the problem, if any, that keeps it from being used as it is."""
+"""User inputs read as DataFrames: their format told, Parquet and tables by Spark, CSV and JSON Lines by our
+own parser on the workers; with each row's origin and the problem, if any, that keeps it from being used as
+it is."""
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass
 
+from jobs.core.config import TABLE_PREFIX, ConfigError, key
+from jobs.core.paths import has_glob, is_remote, is_table, local_path, reader_paths, table_name
 from jobs.tables import listing
-from jobs.tables import publish as tables
-from jobs.core.config import ConfigError, key
-from jobs.core.paths import is_remote, local_path, reader_paths
-from udfs import decoding, record_files
+from udfs import decoding, files, record_files
 from udfs.records import TextFormat
 from udfs.status import DECODE_ERROR
 
@@ -54,17 +54,39 @@ def csv_delimiter(value: str) -> str:
     return char
 
 
-def check_text_keys(cfg) -> None:
-    """ConfigError naming `encoding` or `delimiter` when the config's value is not usable."""
+def check_text_keys(encoding: str, delimiter: str = ",") -> None:
+    """ConfigError naming `encoding` or `delimiter` when the value is not usable."""
     try:
-        decoding.check_encoding(cfg.encoding)
+        decoding.check_encoding(encoding)
     except ValueError as exc:
         raise ConfigError(f"key 'encoding': {exc}") from None
-    if hasattr(cfg, "delimiter"):
-        try:
-            csv_delimiter(cfg.delimiter)
-        except ValueError as exc:
-            raise ConfigError(f"key 'delimiter': {exc}") from None
+    try:
+        csv_delimiter(delimiter)
+    except ValueError as exc:
+        raise ConfigError(f"key 'delimiter': {exc}") from None
+
+
+def detect_format(location: str, declared: str) -> str:
+    """The input's format: as declared, or from its suffix, or (local paths) from the files it names:
+    their names, else their content (`listing.local_format`)."""
+    if declared != "auto":
+        return declared
+    if is_table(location):
+        return "table"
+    lower = location.lower().rstrip("/")
+    for suffix, fmt in listing.TABULAR_SUFFIXES.items():
+        if lower.endswith(suffix):
+            return fmt
+    if is_remote(location) and has_glob(location):  # `s3://b/photos/*.jpg`: the pattern's suffix tells
+        if files.is_image_name(lower):
+            return "images"
+        if lower.endswith(listing.TEXT_SUFFIXES):
+            return "text-dir"
+    found = None if is_remote(location) else listing.local_format(location)
+    if found:
+        return found
+    raise ConfigError(f"key 'input_format': cannot tell the format of {location!r}; set it to one of "
+                      "images, parquet, csv, jsonl, text-dir, table")
 
 
 def read(spark, location: str, fmt: str, opts: ReadOptions):
@@ -78,7 +100,7 @@ def read(spark, location: str, fmt: str, opts: ReadOptions):
     read. Problems are also counted and the first logged as a warning.
     """
     if fmt in ("parquet", "table"):
-        df = spark.table(tables.table_name(location)) if fmt == "table" else \
+        df = spark.table(table_name(location)) if fmt == "table" else \
             spark.read.parquet(*reader_paths(spark, location))  # as named: an existing path is not a glob
         return _checked_columns(df, location, opts)
     if fmt not in _SUFFIXES:
@@ -125,7 +147,7 @@ def _origin(df, location: str) -> tuple:
     try:
         meta = df.select("_metadata").schema["_metadata"].dataType
     except AnalysisException:  # not a file source: the table's name is all we know
-        return F.lit(tables.TABLE_PREFIX + tables.table_name(location) if tables.is_table(location)
+        return F.lit(TABLE_PREFIX + table_name(location) if is_table(location)
                      else location), None
     row = F.col("_metadata.row_index") + 1 if "row_index" in meta.fieldNames() else None
     return F.col("_metadata.file_path"), row

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
-from jobs.tables import inputs
-from jobs.tables import publish as tables
+from index import store
 from jobs.core.config import ConfigError
+from jobs.core.paths import is_table
+from jobs.tables import contracts, inputs
 from udfs import decoding
 from udfs.status import MALFORMED, RowError
 
@@ -34,17 +34,25 @@ def read_gold(spark, location: str, opts: GoldOptions):
     [{id: label}, ...] or [{"id": ..., label_column: ...}, ...]) or a table / Parquet / CSV / JSON Lines
     with `id` and `label_column`. ConfigError as in `checked_pairs`: rows that cannot be read, empty ids
     or labels, an id with two labels; a repeated (id, label) counts once."""
-    from pyspark.sql import functions as F
-
-    if location.endswith(".json") and not tables.is_table(location):
+    if location.endswith(".json") and not is_table(location):
         rows = json_pairs(location, opts.encoding, opts.label_column, opts.key)
-        df = spark.createDataFrame(rows, PAIRS_SCHEMA).withColumnRenamed("key", "id")
+        df = spark.createDataFrame(rows, PAIRS_SCHEMA).withColumnRenamed("key", "id").withColumnRenamed(
+            "label", opts.label_column)
     else:
         read = inputs.ReadOptions(opts.encoding, inputs.csv_delimiter(opts.delimiter), ("id", opts.label_column),
                                   opts.key)
-        df = tables.read_input(spark, location, tables.detect_format(location, "auto"), read)
-        tables.require_columns(df, {f"{opts.key} (id)": "id", "label_column": opts.label_column}, location)
-        df = df.select("id", F.col(opts.label_column).alias("label"), inputs.INPUT)
+        df = inputs.read(spark, location, inputs.detect_format(location, "auto"), read)
+    return gold_pairs(df, opts, location)
+
+
+def gold_pairs(df, opts: GoldOptions, location: str):
+    """(DataFrame(id, label), rows dropped as repeats) of a DataFrame with `id` and `opts.label_column`
+    columns, checked as `read_gold` says."""
+    from pyspark.sql import functions as F
+
+    contracts.require_columns(df, {f"{opts.key} (id)": "id", "label_column": opts.label_column}, location)
+    origin = [inputs.INPUT] if inputs.INPUT in df.columns else []
+    df = df.select("id", F.col(opts.label_column).alias("label"), *origin)
     return checked_pairs(df, "id", "gold label", opts.key, location)
 
 
@@ -107,7 +115,7 @@ def json_pairs(path: str, encoding: str, label_column: str, key_name: str) -> li
     `[{"id": ..., label_column: ...}, ...]`. ConfigError when it cannot be decoded or is not JSON of
     one of those shapes; a label that is an object or an array is a `malformed` row."""
     try:
-        text = decoding.decode(Path(path).read_bytes(), encoding)
+        text = decoding.decode(store.read_bytes(path), encoding)
         document = json.loads(text, object_pairs_hook=_Pairs)
     except RowError as err:
         raise ConfigError(f"key '{key_name}': {path!r} is {err.message}") from None

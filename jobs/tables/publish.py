@@ -1,80 +1,13 @@
-"""Job inputs and outputs: reading files and tables, publishing Parquet paths or metastore tables atomically."""
+"""Job outputs: Parquet paths or metastore tables staged, checked and published atomically."""
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Callable
 
-from jobs.tables import listing
-from jobs.core.config import TABLE_PREFIX, ConfigError
-from jobs.core.paths import hadoop_path, has_glob, is_remote, reader_paths
-from udfs import files
+from jobs.core.config import ConfigError
+from jobs.core.paths import hadoop_path, is_table, reader_paths, table_name
 
 log = logging.getLogger(__name__)
-
-TEXT_FORMATS = ("parquet", "csv", "jsonl", "text-dir", "table")
-
-
-def is_table(location: str) -> bool:
-    return location.startswith(TABLE_PREFIX)
-
-
-def table_name(location: str) -> str:
-    name = location[len(TABLE_PREFIX):]
-    return name if "." in name else f"default.{name}"
-
-
-def detect_format(location: str, declared: str) -> str:
-    """The input's format: as declared, or from its suffix, or (local paths) from the files it names:
-    their names, else their content (`listing.local_format`)."""
-    if declared != "auto":
-        return declared
-    if is_table(location):
-        return "table"
-    lower = location.lower().rstrip("/")
-    for suffix, fmt in listing.TABULAR_SUFFIXES.items():
-        if lower.endswith(suffix):
-            return fmt
-    if is_remote(location) and has_glob(location):  # `s3://b/photos/*.jpg`: the pattern's suffix tells
-        if files.is_image_name(lower):
-            return "images"
-        if lower.endswith(listing.TEXT_SUFFIXES):
-            return "text-dir"
-    found = None if is_remote(location) else listing.local_format(location)
-    if found:
-        return found
-    raise ConfigError(f"key 'input_format': cannot tell the format of {location!r}; set it to one of "
-                      "images, parquet, csv, jsonl, text-dir, table")
-
-
-def read_input(spark, location: str, fmt: str, opts=None):
-    """The DataFrame of a tabular input (parquet, csv, jsonl, table): see `jobs.tables.inputs.read`; `opts` is
-    an `inputs.ReadOptions` (default: UTF-8, `,`, no checked columns)."""
-    from jobs.tables import inputs
-
-    return inputs.read(spark, location, fmt, opts or inputs.ReadOptions())
-
-
-def require_columns(df, needed: dict[str, str], location: str) -> None:
-    """Each `key: column` must exist in `df`; else a ConfigError naming the key and the columns."""
-    for key_name, column in needed.items():
-        if column not in df.columns:
-            raise ConfigError(f"key '{key_name}': column {column!r} is not in {location!r}; its columns "
-                              f"are {', '.join(c for c in df.columns if c != '_input')}")
-
-
-def source_column(location: str, fmt: str, id_col: str):
-    """Where each tabular row came from: `file#id` or `table:db.name#id`."""
-    from pyspark.sql import functions as F
-
-    origin = F.lit(location) if fmt == "table" else F.input_file_name()
-    return F.concat(origin, F.lit("#"), F.col(id_col).cast("string"))
-
-
-# ---- publishing ---------------------------------------------------------------------------
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 def prepare_output(spark, output: str, mode: str) -> None:
