@@ -23,6 +23,7 @@ setup(
     description="Spark batch jobs for CNN/FAISS image search and zero/few-shot text labelling",
     python_requires=">=3.11",
     packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "index", "index.*"]),
+    py_modules=["sparkamp"],
     package_data={"jobs.app": ["static/*"]},
     install_requires=[r for r in REQS if _name(r) not in TEST_ONLY],
     extras_require={"test": [r for r in REQS if _name(r) in TEST_ONLY]},

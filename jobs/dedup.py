@@ -10,10 +10,11 @@ if __package__ in (None, ""):  # `spark-submit jobs/dedup.py` without the zip: t
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jobs import cli  # noqa: E402
-from jobs.core.config import JobConfig, key  # noqa: E402
-from jobs.core.paths import check_input_exists, check_output_not_input  # noqa: E402
+from jobs.core.config import key  # noqa: E402
+from jobs.core.paths import check_output_not_input  # noqa: E402
 from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 from jobs.indexing import groups, neighbours  # noqa: E402
+from jobs.indexing.options import ComparisonKeys  # noqa: E402
 from jobs.tables import contracts, publish  # noqa: E402
 
 NAME = "dedup"
@@ -21,25 +22,17 @@ PLAN = "exact pairs by content_hash + near pairs (k-NN >= threshold) → connect
 
 
 @dataclass(frozen=True)
-class Config(JobConfig):
+class Config(ComparisonKeys):
     default_output: ClassVar[str] = "duplicate_groups"
-    embeddings: str = key("", "the embeddings table (Parquet path or `table:db.name`)", flag="--embeddings")
     threshold: float = key(0.85, "cosine similarity at or above which two items are duplicates",
                            flag="--threshold")
-    index: str = key("", "an index of the same embeddings; empty = build one for this run", flag="--index")
     k: int = key(10, "neighbours looked at per item")
     pairs_output: str = key("", "also write the duplicate pairs (id_a, id_b, score, kind) here")
-    nprobe: int = key(0, "IVF lists searched; 0 = the index's tuned value")
-    batch_size: int = key(4096, "queries per index search call")
 
     def validate(self) -> None:
         super().validate()
-        check_input_exists("embeddings", self.embeddings)
-        check_output_not_input(self.embeddings, self.output)
         if self.pairs_output:
             check_output_not_input(self.embeddings, self.pairs_output)
-        if self.index:
-            check_input_exists("index", self.index, globs=False)
         self.options.check()
 
     @property

@@ -10,10 +10,10 @@ if __package__ in (None, ""):  # `spark-submit jobs/unique.py` without the zip: 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jobs import cli  # noqa: E402
-from jobs.core.config import JobConfig, key  # noqa: E402
-from jobs.core.paths import check_input_exists, check_output_not_input  # noqa: E402
+from jobs.core.config import key  # noqa: E402
 from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 from jobs.indexing import neighbours, ranking  # noqa: E402
+from jobs.indexing.options import ComparisonKeys  # noqa: E402
 from jobs.tables import contracts, publish  # noqa: E402
 
 NAME = "unique"
@@ -22,22 +22,14 @@ PLAN = ("k-NN of every item (self excluded, exact duplicates skipped; items with
 
 
 @dataclass(frozen=True)
-class Config(JobConfig):
+class Config(ComparisonKeys):
     default_output: ClassVar[str] = "uniqueness"
-    embeddings: str = key("", "the embeddings table (Parquet path or `table:db.name`)", flag="--embeddings")
-    index: str = key("", "an index of the same embeddings; empty = build one for this run", flag="--index")
     k: int = key(10, "neighbours looked at per item first; an item whose k are all its exact copies is "
                  "searched again with twice the k")
     count_duplicates: bool = key(False, "let exact duplicates (same content_hash) count as nearest")
-    nprobe: int = key(0, "IVF lists searched; 0 = the index's tuned value")
-    batch_size: int = key(4096, "queries per index search call")
 
     def validate(self) -> None:
         super().validate()
-        check_input_exists("embeddings", self.embeddings)
-        check_output_not_input(self.embeddings, self.output)
-        if self.index:
-            check_input_exists("index", self.index, globs=False)
         self.options.check()
 
     @property

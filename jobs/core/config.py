@@ -13,7 +13,6 @@ import yaml
 
 from jobs.core import yaml_loader
 
-MODES = ("overwrite", "append", "error-if-exists")
 TABLE_PREFIX = "table:"
 
 
@@ -106,24 +105,15 @@ def _coerce(name: str, tp: Any, value: Any, from_text: bool) -> Any:
         if not isinstance(value, bool):
             raise bad()
         return value
-    if tp is int:
+    if tp in (int, float):
         if from_text and isinstance(value, str):
             try:
-                return int(value)
+                return tp(value)
             except ValueError:
                 raise bad() from None
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float) if tp is float else int):
             raise bad()
-        return value
-    if tp is float:
-        if from_text and isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise bad() from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad()
-        return float(value)
+        return tp(value)
     if tp is str:
         if not isinstance(value, str):
             raise bad()

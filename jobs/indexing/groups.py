@@ -7,7 +7,7 @@ from typing import Any
 
 from jobs.core.config import ConfigError, require_non_negative, require_positive
 from jobs.indexing import neighbours
-from jobs.tables.contracts import Embeddings
+from jobs.tables.contracts import DUPLICATE_PAIRS, Embeddings
 from udfs.similarity import connected_groups
 
 
@@ -68,7 +68,8 @@ def duplicate_pairs(ok, near):
             .groupBy("id_a", "id_b").agg(F.max("score").alias("score"))
             .withColumn("kind", F.lit("near")))
     both = exact.unionByName(near)
-    return both.groupBy("id_a", "id_b").agg(F.max("score").alias("score"), F.min("kind").alias("kind"))
+    return (both.groupBy("id_a", "id_b").agg(F.max("score").alias("score"), F.min("kind").alias("kind"))
+            .select(*DUPLICATE_PAIRS.columns))
 
 
 def group_rows(pairs, ok):

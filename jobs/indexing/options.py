@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from index import factory
 from index.manifest import Manifest
-from jobs.core.config import ConfigError, require_non_negative, require_positive
+from jobs.core.config import ConfigError, JobConfig, key, require_non_negative, require_positive
+from jobs.core.paths import check_input_exists, check_output_not_input
 
 MERGES = ("memory", "ondisk", "none")
 
@@ -86,3 +87,20 @@ class IndexInfo:
         names = {f.name for f in dataclasses.fields(cls)} - {"path", "shards", "statuses", "updated"}
         return cls(path=path, shards=len(meta.shards), statuses=statuses, updated=updated,
                    **{name: getattr(meta, name) for name in names})
+
+
+@dataclass(frozen=True)
+class ComparisonKeys(JobConfig):
+    """The keys of the jobs that compare an embeddings table with itself through an index (dedup, unique)."""
+
+    embeddings: str = key("", "the embeddings table (Parquet path or `table:db.name`)", flag="--embeddings")
+    index: str = key("", "an index of the same embeddings; empty = build one for this run", flag="--index")
+    nprobe: int = key(0, "IVF lists searched; 0 = the index's tuned value")
+    batch_size: int = key(4096, "queries per index search call")
+
+    def validate(self) -> None:
+        super().validate()
+        check_input_exists("embeddings", self.embeddings)
+        check_output_not_input(self.embeddings, self.output)
+        if self.index:
+            check_input_exists("index", self.index, globs=False)
