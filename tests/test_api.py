@@ -24,7 +24,7 @@ def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("api")
     datasets.write_fashion_mnist(folder / "images", 50, seed=4)
     (folder / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    rows = [{"id": r["id"], "text": r["text"]} for r in datasets.fortunes()[::40][:50]] + [{"id": "blank", "text": ""}]
+    rows = [{"id": r["id"], "text": r["text"]} for r in datasets.fortunes()[::20][:50]] + [{"id": "blank", "text": ""}]
     with (folder / "fortunes.jsonl").open("w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in rows)
     return folder, rows
