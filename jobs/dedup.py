@@ -33,7 +33,6 @@ class Config(ComparisonKeys):
         super().validate()
         if self.pairs_output:
             check_output_not_input(self.embeddings, self.pairs_output)
-        self.options.check()
 
     @property
     def options(self) -> groups.DedupOptions:

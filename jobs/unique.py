@@ -28,10 +28,6 @@ class Config(ComparisonKeys):
                  "searched again with twice the k")
     count_duplicates: bool = key(False, "let exact duplicates (same content_hash) count as nearest")
 
-    def validate(self) -> None:
-        super().validate()
-        self.options.check()
-
     @property
     def options(self) -> ranking.UniqueOptions:
         return ranking.UniqueOptions(self.k, self.count_duplicates, self.nprobe, self.batch_size)

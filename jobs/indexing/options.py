@@ -91,7 +91,8 @@ class IndexInfo:
 
 @dataclass(frozen=True)
 class ComparisonKeys(JobConfig):
-    """The keys of the jobs that compare an embeddings table with itself through an index (dedup, unique)."""
+    """The keys of the jobs that compare an embeddings table with itself through an index (dedup, unique);
+    a subclass gives its step's typed `options` (with a `check()`)."""
 
     embeddings: str = key("", "the embeddings table (Parquet path or `table:db.name`)", flag="--embeddings")
     index: str = key("", "an index of the same embeddings; empty = build one for this run", flag="--index")
@@ -104,3 +105,4 @@ class ComparisonKeys(JobConfig):
         check_output_not_input(self.embeddings, self.output)
         if self.index:
             check_input_exists("index", self.index, globs=False)
+        self.options.check()
