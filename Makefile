@@ -41,6 +41,7 @@ dist:
 	$(PYTHON) -c "import zipfile, pathlib; \
 	z = zipfile.ZipFile('dist/sparkamp.zip', 'w', zipfile.ZIP_DEFLATED); \
 	[z.write(p) for pkg in ('jobs', 'udfs', 'index') for p in sorted(pathlib.Path(pkg).rglob('*.py'))]; \
+	z.write('sparkamp.py'); \
 	z.close()"
 	@echo "wrote dist/sparkamp.zip"
 
@@ -56,4 +57,4 @@ clean:
 	rm -rf dist build *.egg-info warehouse spark-warehouse metastore_db derby.log
 
 docs: venv
-	$(PY) -m jobs.docs
+	$(PY) -m jobs.core.docs

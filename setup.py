@@ -1,7 +1,7 @@
 """Distribution `sparkamp`: Spark jobs for semantic image search and few-shot text labelling."""
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 TEST_ONLY = {"pytest", "tifffile", "httpx", "selenium"}
 
@@ -22,7 +22,8 @@ setup(
     version="0.1.0",
     description="Spark batch jobs for CNN/FAISS image search and zero/few-shot text labelling",
     python_requires=">=3.11",
-    packages=["jobs", "jobs.app", "udfs", "index"],
+    packages=find_packages(include=["jobs", "jobs.*", "udfs", "udfs.*", "index", "index.*"]),
+    py_modules=["sparkamp"],
     package_data={"jobs.app": ["static/*"]},
     install_requires=[r for r in REQS if _name(r) not in TEST_ONLY],
     extras_require={"test": [r for r in REQS if _name(r) in TEST_ONLY]},

@@ -82,7 +82,8 @@ class Comparison:
 
 def start_spark(work: Path) -> Any:
     """local[2] through the project's own session code (worker reuse, Arrow); not timed."""
-    from jobs import embed_images, session
+    from jobs import embed_images
+    from jobs.core import session
 
     cfg = embed_images.Config(master="local[2]", warehouse=str(work / "warehouse"),
                               spark={"spark.ui.enabled": "false",
@@ -103,8 +104,8 @@ def spark_variant(precision: str) -> str:
 
 def run_job(spark: Any, job: ModuleType, cfg: Any) -> Measure:
     """`job.run` timed whole: listing/reading, counting, embedding, writing, verifying, publishing."""
-    from jobs.summary import RunSummary
-    from jobs.tables import new_run_id
+    from jobs.core.summary import RunSummary
+    from jobs.core.summary import new_run_id
 
     summary = RunSummary(job.NAME, new_run_id())
     tick = time.perf_counter()
@@ -227,8 +228,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="200 images, 400 texts, 1 round")
     parser.add_argument("--repeats", type=int, help="interleaved rounds (default 2; quick 1)")
     parser.add_argument("--knobs", action="store_true", help="score the iconic200 knobs even at target")
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"),
-                        help="folder holding agnews/ and iconic200/")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
+                        help="folder holding agnews/ and iconic200/ (default: ../shared/data beside the repository)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-md", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)

@@ -272,7 +272,8 @@ def measure_size(work: Path, n: int, queries: int, merge: bool, other: OtherLoad
 
 def start_spark(work: Path) -> Any:
     """local[2] through the project's own session code (Arrow, worker reuse); warmed up, not timed."""
-    from jobs import build_index, session
+    from jobs import build_index
+    from jobs.core import session
 
     cfg = build_index.Config(master="local[2]", warehouse=str(work / "wh"),
                              spark={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"})

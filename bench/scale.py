@@ -72,7 +72,7 @@ def write_vectors(folder: Path, n: int) -> int:
 def write_texts(path: Path, n: int) -> tuple[int, float]:
     """A JSON Lines file (id, text) of a seeded sample of n WordNet noun glosses (n ≥ 82,115: all).
     Returns (texts, mean characters)."""
-    from jobs.demo_data import wordnet_nouns
+    from jobs.samples.datasets import wordnet_nouns
 
     rows = wordnet_nouns()
     chosen = np.sort(np.random.default_rng(SEED).permutation(len(rows))[:n])
@@ -87,7 +87,7 @@ def write_images(folder: Path, n: int) -> tuple[int, float]:
     Returns (images, mean bytes per file)."""
     from PIL import Image
 
-    from jobs.demo_data import FASHION_CLASSES, fashion_mnist
+    from jobs.samples.datasets import FASHION_CLASSES, fashion_mnist
 
     written, size = 0, 0
     for split, count in (("t10k", min(n, 10_000)), ("train", min(max(n - 10_000, 0), 60_000))):
@@ -257,7 +257,8 @@ def embed_run(work: Path, job: str, n: int, plan: Plan) -> Run:
 
 def start_session(work: Path) -> Any:
     """--quick: one local[2] session that every job reuses (no JVM start per job)."""
-    from jobs import build_index, session
+    from jobs import build_index
+    from jobs.core import session
 
     cfg = build_index.Config(master="local[2]", warehouse=str(work / "wh"),
                              spark={"spark.ui.showConsoleProgress": "false"})

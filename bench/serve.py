@@ -37,13 +37,15 @@ GOALS_MS = {"image": 150.0, "label": 50.0}  # p50 goals of the issue
 
 def demo_outputs(folder: Path) -> list[str]:
     """The demo's `sparkamp serve` arguments, after running the demo when its outputs are missing."""
-    from jobs import config, demo, demo_steps
+    from jobs import demo
+    from jobs.core import config
+    from jobs.samples import demo_plan
 
     cfg = config.load(demo.Config, sets=[f"output={folder}"])
     if not (folder / "image_index" / "manifest.json").exists():
         print(f"no demo outputs in {folder}: running `sparkamp demo` first", flush=True)
         subprocess.run([sys.executable, "-m", "jobs.cli", "demo", "--output", str(folder)], check=True, cwd=ROOT)
-    return shlex.split(demo_steps.serve_command(cfg).replace("\\\n", " "))[2:]
+    return shlex.split(demo_plan.serve_command(cfg.plan_options).replace("\\\n", " "))[2:]
 
 
 def free_port() -> int:

@@ -38,20 +38,46 @@ def fill(trained: bytes, blocks: Iterable[Block]) -> "object":
 
 def exact_topk(queries: np.ndarray, blocks: Iterable[Block], k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k of `queries` over the vectors of `blocks`: (scores [q, k], ids [q, k]; -1 = none)."""
-    import faiss
-
-    best: tuple[np.ndarray, np.ndarray] | None = None
+    scan = ExactTopK(queries, k, metric)
     for ids, vectors in blocks:
-        kk = min(k, len(ids))
-        scores, positions = faiss.knn(np.ascontiguousarray(queries, dtype=np.float32),
-                                      np.ascontiguousarray(vectors, dtype=np.float32), kk,
-                                      metric=factory.metric_type(metric))
+        scan.add(ids, vectors)
+    return scan.result()
+
+
+class ExactTopK:
+    """The exact top-k of fixed queries, folded over blocks of vectors as they pass: one fold
+    (`merge_topk`) for a shard's ground truth, a scan of a table and the merge of partitions' results
+    (faiss `knn_ground_truth` keeps one result heap the same way)."""
+
+    def __init__(self, queries: np.ndarray, k: int, metric: str):
+        self.queries = np.ascontiguousarray(queries, dtype=np.float32)
+        self.k, self.metric = k, metric
+        self.best: tuple[np.ndarray, np.ndarray] | None = None
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Folds in one block: int64 ids [n], float32 vectors [n, dim]."""
+        import faiss
+
+        if not len(ids):
+            return
+        scores, positions = faiss.knn(self.queries, np.ascontiguousarray(vectors, dtype=np.float32),
+                                      min(self.k, len(ids)), metric=factory.metric_type(self.metric))
         part = (scores, np.where(positions >= 0, ids[np.maximum(positions, 0)], -1))
-        best = part if best is None else merge_topk([best, part], k, metric)
-    if best is None:
-        fill_value = -np.inf if metric == "ip" else np.inf
-        return np.full((len(queries), k), fill_value, np.float32), np.full((len(queries), k), -1, np.int64)
-    return _pad(best, k, metric)
+        self.best = part if self.best is None else merge_topk([self.best, part], self.k, self.metric)
+
+    def passing(self, blocks: Iterable[Block]) -> Iterator[Block]:
+        """`blocks` unchanged, each folded in as it passes (so one pass can also fill a shard)."""
+        for ids, vectors in blocks:
+            self.add(ids, vectors)
+            yield ids, vectors
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [q, k], ids [q, k]), padded with -inf / +inf and id -1 where fewer than k were seen."""
+        if self.best is None:
+            fill_value = -np.inf if self.metric == "ip" else np.inf
+            return (np.full((len(self.queries), self.k), fill_value, np.float32),
+                    np.full((len(self.queries), self.k), -1, np.int64))
+        return _pad(self.best, self.k, self.metric)
 
 
 def merge_topk(parts: list[tuple[np.ndarray, np.ndarray]], k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:

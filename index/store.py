@@ -1,20 +1,53 @@
-"""Moving index files to and from any filesystem (local paths, file:, hdfs://, s3://) with pyarrow."""
+"""Files outside Spark on any filesystem (local paths, file:, hdfs://, s3:// and Hadoop's s3a://) with pyarrow.
+
+The one place sparkamp opens a file on the driver or in a partition function that is not a Spark read:
+index files, manifests, the report page, run summaries, label heads, gold and query files. Locations are
+written as users write them for Spark (Hadoop's schemes); `udfs/files.py` keeps a copy of the same
+mapping for the workers (udfs may not import index), and a test holds the two to the same answers.
+"""
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
 import tempfile
+from urllib.parse import unquote
 
 from pyarrow import fs as pafs
 
+# Hadoop's S3 connectors name their scheme s3a (s3n before it); pyarrow's S3 filesystem is s3://
+HADOOP_SCHEMES = {"s3a": "s3", "s3n": "s3"}
+
+
+def local_path(uri: str) -> str | None:
+    """The absolute local path a location names, or None when it is on another filesystem.
+
+    A plain path is made absolute; `file:/x` (Hadoop's spelling) is `/x` as written; `file:///x` and
+    `file://localhost/x` are RFC 8089 URIs, percent-decoded."""
+    if uri.startswith("file://"):
+        authority, _, path = uri[len("file://"):].partition("/")
+        if authority not in ("", "localhost"):
+            raise ValueError(f"{uri} names host {authority!r}; a file: URI here is a local file")
+        return unquote("/" + path)
+    if uri.startswith("file:"):
+        return "/" + uri[len("file:"):].lstrip("/")
+    if "://" in uri:
+        return None
+    return os.path.abspath(uri)
+
+
+def pyarrow_uri(uri: str) -> str:
+    """A remote location as pyarrow names it: Hadoop's `s3a://b/k` is `s3://b/k`; others unchanged."""
+    scheme, sep, rest = uri.partition("://")
+    return f"{HADOOP_SCHEMES.get(scheme.lower(), scheme)}{sep}{rest}" if sep else uri
+
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path) for a local path or any URI pyarrow understands."""
-    if "://" not in uri or uri.startswith("file:"):
-        path = "/" + uri[len("file:"):].lstrip("/") if uri.startswith("file:") else os.path.abspath(uri)
+    """(filesystem, path) of a local path or any URI pyarrow understands (see `local_path`, `pyarrow_uri`)."""
+    path = local_path(uri)
+    if path is not None:
         return pafs.LocalFileSystem(), path
-    return pafs.FileSystem.from_uri(uri)
+    return pafs.FileSystem.from_uri(pyarrow_uri(uri))
 
 
 def join(base: str, *names: str) -> str:
@@ -22,7 +55,7 @@ def join(base: str, *names: str) -> str:
 
 
 def is_local(uri: str) -> bool:
-    return isinstance(resolve(uri)[0], pafs.LocalFileSystem)
+    return local_path(uri) is not None
 
 
 def write_bytes(uri: str, data: bytes) -> str:
@@ -87,13 +120,49 @@ def local_copy(uri: str, folder: str) -> str:
     return target
 
 
-def upload(local_path: str, uri: str) -> None:
+def upload(source: str, uri: str) -> None:
+    """Copies the local file `source` to `uri` (nothing to do when it is that file)."""
     fs, path = resolve(uri)
-    if isinstance(fs, pafs.LocalFileSystem) and os.path.abspath(local_path) == path:
+    if isinstance(fs, pafs.LocalFileSystem) and os.path.abspath(source) == path:
         return
     fs.create_dir(os.path.dirname(path), recursive=True)
-    with open(local_path, "rb") as src, fs.open_output_stream(path) as dst:
+    with open(source, "rb") as src, fs.open_output_stream(path) as dst:
         shutil.copyfileobj(src, dst, 1 << 22)
+
+
+def upload_dir(source: str, uri: str) -> None:
+    """Copies every file under the local folder `source` to the same relative paths under `uri`."""
+    for folder, _, names in os.walk(source):
+        for name in names:
+            local = os.path.join(folder, name)
+            upload(local, join(uri, os.path.relpath(local, source)))
+
+
+def download_dir(uri: str, target: str) -> str:
+    """The folder at `uri` as a local folder: itself when local, else a copy made under `target`."""
+    fs, path = resolve(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        return path
+    for info in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+        if info.type == pafs.FileType.File:
+            local = os.path.join(target, os.path.relpath(info.path, path))
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            with fs.open_input_stream(info.path) as src, open(local, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 22)
+    return target
+
+
+def delete_dir(uri: str) -> None:
+    """Removes the folder at `uri` and everything under it; nothing when it does not exist."""
+    fs, path = resolve(uri)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
+
+
+def move(source: str, target: str) -> None:
+    """Renames `source` to `target` on one filesystem (a folder replaces nothing: `target` must not exist)."""
+    fs, path = resolve(source)
+    fs.move(path, resolve(target)[1])
 
 
 def scratch_dir() -> str:

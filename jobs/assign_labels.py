@@ -4,23 +4,27 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
-if __package__ in (None, ""):  # `spark-submit jobs/assign_labels.py` without the zip on the path
+if __package__ in (None, ""):  # `spark-submit jobs/assign_labels.py` without the zip: the checkout on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import inputs, label_fit, session, tables  # noqa: E402
-from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
-from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
-from jobs.summary import JobFailed, RunSummary  # noqa: E402
-from udfs import heads  # noqa: E402
-from udfs.embed_udfs import TextJobOptions  # noqa: E402
-from udfs.label_udfs import LABELS_SCHEMA, UNKNOWN, ScoreOptions, embedding_scorer, text_scorer  # noqa: E402
+from jobs import cli  # noqa: E402
+from jobs.core.config import ConfigError, JobConfig, key, require_non_negative  # noqa: E402
+from jobs.core.paths import check_input_exists, check_output_not_input  # noqa: E402
+from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
+from jobs.embedding import items  # noqa: E402
+from jobs.labelling import fitting, methods, scoring, sets  # noqa: E402
+from jobs.labelling.examples import ExampleOptions  # noqa: E402
+from jobs.tables import contracts, ids, inputs, publish  # noqa: E402
+from udfs import heads, texts  # noqa: E402
+from udfs.label_udfs import UNKNOWN  # noqa: E402
 
 NAME = "assign-labels"
 PLAN = ("read the label set and examples → fit the head on the driver (or load --head) → save it → "
         "broadcast → score every row of the embeddings (or texts) table → stage, count, publish")
-METHODS = ("zero-shot", "zmap", "wmap", "logreg", "centroid", "setfit")
+FIT_KEYS = tuple(methods.FitOptions.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Config(JobConfig):
     vectors_path: str = key("", "word-vectors tables: the vectors file they were embedded with")
     word_vectors: str = key("", "zmap: word2vec/GloVe file of the target space; empty = packaged GloVe 6B 50d")
     vocab_size: int = key(20_000, "zmap: the most frequent words the map is fitted on")
-    zmap_alpha: float = key(10.0, "zmap: ridge strength")
+    zmap_alpha: float = key(methods.FitOptions.zmap_alpha, "zmap: ridge strength")
     wmap_lambda: float = key(1.0, "wmap: pull towards the identity (large = the input map unchanged)")
     wmap_base: Literal["zmap", "none"] = key("zmap", "wmap: fitted after Zmap, or on the raw embeddings")
     logreg_c: float = key(1.0, "logreg/setfit/self-training: inverse regularisation strength")
@@ -84,18 +88,14 @@ class Config(JobConfig):
         for name in ("labels", "examples"):
             if getattr(self, name):
                 check_input_exists(name, getattr(self, name), globs=name == "examples")  # YAML: Python reads it
-        require_positive(self, "top_k", "vocab_size", "setfit_pairs", "setfit_epochs", "batch_size",
-                         "self_training_sample")
-        require_non_negative(self, "examples_per_class", "self_training", "wmap_lambda", "zmap_alpha")
-        if self.logreg_c <= 0:
-            raise ConfigError("key 'logreg_c' must be > 0")
-        if not 0 < self.self_training_fraction <= 1:
-            raise ConfigError("key 'self_training_fraction' must be in (0, 1]")
+        self.scoring.check()
+        require_non_negative(self, "examples_per_class")
+        self.fit.check()
         if self.self_training and self.method == "setfit":
             raise ConfigError("key 'self_training' works on an embeddings table; setfit scores texts")
-        inputs.check_text_keys(self)
+        inputs.check_text_keys(self.encoding, self.delimiter)
         if not self.head:
-            label_fit.check_label_inputs(self)
+            sets.check_label_inputs(self.method, sets.read_label_set(self.labels), bool(self.examples))
 
     @property
     def scores_texts(self) -> bool:
@@ -103,33 +103,51 @@ class Config(JobConfig):
         if not self.head:
             return self.method == "setfit"
         try:
-            return bool(heads.read_manifest(self.head)["params"].get("encoder"))
+            return bool(heads.read_manifest(fitting.local_head(self.head))["params"].get("encoder"))
         except ValueError as exc:
             raise ConfigError(f"key 'head': {exc}") from None
 
+    @property
+    def fit(self) -> methods.FitOptions:
+        return methods.FitOptions(**{name: getattr(self, name) for name in FIT_KEYS})
+
+    @property
+    def scoring(self) -> scoring.ScoringOptions:
+        return scoring.ScoringOptions(self.top_k, self.min_score, self.batch_size)
+
+    def request(self) -> fitting.LabelRequest:
+        columns = ExampleOptions(self.label_column, self.text_column, self.id_column, self.examples_per_class,
+                                 self.seed, self.encoding, self.delimiter)
+        return fitting.LabelRequest(self.method, sets.read_label_set(self.labels), self.examples, self.fit, columns)
+
+
+def read_source(spark, cfg: Config) -> tuple["object", str]:
+    """What gets labelled and its model: every row of the embeddings table (bad rows too), or the text
+    items (id, source, text, status, error) a fine-tuned encoder embeds."""
+    if cfg.scores_texts:
+        columns = items.TextColumns(cfg.id_column, cfg.text_column, [], cfg.encoding, cfg.delimiter, key="texts")
+        found = items.read_items(spark, cfg.texts, inputs.detect_format(cfg.texts, "auto"), columns)
+        return ids.mark(found, cfg.id_column), Path(cfg.model_path).name if cfg.model_path else \
+            texts.DEFAULT_TEXT_MODEL
+    table = contracts.read_embeddings(spark, cfg.embeddings, contracts.EmbeddingsCheck(
+        purpose="to label", hint="label one model at a time"))
+    return table.rows.select("id", "embedding", "status", "error"), table.model
+
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
-    tables.prepare_output(spark, cfg.output, cfg.mode)
-    source, model = label_fit.read_source(spark, cfg)
-    with summary.timed("fit head"):
-        head, folder = label_fit.head_for(spark, cfg, model, summary)
-    summary.stats["labels"] = len(head.labels)
-    opts = ScoreOptions(cfg.top_k, cfg.min_score if cfg.min_score > -1 else None, head.method)
-    shared = spark.sparkContext.broadcast(head)
-    if head.params.get("encoder"):
-        spec = label_fit.encoder_spec(folder, head)
-        scorer = text_scorer(shared, spec, TextJobOptions(cfg.batch_size), opts)
-        session.set_arrow_batch(spark, 1024)
-    else:
-        scorer = embedding_scorer(shared, opts)
-        session.set_arrow_batch(spark, 4096)
+    publish.prepare_output(spark, cfg.output, cfg.mode)
+    source, model = read_source(spark, cfg)
     with summary.timed("count inputs"):
         summary.rows_in = source.count()
-    partitions = max(1, min(summary.rows_in, 2 * spark.sparkContext.defaultParallelism))
-    scored = source.repartition(partitions).mapInPandas(scorer, LABELS_SCHEMA)
+    folder = cfg.head or cfg.head_output or os.path.join(cfg.warehouse, "label_heads", f"{cfg.method}-{summary.run_id}")
+    options = scoring.ScoringOptions(cfg.top_k, cfg.min_score, cfg.batch_size,
+                                     max(1, min(summary.rows_in, 2 * spark.sparkContext.defaultParallelism)))
+    with summary.timed("fit head"):
+        scored = scoring.assign_labels(source, model, cfg.request(), head=cfg.head, head_output=folder,
+                                       scoring=options, stats=summary.stats)
     with summary.timed("score + write"):
-        tables.publish(spark, scored, cfg.output, cfg.mode, summary.run_id,
-                       verify=lambda staged: _check_rows(staged, summary))
+        publish.publish(spark, scored, cfg.output, cfg.mode, summary.run_id,
+                        verify=lambda staged: _check_rows(staged, summary))
     summary.outputs += [cfg.output, folder]
 
 
@@ -147,6 +165,4 @@ def _check_rows(staged, summary: RunSummary) -> None:
 
 
 if __name__ == "__main__":
-    from jobs import assign_labels, cli
-
-    sys.exit(cli.run_job(assign_labels, sys.argv[1:]))
+    sys.exit(cli.main([NAME, *sys.argv[1:]]))

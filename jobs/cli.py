@@ -9,22 +9,10 @@ import sys
 import typing
 from types import ModuleType
 
-from jobs import config
-from jobs.config import ConfigError
+from jobs import JOBS
+from jobs.core import config
+from jobs.core.config import ConfigError
 
-JOBS = {
-    "embed-images": "jobs.embed_images",
-    "embed-texts": "jobs.embed_texts",
-    "build-index": "jobs.build_index",
-    "search": "jobs.search",
-    "dedup": "jobs.dedup",
-    "unique": "jobs.unique",
-    "assign-labels": "jobs.assign_labels",
-    "evaluate": "jobs.evaluate",
-    "report": "jobs.report",
-    "demo": "jobs.demo",
-    "serve": "jobs.serve",
-}
 log = logging.getLogger("sparkamp")
 
 
@@ -93,14 +81,14 @@ def run_job(job: ModuleType, argv: list[str]) -> int:
 
 
 def execute(job: ModuleType, cfg: typing.Any) -> int:
-    from jobs import session, summary, tables
+    from jobs.core import session, summary
 
     if not getattr(job, "USES_SPARK", True):  # serve: a web server; its Spark runs are child processes
         return job.run(cfg)
     metastore = any(isinstance(v, str) and v.startswith(config.TABLE_PREFIX)
                     for v in config.as_dict(cfg).values())  # any `table:` input or output
     spark, owned = session.get_session(cfg, job.NAME, metastore=metastore)
-    run = summary.RunSummary(job.NAME, tables.new_run_id())
+    run = summary.RunSummary(job.NAME, summary.new_run_id())
     try:
         job.run(spark, cfg, run)
         run.log_summary()

@@ -7,21 +7,26 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-if __package__ in (None, ""):  # `spark-submit jobs/demo.py` without the zip on the path
+if __package__ in (None, ""):  # `spark-submit jobs/demo.py` without the zip: the checkout on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import demo_steps  # noqa: E402
-from jobs.config import TABLE_PREFIX, ConfigError, JobConfig, key, require_positive  # noqa: E402
-from jobs.paths import is_remote  # noqa: E402
-from jobs.summary import RunSummary  # noqa: E402
+from jobs import (assign_labels, build_index, cli, dedup, embed_images, embed_texts, evaluate,  # noqa: E402
+                  report, search, unique)
+from jobs.core import config  # noqa: E402
+from jobs.core.config import TABLE_PREFIX, ConfigError, JobConfig, key, require_positive  # noqa: E402
+from jobs.core.paths import is_remote  # noqa: E402
+from jobs.core.summary import JobFailed, RunSummary, append_run, new_run_id  # noqa: E402
+from jobs.samples import demo_plan  # noqa: E402
 
 NAME = "demo"
 PLAN = ("write Fashion-MNIST PNGs, sample photos, fortunes and gold labels → embed-images → build-index → "
         "search → dedup → unique → embed-texts → assign-labels (zero-shot) → evaluate (retrieval, "
         "classification) → report")
 CHECKOUT = Path(__file__).resolve().parent.parent
+JOBS = {job.NAME: job for job in (embed_images, build_index, search, dedup, unique, embed_texts, assign_labels,
+                                  evaluate, report)}
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +59,11 @@ class Config(JobConfig):
             return self.labels
         return str(CHECKOUT / self.labels)
 
+    @property
+    def plan_options(self) -> demo_plan.DemoOptions:
+        return demo_plan.DemoOptions(self.output, self.images, self.texts, self.seed, self.k, self.threshold,
+                                     self.label_set)
+
     def resolved_precision(self) -> str:
         from udfs.precision import native_bf16
 
@@ -64,7 +74,7 @@ def plan(cfg: Config) -> str:
     """The steps `run` takes, one line each (for --dry-run)."""
     lines = [f"{'write data':<28} {cfg.images} Fashion-MNIST PNGs, the sample photos, up to {cfg.texts} "
              f"fortunes, gold labels → {Path(cfg.output) / 'data'}"]
-    lines += [step.line() for step in demo_steps.steps(cfg, cfg.resolved_precision())]
+    lines += [step.line() for step in demo_plan.steps(cfg.plan_options, cfg.resolved_precision())]
     return "\n".join(f"  {i:>2}. {line}" for i, line in enumerate(lines))
 
 
@@ -75,11 +85,11 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     log.info("demo: embeddings in %s (%s)", precision, "set by `precision`" if cfg.precision != "auto" else
              "this CPU has native bf16" if precision == "bf16" else "this CPU has no native bf16")
     with summary.timed("write data"):
-        written = demo_steps.write_data(cfg)
+        written = demo_plan.write_data(cfg.plan_options)
     shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(JobConfig)}
     done = {}
-    for step in demo_steps.steps(cfg, precision):
-        done[step.stage] = demo_steps.run_step(spark, shared, step, summary)
+    for step in demo_plan.steps(cfg.plan_options, precision):
+        done[step.stage] = run_step(spark, shared, step, summary)
     embedded = [done["embed-images"], done["embed-texts"]]
     summary.rows_in = sum(s.rows_in for s in embedded)
     for step in embedded:
@@ -93,7 +103,7 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
 def next_step(cfg: Config) -> str:
     """Printed by the CLI after the demo's summary: the app on what the demo built."""
     return ("next: the app on what the demo built (then open http://127.0.0.1:8000/)\n"
-            + demo_steps.serve_command(cfg))
+            + demo_plan.serve_command(cfg.plan_options))
 
 
 def results(cfg: Config, written: dict[str, int], done: dict[str, RunSummary]) -> dict[str, float]:
@@ -121,7 +131,21 @@ def log_results(cfg: Config, precision: str, stats: dict[str, float], page: str)
     log.info("  report     %s", page)
 
 
-if __name__ == "__main__":
-    from jobs import cli, demo
+def run_step(spark, shared: dict[str, Any], step: demo_plan.Step, demo: RunSummary) -> RunSummary:
+    """Runs one job as its own run (own run id, summary logged and appended to the runs table)."""
+    job = JOBS[step.job]
+    cfg = job.Config(**{**shared, **step.keys})
+    summary = RunSummary(job.NAME, new_run_id())
+    try:
+        cfg.validate()
+        with demo.timed(step.stage):
+            job.run(spark, cfg, summary)
+    except (ConfigError, JobFailed) as exc:
+        raise type(exc)(f"step {step.stage}: {exc}") from exc
+    summary.log_summary()
+    append_run(spark, cfg.runs_table, summary.row(config.as_dict(cfg)))
+    return summary
 
-    sys.exit(cli.run_job(demo, sys.argv[1:]))
+
+if __name__ == "__main__":
+    sys.exit(cli.main([NAME, *sys.argv[1:]]))

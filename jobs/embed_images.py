@@ -6,15 +6,17 @@ import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
-if __package__ in (None, ""):  # `spark-submit jobs/embed_images.py` without the zip on the path
+if __package__ in (None, ""):  # `spark-submit jobs/embed_images.py` without the zip: the checkout on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import embedding, tables  # noqa: E402
-from jobs.config import ConfigError, key  # noqa: E402
-from jobs.embedding import EmbedConfig  # noqa: E402
-from jobs.summary import RunSummary  # noqa: E402
+from jobs import cli  # noqa: E402
+from jobs.core.config import ConfigError, key, require_non_negative, require_positive  # noqa: E402
+from jobs.core.summary import RunSummary  # noqa: E402
+from jobs.embedding import incremental, items, publishing, steps  # noqa: E402
+from jobs.embedding.keys import EmbedConfig  # noqa: E402
+from jobs.tables import inputs, publish  # noqa: E402
 from udfs import cnn  # noqa: E402
-from udfs.embed_udfs import ImageJobOptions, image_embedder  # noqa: E402
+from udfs.embed_udfs import ImageJobOptions  # noqa: E402
 
 NAME = "embed-images"
 PLAN = "list image files → repartition → decode + CNN embed per worker → stage, count, publish"
@@ -38,60 +40,52 @@ class Config(EmbedConfig):
     max_bytes: int = key(64 * 2**20, "larger files become `too_large` rows")
     decode_threads: int = key(0, "0 = decode inline (fastest when the CPU is the limit: measured in "
                               "BENCHMARKS.md); N = threads decoding one batch ahead (hides slow storage)")
-    arrow_batch_size: int = key(256, "rows per Arrow block handed to a worker")
 
     def validate(self) -> None:
         super().validate()
         if self.input_format not in ("auto", "images", "parquet", "table"):
             raise ConfigError(f"key 'input_format': {self.input_format!r} is not for images; "
                               "accepted: auto, images, parquet, table")
-        try:
-            cnn.check_spec(self.spec)
-        except ValueError as exc:
-            raise ConfigError(f"key 'model': {exc}") from None
+        steps.check_spec(self.options.spec)
         if any(not ext.strip(".") or "/" in ext for ext in self.extensions):
             raise ConfigError(f"key 'extensions': {self.extensions!r} holds an empty extension or a `/`; "
                               "give suffixes such as [jpg, png, jfif]")
-        for name in ("image_size", "decode_threads"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"key '{name}' must be >= 0")
-        for name in ("max_pixels", "max_bytes", "arrow_batch_size"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"key '{name}' must be > 0")
+        require_non_negative(self, "image_size", "decode_threads")
+        require_positive(self, "max_pixels", "max_bytes")
 
     @property
-    def spec(self) -> cnn.ImageModelSpec:
-        return cnn.ImageModelSpec(self.model, self.weights_path, self.layer, self.image_size,
+    def options(self) -> steps.ImageOptions:
+        spec = cnn.ImageModelSpec(self.model, self.weights_path, self.layer, self.image_size,
                                   self.allow_random_weights, self.precision)
+        worker = ImageJobOptions(self.batch_size, self.max_pixels, self.max_bytes, self.decode_threads,
+                                 self.torch_threads, self.arrow_batch_size)
+        return steps.ImageOptions(spec, worker, self.num_partitions)
 
 
-def read_items(spark, cfg: Config, summary: RunSummary):
+def read_items(spark, cfg: Config, stats: dict[str, float]):
     """DataFrame(id, source, path | content) of the images to embed."""
-    fmt = tables.detect_format(cfg.input, cfg.input_format)
+    fmt = inputs.detect_format(cfg.input, cfg.input_format)
     if fmt == "images":
-        return embedding.listed_files(spark, summary, cfg.input, tuple(cfg.extensions))
-    df = tables.read_input(spark, cfg.input, fmt)
-    column = cfg.content_column if cfg.content_column in df.columns else "path"
-    tables.require_columns(df, {"id_column": cfg.id_column, "content_column": column}, cfg.input)
-    return df.select(df[cfg.id_column].cast("string").alias("id"),
-                     tables.source_column(cfg.input, fmt, cfg.id_column).alias("source"),
-                     df[column].alias("content" if column == cfg.content_column else "path"))
+        return items.listed_files(spark, stats, cfg.input, tuple(cfg.extensions))
+    return items.image_items(spark, cfg.input, fmt, cfg.id_column, cfg.content_column)
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
-    tables.prepare_output(spark, cfg.output, cfg.mode)
+    publish.prepare_output(spark, cfg.output, cfg.mode)
     with summary.timed("list inputs"):
-        items = read_items(spark, cfg, summary)
-    counters = embedding.counters(spark, ("decode_seconds", "model_seconds"))
-    opts = ImageJobOptions(cfg.batch_size, cfg.max_pixels, cfg.max_bytes, cfg.decode_threads,
-                           cfg.torch_threads)
-    embedding.embed_and_publish(spark, cfg, summary, items, image_embedder(cfg.spec, opts, counters),
-                                cfg.arrow_batch_size, lambda: cnn.load_image_model(cfg.spec).label)
-    embedding.add_counter_stats(summary, counters)
+        found = read_items(spark, cfg, summary.stats)
+    counters = publishing.counters(spark, ("decode_seconds", "model_seconds"))
+    kinds = {kind: kind for kind in ("path", "content") if kind in found.columns}
+    columns = steps.ItemColumns(source="source", id_name=cfg.id_column, **kinds)
+
+    def embed(todo, partitions: int):
+        options = steps.ImageOptions(cfg.options.spec, cfg.options.worker, partitions)
+        return steps.embed_images(todo, columns=columns, options=options, counters=counters)
+    reuse = incremental.Reuse(lambda: cnn.load_image_model(cfg.options.spec).label, cfg.max_bytes)
+    publishing.embed_and_publish(spark, cfg, summary, found, embed, reuse)
+    publishing.add_counter_stats(summary, counters)
     summary.stats["images_per_second"] = round(summary.items_per_second("embed + write"), 2)
 
 
 if __name__ == "__main__":
-    from jobs import cli, embed_images
-
-    sys.exit(cli.run_job(embed_images, sys.argv[1:]))
+    sys.exit(cli.main([NAME, *sys.argv[1:]]))

@@ -7,15 +7,17 @@ import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
-if __package__ in (None, ""):  # `spark-submit jobs/embed_texts.py` without the zip on the path
+if __package__ in (None, ""):  # `spark-submit jobs/embed_texts.py` without the zip: the checkout on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import embedding, inputs, tables, text_items  # noqa: E402
-from jobs.config import ConfigError, key  # noqa: E402
-from jobs.embedding import EmbedConfig  # noqa: E402
-from jobs.summary import RunSummary  # noqa: E402
+from jobs import cli  # noqa: E402
+from jobs.core.config import ConfigError, key, require_positive  # noqa: E402
+from jobs.core.summary import RunSummary  # noqa: E402
+from jobs.embedding import incremental, items, publishing, steps  # noqa: E402
+from jobs.embedding.keys import EmbedConfig  # noqa: E402
+from jobs.tables import inputs, publish  # noqa: E402
 from udfs import texts  # noqa: E402
-from udfs.embed_udfs import TextJobOptions, text_embedder  # noqa: E402
+from udfs.embed_udfs import TextJobOptions  # noqa: E402
 
 NAME = "embed-texts"
 PLAN = "read texts → repartition → clean + encode per worker (length-sorted) → stage, count, publish"
@@ -38,24 +40,20 @@ class Config(EmbedConfig):
 
     def validate(self) -> None:
         super().validate()
-        try:
-            texts.check_spec(self.spec)
-        except ValueError as exc:
-            name = next((k for k in ("vectors_path", "model_path", "precision") if k in str(exc)), "model")
-            raise ConfigError(f"key '{name}': {exc}") from None
+        steps.check_spec(self.options.spec)
         try:
             self.template_fields
         except ValueError as exc:
             raise ConfigError(f"key 'text_template': {exc}") from None
-        for name in ("max_chars", "arrow_batch_size"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"key '{name}' must be > 0")
-        inputs.check_text_keys(self)
+        require_positive(self, "max_chars")
+        inputs.check_text_keys(self.encoding, self.delimiter)
 
     @property
-    def spec(self) -> texts.TextModelSpec:
-        return texts.TextModelSpec(self.model, self.model_path, self.vectors_path, self.max_chars,
-                                  self.precision)
+    def options(self) -> steps.TextOptions:
+        spec = texts.TextModelSpec(self.model, self.model_path, self.vectors_path, self.max_chars, self.precision)
+        worker = TextJobOptions(self.batch_size, self.torch_threads, encoding=self.encoding,
+                                block_rows=self.arrow_batch_size)
+        return steps.TextOptions(spec, worker, self.num_partitions)
 
     @property
     def template_fields(self) -> list[tuple[str, str]]:
@@ -66,28 +64,32 @@ class Config(EmbedConfig):
         return pieces
 
 
-def read_items(spark, cfg: Config, summary: RunSummary):
+def read_items(spark, cfg: Config, stats: dict[str, float]):
     """DataFrame(id, source, text | path, status, error, _order, _where) of the texts to embed."""
-    fmt = tables.detect_format(cfg.input, cfg.input_format)
+    fmt = inputs.detect_format(cfg.input, cfg.input_format)
     if fmt == "images":
         raise ConfigError(f"key 'input': {cfg.input!r} holds images; use `sparkamp embed-images`")
     if fmt == "text-dir":
-        return embedding.listed_files(spark, summary, cfg.input)  # every file: a non-UTF-8 one is a row
-    columns = text_items.TextColumns(cfg.id_column, cfg.text_column, cfg.template_fields if cfg.text_template
-                                     else [], cfg.encoding, cfg.delimiter)
-    return text_items.read_items(spark, cfg.input, fmt, columns)
+        return items.listed_files(spark, stats, cfg.input)  # every file: a non-UTF-8 one is a row
+    columns = items.TextColumns(cfg.id_column, cfg.text_column, cfg.template_fields if cfg.text_template
+                                else [], cfg.encoding, cfg.delimiter)
+    return items.read_items(spark, cfg.input, fmt, columns)
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
-    tables.prepare_output(spark, cfg.output, cfg.mode)
+    publish.prepare_output(spark, cfg.output, cfg.mode)
     with summary.timed("read inputs"):
-        items = read_items(spark, cfg, summary)
-    counters = embedding.counters(spark, ("model_seconds", "truncated", "tokens", "known_tokens"))
-    embedder = text_embedder(cfg.spec, TextJobOptions(cfg.batch_size, cfg.torch_threads, encoding=cfg.encoding),
-                             counters)
-    embedding.embed_and_publish(spark, cfg, summary, items, embedder, cfg.arrow_batch_size,
-                                lambda: texts.load_text_model(cfg.spec).label)
-    embedding.add_counter_stats(summary, counters)
+        found = read_items(spark, cfg, summary.stats)
+    counters = publishing.counters(spark, ("model_seconds", "truncated", "tokens", "known_tokens"))
+    kinds = {kind: kind for kind in ("path", "text") if kind in found.columns}
+    columns = steps.ItemColumns(source="source", id_name=cfg.id_column, **kinds)
+
+    def embed(todo, partitions: int):
+        options = steps.TextOptions(cfg.options.spec, cfg.options.worker, partitions)
+        return steps.embed_texts(todo, columns=columns, options=options, counters=counters)
+    reuse = incremental.Reuse(lambda: texts.load_text_model(cfg.options.spec).label, cfg.options.worker.max_bytes)
+    publishing.embed_and_publish(spark, cfg, summary, found, embed, reuse)
+    publishing.add_counter_stats(summary, counters)
     summary.stats["texts_per_second"] = round(summary.items_per_second("embed + write"), 2)
     tokens = summary.stats.get("tokens", 0)
     if cfg.model == texts.WORD_VECTORS and tokens:
@@ -95,6 +97,4 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
 
 
 if __name__ == "__main__":
-    from jobs import cli, embed_texts
-
-    sys.exit(cli.run_job(embed_texts, sys.argv[1:]))
+    sys.exit(cli.main([NAME, *sys.argv[1:]]))

@@ -6,13 +6,17 @@ import sys
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-if __package__ in (None, ""):  # `spark-submit jobs/search.py` without the zip on the path
+if __package__ in (None, ""):  # `spark-submit jobs/search.py` without the zip: the checkout on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import embedding, ids, indexing, inputs, session, tables, vectors  # noqa: E402
-from jobs.config import ConfigError, JobConfig, key, require_non_negative, require_positive  # noqa: E402
-from jobs.paths import check_input_exists, check_output_not_input  # noqa: E402
-from jobs.summary import JobFailed, RunSummary  # noqa: E402
+from jobs import cli  # noqa: E402
+from jobs.core.config import ConfigError, JobConfig, key  # noqa: E402
+from jobs.core.paths import check_input_exists, check_output_not_input  # noqa: E402
+from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
+from jobs.embedding.queries import raw_queries  # noqa: E402
+from jobs.indexing import neighbours  # noqa: E402
+from jobs.indexing.partitions import Expansion  # noqa: E402
+from jobs.tables import contracts, inputs, publish  # noqa: E402
 from index import manifest  # noqa: E402
 from index.manifest import IndexIntegrityError  # noqa: E402
 
@@ -53,71 +57,37 @@ class Config(JobConfig):
         check_input_exists("index", self.index, globs=False)
         check_output_not_input(getattr(self, given[0]), self.output)
         check_output_not_input(self.index, self.output)
-        require_positive(self, "k", "batch_size", "qe_top")
-        require_non_negative(self, "nprobe", "ef_search", "num_partitions")
-        inputs.check_text_keys(self)
+        self.options.check()
+        inputs.check_text_keys(self.encoding)
         try:  # every file against its sha256, before any Spark work (workers check again on load)
             manifest.verify(self.index, manifest.read(self.index))
         except IndexIntegrityError as exc:
             raise ConfigError(f"key 'index': {exc}") from None
 
+    @property
+    def options(self) -> neighbours.SearchOptions:
+        return neighbours.SearchOptions(self.k, self.exclude_self, self.nprobe, self.ef_search, self.batch_size,
+                                        self.num_partitions,
+                                        Expansion(self.query_expansion, self.qe_top, self.qe_alpha))
 
 
-def read_queries(spark, cfg: Config, meta: manifest.Manifest):
-    """(DataFrame(id, embedding, status, error) of every query row, rows, distinct ids). A row that
-    is not `ok` in the table keeps its status; an `ok` row whose vector cannot be searched gets one
-    from vectors.vector_check. Queries of another model, or none of the index's dim, are refused."""
-    from pyspark.sql import functions as F
-
-    df = tables.read_input(spark, cfg.queries, "table" if tables.is_table(cfg.queries) else "parquet")
-    tables.require_columns(df, {f"queries ({c})": c for c in ("id", "embedding", "status", "model")},
-                           cfg.queries)
-    ok = F.col("status") == "ok"
-    fits = ok & (F.size("embedding") == meta.dim)
-    stats = df.agg(F.collect_set(F.when(ok, F.col("model"))).alias("models"), F.count(F.when(ok, 1)).alias("n"),
-                   F.count(F.when(fits, 1)).alias("fit"), F.count("*").alias("rows"),
-                   F.countDistinct("id").alias("ids"), *ids.id_stats(ok)).first()
-    ids.refuse_repeated(df.filter(ok), stats, stats["n"], cfg.queries, "queries")
-    others = sorted(set(stats["models"]) - {meta.model})
-    if others:
-        raise ConfigError(f"key 'queries': embedded with {others}, but the index was built from "
-                          f"{meta.model!r} embeddings; embed the queries with {meta.model!r}")
-    if stats["n"] and not stats["fit"]:
-        raise ConfigError(f"key 'queries': no query has {meta.dim} values; the index is {meta.dim}-d")
-    error = (F.col("error") if "error" in df.columns else F.lit(None)).cast("string")
-    queries = with_status(df.select("id", "embedding", "status", error.alias("error")), meta)
-    return queries, int(stats["rows"]), int(stats["ids"])
-
-
-def with_status(queries, meta: manifest.Manifest):
-    """`ok` query rows whose vectors cannot be searched get vector_check's status and reason."""
-    from pyspark.sql import functions as F
-
-    status, error = vectors.vector_check(meta.dim, meta.metric)
-    ok = F.col("status") == "ok"
-    return queries.select("id", "embedding", F.when(ok, status).otherwise(F.col("status")).alias("status"),
-                          F.when(ok, error).otherwise(F.col("error")).alias("error"))
+def read_queries(spark, cfg: Config, meta: manifest.Manifest) -> contracts.Embeddings:
+    """Every query row: a table of embeddings, or files / lines of text embedded with the index's model
+    (each a row with its status: those that fail are reported too)."""
+    if cfg.queries:
+        return contracts.read_embeddings(spark, cfg.queries, neighbours.query_check(meta))
+    raw = raw_queries(spark, cfg.query_images, cfg.query_texts, meta.model, cfg.encoding).cache()
+    return contracts.check_embeddings(raw, neighbours.query_check(meta), cfg.query_images or cfg.query_texts)
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
     from pyspark.sql import functions as F
 
-    tables.prepare_output(spark, cfg.output, cfg.mode)
-    meta = manifest.read(cfg.index)
+    publish.prepare_output(spark, cfg.output, cfg.mode)
     with summary.timed("read queries"):
-        if cfg.queries:
-            queries, summary.rows_in, ids_in = read_queries(spark, cfg, meta)
-        else:  # each query file or line is a row with its status: those that fail are reported too
-            raw = embedding.raw_queries(spark, cfg.query_images, cfg.query_texts, meta.model,
-                                        cfg.encoding).cache()
-            queries = with_status(raw.select("id", "embedding", "status", "error"), meta)
-            summary.rows_in, ids_in = raw.count(), raw.select("id").distinct().count()
-    queries = indexing.spread(queries, cfg.num_partitions)
-    expansion = indexing.Expansion(cfg.query_expansion, cfg.qe_top, cfg.qe_alpha)
-    fn = indexing.searcher_fn(cfg.index, cfg.k, cfg.exclude_self, (cfg.nprobe, cfg.ef_search),
-                              cfg.batch_size, expansion)
-    session.set_arrow_batch(spark, max(cfg.batch_size, 4096))
-    neighbours = queries.mapInPandas(fn, indexing.NEIGHBOURS_SCHEMA)
+        queries = read_queries(spark, cfg, neighbours.checked_manifest(cfg.index))
+        summary.rows_in, ids_in = queries.n_rows, queries.rows.agg(F.countDistinct("id")).first()[0]
+    found = neighbours.search(queries, cfg.index, cfg.options)
 
     def verify(staged) -> None:
         """Every query is in the output: with its neighbours, or one row saying why it has none."""
@@ -130,13 +100,11 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
         summary.stats["neighbour_rows"] = sum(r["rows"] for r in counts if r["status"] == "ok")
 
     with summary.timed("search + write"):
-        tables.publish(spark, neighbours, cfg.output, cfg.mode, summary.run_id, verify)
+        publish.publish(spark, found, cfg.output, cfg.mode, summary.run_id, verify)
     seconds = max(summary.stages["search + write"], 1e-9)
     summary.stats["queries_per_second"] = round(summary.rows_ok / seconds, 1)
     summary.outputs.append(cfg.output)
 
 
 if __name__ == "__main__":
-    from jobs import cli, search
-
-    sys.exit(cli.run_job(search, sys.argv[1:]))
+    sys.exit(cli.main([NAME, *sys.argv[1:]]))

@@ -12,9 +12,9 @@ from typing import ClassVar
 if __package__ in (None, ""):  # `python jobs/serve.py` without the package on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.config import (TABLE_PREFIX, ConfigError, JobConfig, key, require_non_negative,  # noqa: E402
+from jobs.core.config import (TABLE_PREFIX, ConfigError, JobConfig, key, require_non_negative,  # noqa: E402
                           require_positive)
-from jobs.paths import check_input_exists  # noqa: E402
+from jobs.core.paths import check_input_exists  # noqa: E402
 
 NAME = "serve"
 PLAN = ("load the index (checked against its manifest) and its model once → open the tables (row groups "

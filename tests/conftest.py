@@ -38,10 +38,10 @@ def spark(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fashion(tmp_path_factory):
     """200 Fashion-MNIST test images as PNGs in class folders: (folder, {relative path: class})."""
-    from jobs import demo_data
+    from jobs.samples import datasets
 
     folder = tmp_path_factory.mktemp("fashion")
-    return folder, demo_data.write_fashion_mnist(folder, 200, seed=1)
+    return folder, datasets.write_fashion_mnist(folder, 200, seed=1)
 
 
 def jpeg_bytes(size=(64, 48), color=(200, 30, 30), **save) -> bytes:

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets
 from tests.cluster import ROOT, StandaloneCluster, free_port, submit
 from tests.conftest import common_args
 
@@ -78,7 +79,7 @@ def active_stage(ui_port: int) -> dict | None:
 def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(cluster, tmp_path):
     """Runs last in this module: it leaves the cluster with one worker."""
     images = tmp_path / "images"
-    classes = demo_data.write_fashion_mnist(images, 1200, seed=3)
+    classes = datasets.write_fashion_mnist(images, 1200, seed=3)
     ui = free_port()
     proc, log = submit(cluster, "embed_images", "--input", str(images), "--output", str(tmp_path / "emb"),
                        "--set", "num_partitions=12", *common_args(tmp_path), background=True,

@@ -6,8 +6,10 @@ import sys
 
 import pytest
 
-from jobs import config, embed_images, embed_texts, yaml_loader
-from jobs.config import ConfigError
+from jobs import embed_images, embed_texts
+from jobs.core import config
+from jobs.core import yaml_loader
+from jobs.core.config import ConfigError
 from tests.conftest import ROOT
 
 
@@ -130,7 +132,7 @@ def test_conf_files_load(tmp_path, monkeypatch):
 
 
 def test_readme_config_reference_is_current():
-    from jobs import docs
+    from jobs.core import docs
 
     text = docs.README.read_text()
     assert docs.reference_markdown() in text, "README's config reference is stale: run `make docs`"

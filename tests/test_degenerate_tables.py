@@ -131,7 +131,7 @@ def bad_vectors() -> dict[str, object]:
 
 @pytest.mark.parametrize("element", ["float", "double"])
 def test_vector_check_finds_every_kind_of_bad_vector(spark, element):
-    from jobs import vectors
+    from jobs.tables import vectors
 
     rows = {"ok": [0.6, -0.8, 0.0], "nan": [float("nan"), 1.0, 0.0], "inf": [1.0, float("inf"), 0.0],
             "minus_inf": [1.0, float("-inf"), 0.0], "null_value": [1.0, None, 0.0], "zero": [0.0, 0.0, 0.0],
@@ -155,7 +155,8 @@ def test_bad_vectors_are_left_out_with_their_status_in_every_job(spark, tmp_path
     meta = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert (meta["ntotal"], meta["left_out"]) == (3, {"non_finite": 2, "zero_vector": 1})
     run = last_run(tmp_path, "build-index")
-    assert (run["rows_in"], run["statuses"]) == (6, {"ok": 3, "non_finite": 2, "zero_vector": 1})
+    # every row of the table is counted: indexed (ok), left out (its vector's status), not ok (its own)
+    assert (run["rows_in"], run["statuses"]) == (7, {"ok": 3, "non_finite": 2, "zero_vector": 1, "decode_error": 1})
     assert "2 rows left out of the index as non_finite" in said and "'inf', 'nan'" in said
     assert "1 rows left out of the index as zero_vector" in said and "'zero'" in said
 

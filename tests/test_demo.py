@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from jobs import cli, demo_steps
-from jobs.config import ConfigError, JobConfig
-from jobs.summary import JobFailed
+from jobs import cli
+from jobs.samples import demo_plan
+from jobs.core.config import ConfigError, JobConfig
+from jobs.core.summary import JobFailed
 from tests.conftest import ROOT, common_args
 
 STEPS = ["embed-images", "build-index", "search", "dedup", "unique", "embed-texts", "assign-labels", "evaluate",
@@ -103,7 +104,8 @@ def test_dry_run_works_for_every_job(demo_run, capsys):
 
 
 def test_demo_ends_with_a_serve_command_whose_inputs_it_wrote(demo_run, capsys):
-    from jobs import config, demo
+    from jobs import demo
+    from jobs.core import config
 
     printed = demo.next_step(config.load(demo.Config, sets=[f"output={demo_run / 'demo'}"]))
     argv = shlex.split(printed.split("\n", 1)[1].replace("\\\n", " "))
@@ -161,9 +163,11 @@ def test_errors_at_run_time_end_with_what_to_do(spark, tmp_path, error, code, hi
 
 def test_demo_steps_are_real_job_configs(tmp_path):
     """Every step's keys exist in its job's Config (a renamed key fails here, not after minutes)."""
-    from jobs import config, demo
+    from jobs import demo
+    from jobs.core import config
 
     cfg = config.load(demo.Config, None, [f"output={tmp_path}"])
-    for step in demo_steps.steps(cfg, "fp32"):
-        step.job.Config(**step.keys)  # unknown keys raise TypeError
-        assert set(step.keys) <= set(config.fields(step.job.Config)), step.stage
+    for step in demo_plan.steps(cfg.plan_options, "fp32"):
+        job = demo.JOBS[step.job]
+        job.Config(**step.keys)  # unknown keys raise TypeError
+        assert set(step.keys) <= set(config.fields(job.Config)), step.stage

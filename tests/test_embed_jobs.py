@@ -13,7 +13,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import cli, demo_data, tables
+from jobs import cli
+from jobs.samples import datasets
+from jobs.core.paths import table_name
+from jobs.tables import publish
 from tests.conftest import common_args, jpeg_bytes
 
 SCHEMA = ("struct<id:string,source:string,content_hash:string,model:string,embedding:array<float>,"
@@ -21,7 +24,7 @@ SCHEMA = ("struct<id:string,source:string,content_hash:string,model:string,embed
 
 
 def read(spark, location: str):
-    df = spark.table(tables.table_name(location)) if location.startswith("table:") \
+    df = spark.table(table_name(location)) if location.startswith("table:") \
         else spark.read.parquet(location)
     return df.toPandas().set_index("id")
 
@@ -89,7 +92,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def test_embed_texts_fortunes_bad_rows_and_neighbours(spark, tmp_path):
     rng = np.random.default_rng(0)
     by_category: dict[str, list] = {}
-    for row in demo_data.fortunes():
+    for row in datasets.fortunes():
         by_category.setdefault(row["category"], []).append(row)
     sample = [r for rows in by_category.values() for r in rng.permutation(rows)[:30]]
     specials = [{"id": "null", "text": None}, {"id": "blank", "text": "  \t "},
@@ -184,10 +187,10 @@ def test_failed_write_keeps_the_previous_output(spark, tmp_path):
 
     failing = spark.range(10).select(explode_on_seven("id").alias("id"))
     with pytest.raises(Exception, match="poisoned task"):
-        tables.publish(spark, failing, out, "overwrite", "run1", verify=lambda staged: None)
+        publish.publish(spark, failing, out, "overwrite", "run1", verify=lambda staged: None)
     assert sorted(r.id for r in spark.read.parquet(out).collect()) == list(range(10))
     with pytest.raises(RuntimeError, match="refused"):
-        tables.publish(spark, spark.range(3), out, "overwrite", "run2",
+        publish.publish(spark, spark.range(3), out, "overwrite", "run2",
                        verify=lambda staged: (_ for _ in ()).throw(RuntimeError("refused")))
     assert spark.read.parquet(out).count() == 10
     assert not list((tmp_path / "_sparkamp_staging").glob("*"))

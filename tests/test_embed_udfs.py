@@ -13,7 +13,8 @@ def test_model_loads_once_per_worker_across_partitions(monkeypatch, tmp_path):
     monkeypatch.setattr(cnn, "load_image_model", lambda spec: loads.append(spec) or real(spec))
     spec = cnn.ImageModelSpec(image_size=64)  # a cache key of its own for this test
     (tmp_path / "a.jpg").write_bytes(jpeg_bytes())
-    embed = embed_udfs.image_embedder(spec, embed_udfs.ImageJobOptions(batch_size=2), counters={})
+    # blocks of 3 rows, as Spark hands them here: one output frame per block
+    embed = embed_udfs.image_embedder(spec, embed_udfs.ImageJobOptions(batch_size=2, block_rows=3), counters={})
     block = pd.DataFrame({"id": ["a", "missing", "c"], "source": ["s"] * 3,
                           "path": [str(tmp_path / "a.jpg"), str(tmp_path / "nope.jpg"), str(tmp_path / "a.jpg")]})
     outputs = [frame for _ in range(3) for frame in embed(iter([block, block]))]

@@ -21,7 +21,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from jobs import cli, config, embed_images, listing
+from jobs import cli, embed_images
+from jobs.core import config
+from jobs.tables import listing
 from tests.conftest import common_args
 
 MEGABYTE_OF_WORDS = "word " * 200_000  # 1 MB; far past MiniLM's 256-token window and max_chars

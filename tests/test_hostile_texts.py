@@ -13,8 +13,9 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from jobs import cli, labelled
-from jobs.config import ConfigError
+from jobs import cli
+from jobs.tables import labelled
+from jobs.core.config import ConfigError
 from tests.conftest import common_args
 from tests.test_hostile_inputs import Warnings, run_job
 

@@ -10,12 +10,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets
 from tests.conftest import common_args
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
-CATEGORIES = demo_data.FORTUNE_CATEGORIES  # computers, food, law, medicine, sports: chance is 0.2
+CATEGORIES = datasets.FORTUNE_CATEGORIES  # computers, food, law, medicine, sports: chance is 0.2
 # abstract WordNet supersenses, where the names alone say little: chance is 0.125
 SUPERSENSES = ("act", "attribute", "cognition", "communication", "feeling", "process", "state", "time")
 
@@ -41,7 +42,7 @@ def fortunes(spark, tmp_path_factory):
     """40 fortunes per category to label (embedded, plus one empty text), a disjoint pool of 20 per
     category to draw examples from, gold labels, and label sets with and without descriptions."""
     folder = tmp_path_factory.mktemp("fortunes")
-    test, pool = balanced_split(pd.DataFrame(demo_data.fortunes()), "category", 40, 20, seed=7)
+    test, pool = balanced_split(pd.DataFrame(datasets.fortunes()), "category", 40, 20, seed=7)
     test = pd.concat([test, pd.DataFrame({"id": ["blank"], "text": [""], "category": [None]})])
     write_split(folder, test.iloc[:-1], pool, "category")
     test[["id", "text"]].to_parquet(folder / "texts.parquet")
@@ -54,7 +55,7 @@ def fortunes(spark, tmp_path_factory):
 def supersenses(spark, tmp_path_factory):
     """50 glosses per abstract WordNet supersense to label (embedded), a disjoint pool of 30 each."""
     folder = tmp_path_factory.mktemp("wordnet")
-    test, pool = balanced_split(pd.DataFrame(demo_data.wordnet_nouns(SUPERSENSES)), "supersense", 50, 30, 1)
+    test, pool = balanced_split(pd.DataFrame(datasets.wordnet_nouns(SUPERSENSES)), "supersense", 50, 30, 1)
     write_split(folder, test, pool, "supersense")
     assert cli.main(["embed-texts", "--input", str(folder / "texts.parquet"), "--output", str(folder / "emb"),
                      *common_args(folder)]) == 0
@@ -150,7 +151,7 @@ def test_image_heads_from_class_folders_and_labelled_ids(spark, fashion, tmp_pat
     pd.DataFrame({"id": chosen, "label": [classes[i] for i in chosen]}).to_csv(tmp_path / "ex.csv", index=False)
     gold = tmp_path / "gold.csv"
     pd.DataFrame({"id": ids, "label": [classes[i] for i in ids]}).to_csv(gold, index=False)
-    examples = demo_data.write_fashion_mnist(tmp_path / "examples", 100, seed=5)
+    examples = datasets.write_fashion_mnist(tmp_path / "examples", 100, seed=5)
     assert len(set(examples.values())) == 10
     for method, source in (("logreg", tmp_path / "ex.csv"), ("centroid", tmp_path / "examples")):
         out = label(tmp_path, tmp_path, method, "--embeddings", str(emb), "--method", method,

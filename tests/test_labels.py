@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.config import ConfigError
-from jobs.label_fit import read_label_set
+from jobs.core.config import ConfigError
+from jobs.labelling.sets import read_label_set
 from udfs import finetune, heads, texts
 from udfs.classification import NONE, classification_metrics
 from udfs.heads import Head

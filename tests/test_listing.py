@@ -16,7 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, features
 
-from jobs import cli, paths, tables
+from jobs import cli
+from jobs.core import paths
+from jobs.tables import contracts, inputs
 from tests.conftest import common_args, jpeg_bytes
 from udfs import files
 from udfs.report_thumbs import thumbnail_of
@@ -36,8 +38,8 @@ class _Logged(logging.Handler):
 
 
 def run_cli(job: str, work: Path, *args: str) -> tuple[int, dict, list[str]]:
-    """(exit code, the runs-table summary, what jobs.listing logged) of one run under `work`."""
-    logged, logger = _Logged(), logging.getLogger("jobs.listing")
+    """(exit code, the runs-table summary, what jobs.tables.listing logged) of one run under `work`."""
+    logged, logger = _Logged(), logging.getLogger("jobs.tables.listing")
     logger.addHandler(logged)
     try:
         code = cli.main([job, *args, *common_args(work)])
@@ -218,15 +220,15 @@ def test_spark_reads_a_path_with_glob_characters_as_named(spark, glob_named_tabl
     for fmt in ("parquet", "csv"):
         location = str(glob_named_tables / name / f"t.{fmt}")
         paths.check_input_exists("input", location)
-        assert tables.detect_format(location, "auto") == fmt
-        assert [r.id for r in tables.read_input(spark, location, fmt).collect()] == [name]
+        assert inputs.detect_format(location, "auto") == fmt
+        assert [r.id for r in inputs.read(spark, location, fmt, inputs.ReadOptions()).collect()] == [name]
 
 
 def test_a_glob_reads_its_matches_and_escapes_name_literal_characters(spark, glob_named_tables):
     base = str(glob_named_tables)
-    read = tables.read_input(spark, f"{base}/{{data \\[v2\\],q?}}/t.parquet", "parquet")
+    read = contracts.read_table(spark, f"{base}/{{data \\[v2\\],q?}}/t.parquet")
     assert sorted(r.id for r in read.collect()) == ["data [v2]", "q?", "qz"]
-    read = tables.read_input(spark, f"{base}/[^dqx]*/t.csv", "csv")
+    read = inputs.read(spark, f"{base}/[^dqx]*/t.csv", "csv", inputs.ReadOptions())
     assert sorted(r.id for r in read.collect()) == ["12:30", "ab", "a{b,c}", "back\\slash", "backslash"]
 
 
@@ -277,9 +279,9 @@ def test_local_format_by_content_when_no_name_tells(tmp_path):
     for i in range(3):
         (tmp_path / "imgs" / f"blob{i}").write_bytes(jpeg_bytes())
         (tmp_path / "docs" / f"note{i}").write_text("plain words " * (i + 1))
-    assert tables.detect_format(str(tmp_path / "imgs"), "auto") == "images"
-    assert tables.detect_format(str(tmp_path / "docs"), "auto") == "text-dir"
-    assert tables.detect_format(str(tmp_path / "imgs" / "blob0"), "auto") == "images"
+    assert inputs.detect_format(str(tmp_path / "imgs"), "auto") == "images"
+    assert inputs.detect_format(str(tmp_path / "docs"), "auto") == "text-dir"
+    assert inputs.detect_format(str(tmp_path / "imgs" / "blob0"), "auto") == "images"
 
 
 def test_file_uris_carry_any_bytes_and_open_them(tmp_path):

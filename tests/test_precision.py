@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets
 from tests.conftest import common_args
 from tests.test_embed_jobs import knn_agreement
 from tests.test_label_jobs import CONF, accuracy, balanced_split, label, write_split
@@ -23,7 +24,7 @@ def png(array: np.ndarray) -> bytes:
 
 
 def test_bf16_image_embeddings_match_fp32_and_keep_their_neighbours():
-    arrays, classes = demo_data.fashion_mnist(120, seed=3)
+    arrays, classes = datasets.fashion_mnist(120, seed=3)
     fp32 = cnn.load_image_model(cnn.ImageModelSpec())
     bf16 = cnn.load_image_model(cnn.ImageModelSpec(precision="bf16"))
     assert (fp32.label, bf16.label) == ("efficientnet-lite0", "efficientnet-lite0+bf16")
@@ -37,7 +38,7 @@ def test_bf16_image_embeddings_match_fp32_and_keep_their_neighbours():
 
 
 def test_bf16_sentence_embeddings_match_fp32():
-    rows = demo_data.fortunes()[:64]
+    rows = datasets.fortunes()[:64]
     items = [r["text"] for r in rows]
     fp32 = texts.load_text_model(texts.TextModelSpec())
     bf16 = texts.load_text_model(texts.TextModelSpec(precision="bf16"))
@@ -73,7 +74,7 @@ def test_bad_precision_is_a_config_error(job, keys, named, tmp_path, capsys):
 def test_bf16_texts_through_the_jobs(spark, tmp_path):
     """embed-texts bf16 → zero-shot labels (label names embedded in bf16 too) → an incremental fp32
     re-run re-embeds every row, because the model column changed."""
-    test, pool = balanced_split(pd.DataFrame(demo_data.fortunes()), "category", 12, 1, seed=5)
+    test, pool = balanced_split(pd.DataFrame(datasets.fortunes()), "category", 12, 1, seed=5)
     write_split(tmp_path, test, pool, "category")
     emb = tmp_path / "emb"
     base = ["embed-texts", "--input", str(tmp_path / "texts.parquet"), "--output", str(emb),

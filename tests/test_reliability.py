@@ -15,7 +15,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets
 from tests.cluster import ROOT, spark_env
 from tests.conftest import common_args
 
@@ -37,7 +38,7 @@ def assert_same_rows(a: Path, b: Path) -> None:
 
 
 def fortunes_frame(n: int, seed: int) -> pd.DataFrame:
-    rows = pd.DataFrame(demo_data.fortunes())
+    rows = pd.DataFrame(datasets.fortunes())
     return rows.iloc[np.random.default_rng(seed).permutation(len(rows))[:n]][["id", "text"]]
 
 
@@ -71,8 +72,8 @@ def test_incremental_texts_recompute_only_what_changed(spark, tmp_path):
 
 def test_incremental_images_recompute_only_what_changed(spark, tmp_path):
     folder = tmp_path / "images"
-    classes = demo_data.write_fashion_mnist(folder, 60, seed=4)
-    spare = demo_data.write_fashion_mnist(tmp_path / "spare", 12, seed=9)
+    classes = datasets.write_fashion_mnist(folder, 60, seed=4)
+    spare = datasets.write_fashion_mnist(tmp_path / "spare", 12, seed=9)
     out = tmp_path / "emb"
     args = ["--input", str(folder), "--output", str(out), "--set", "incremental=true", *common_args(tmp_path)]
     assert cli.main(["embed-images", *args]) == 0
@@ -188,7 +189,7 @@ def test_incremental_index_update_equals_a_fresh_build(spark, tmp_path, factory)
 
 
 def test_a_swap_killed_between_its_renames_is_undone_by_the_next_run(spark, tmp_path):
-    from jobs import tables
+    from jobs.tables import publish
 
     out = tmp_path / "out"
     spark.range(10).write.parquet(str(out))
@@ -196,6 +197,6 @@ def test_a_swap_killed_between_its_renames_is_undone_by_the_next_run(spark, tmp_
     staging.mkdir()
     out.rename(staging / "out-old-run1")          # the kill came after the first rename
     (staging / "out-staging-run1").mkdir()        # and left the new data staged
-    tables.prepare_output(spark, str(out), "overwrite")
+    publish.prepare_output(spark, str(out), "overwrite")
     assert spark.read.parquet(str(out)).count() == 10
     assert not (staging / "out-staging-run1").exists()

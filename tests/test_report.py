@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets
 from tests.conftest import ROOT, common_args
 
 HOSTILE_FILE = "<img src=x onerror=alert(1)>.png"  # a file name that is markup
@@ -32,7 +33,7 @@ def images(spark, tmp_path_factory):
     image deleted after embedding; then indexed, searched, deduplicated, ranked and evaluated."""
     root = tmp_path_factory.mktemp("report-images")
     folder = root / "images"
-    classes = demo_data.write_fashion_mnist(folder, 60, seed=3)
+    classes = datasets.write_fashion_mnist(folder, 60, seed=3)
     original = sorted(classes)[0]
     shutil.copy(folder / original, folder / HOSTILE_FILE)
     classes[HOSTILE_FILE] = classes[original]
@@ -66,10 +67,10 @@ def image_report(images):
 def texts(spark, tmp_path_factory) -> Path:
     """12 fortunes per category plus a hostile one, embedded, zero-shot labelled (top 2), evaluated."""
     root = tmp_path_factory.mktemp("report-texts")
-    rows = pd.DataFrame(demo_data.fortunes())
+    rows = pd.DataFrame(datasets.fortunes())
     rng = np.random.default_rng(7)
     picked = pd.concat([rows[rows.category == c].iloc[rng.permutation(int((rows.category == c).sum()))[:12]]
-                        for c in demo_data.FORTUNE_CATEGORIES])
+                        for c in datasets.FORTUNE_CATEGORIES])
     picked = pd.concat([picked, pd.DataFrame([{"id": "hostile", "category": "computers", "text": HOSTILE_TEXT}])])
     picked[["id", "text"]].to_json(root / "texts.jsonl", orient="records", lines=True)
     picked[["id", "category"]].rename(columns={"category": "label"}).to_csv(root / "gold.csv", index=False)

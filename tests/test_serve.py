@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from jobs import cli, demo_data, serve
+from jobs import cli, serve
+from jobs.samples import datasets
 from tests.conftest import ROOT, common_args, jpeg_bytes
 
 MAX_UPLOAD = 1 << 20  # the test server's max_upload_bytes (the default is 20 MB)
@@ -45,13 +46,13 @@ def built(spark, tmp_path_factory) -> Built:
     labelled zero-shot (the saved head)."""
     root = tmp_path_factory.mktemp("serve")
     images = root / "images"
-    gold = demo_data.write_fashion_mnist(images, 40, seed=5)
+    gold = datasets.write_fashion_mnist(images, 40, seed=5)
     first = sorted(gold)[0]
     shutil.copy(images / first, images / "copy.png")
     gold["copy.png"] = gold[first]
     (images / "broken.png").write_bytes(b"not an image")
-    rows = pd.DataFrame(demo_data.fortunes())
-    texts = pd.concat([rows[rows.category == c].sample(6, random_state=3) for c in demo_data.FORTUNE_CATEGORIES])
+    rows = pd.DataFrame(datasets.fortunes())
+    texts = pd.concat([rows[rows.category == c].sample(6, random_state=3) for c in datasets.FORTUNE_CATEGORIES])
     texts[["id", "text"]].to_json(root / "texts.jsonl", orient="records", lines=True)
     (root / "gold.json").write_text(json.dumps({**gold, **dict(zip(texts.id, texts.category))}))
     common = common_args(root)
@@ -77,7 +78,7 @@ def app_state(built):
     import faiss
     import torch
 
-    from jobs import config
+    from jobs.core import config
     from jobs.app import state
 
     keys = ["--index", built.at("index"), "--compare-index", built.at("hnsw"), "--embeddings", built.at("emb"),
@@ -292,7 +293,7 @@ def test_label_scores_follow_the_edited_labels_and_the_head_matches_assign_label
 
 
 def test_zmap_is_fitted_once_in_the_background_then_maps_the_labels(client, app_state):
-    from jobs import label_methods
+    from jobs.labelling import methods
     from udfs import texts
     from udfs.heads import Head
 
@@ -307,11 +308,11 @@ def test_zmap_is_fitted_once_in_the_background_then_maps_the_labels(client, app_
     # the same scores as assign-labels' Zmap method with vocab_size 300: labels mapped, the text mapped
     playground = app_state.playground
     label_set = playground.labels_from(query["labels"])
-    z = label_methods.zmap(playground.encoder, "", 300, 10.0)
+    z = methods.zmap(playground.encoder, "", 300, 10.0)
     def embed(batch: list[str]) -> np.ndarray:
         return texts.embed_texts(playground.encoder, batch, 32).embeddings
 
-    labels = label_methods.label_vectors_of(label_set, embed)
+    labels = methods.label_vectors_of(label_set, embed)
     head = Head("zmap", label_set.names, labels @ z / np.linalg.norm(labels @ z, axis=1, keepdims=True), z)
     expected = head.scores(embed([COMPUTERS]))[0]
     got = {s["label"]: s["score"] for s in answer.json()["scores"]}

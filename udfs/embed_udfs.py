@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from udfs import cache, cnn, files, images, texts
+from udfs.batches import rebatch
 from udfs.status import NO_KNOWN_WORDS, OK, RowError
 
-EMBEDDINGS_SCHEMA = ("id string, source string, content_hash string, model string, "
-                     "embedding array<float>, status string, error string")
+# the embeddings table's columns, in order (jobs/tables/contracts.py holds the table's contract)
 COLUMNS = ["id", "source", "content_hash", "model", "embedding", "status", "error"]
 Frames = Iterator[pd.DataFrame]
 
@@ -28,6 +28,7 @@ class ImageJobOptions:
     max_bytes: int = 64 * 2**20
     decode_threads: int = 0
     torch_threads: int = 0
+    block_rows: int = 256        # rows per block a worker embeds and hands back
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class TextJobOptions:
     torch_threads: int = 0
     max_bytes: int = 64 * 2**20  # text files read by path
     encoding: str = "utf-8"      # of text files read by path and of binary text columns
+    block_rows: int = 1024       # rows per block: the unit that is length-sorted
 
 
 def _add(counters: dict[str, Any], name: str, value: float) -> None:
@@ -68,16 +70,28 @@ def with_preset_rows(block: pd.DataFrame, label: str,
     return pd.concat([embed(block[~preset]), rows], ignore_index=True)
 
 
+def worker_image_model(spec: cnn.ImageModelSpec, opts: ImageJobOptions) -> tuple[cnn.ImageModel, images.Preprocess]:
+    """(the model, loaded once per Python worker, its preprocessing with the options' limits), torch set to
+    the task's threads: what a partition function calls first."""
+    cache.set_torch_threads(opts.torch_threads)
+    model = cache.get_model(("image", spec), lambda: cnn.load_image_model(spec))
+    return model, dataclasses.replace(model.prep, max_pixels=opts.max_pixels, max_bytes=opts.max_bytes)
+
+
+def worker_text_model(spec: texts.TextModelSpec, opts: TextJobOptions) -> texts.TextModel:
+    """The text model, loaded once per Python worker, torch set to the task's threads."""
+    cache.set_torch_threads(opts.torch_threads)
+    return cache.get_model(("text", spec), lambda: texts.load_text_model(spec))
+
+
 def image_embedder(spec: cnn.ImageModelSpec, opts: ImageJobOptions,
                    counters: dict[str, Any]) -> Callable[[Frames], Frames]:
     """A mapInPandas function: blocks of (id, source, path | content) → embeddings rows."""
     def embed_partition(blocks: Frames) -> Frames:
-        cache.set_torch_threads(opts.torch_threads)
-        model = cache.get_model(("image", spec), lambda: cnn.load_image_model(spec))
-        prep = dataclasses.replace(model.prep, max_pixels=opts.max_pixels, max_bytes=opts.max_bytes)
+        model, prep = worker_image_model(spec, opts)
         # 0 threads = decode inline (pool None): no thread contending with the model for the core
         with ThreadPoolExecutor(opts.decode_threads) if opts.decode_threads else nullcontext() as pool:
-            for block in blocks:
+            for block in rebatch(blocks, opts.block_rows):
                 yield with_preset_rows(block, model.label, lambda rows: embed_image_block(
                     rows, model, prep, pool, opts.batch_size, counters))
     return embed_partition
@@ -152,9 +166,8 @@ def text_embedder(spec: texts.TextModelSpec, opts: TextJobOptions,
                   counters: dict[str, Any]) -> Callable[[Frames], Frames]:
     """A mapInPandas function: blocks of (id, source, text | content) → embeddings rows."""
     def embed_partition(blocks: Frames) -> Frames:
-        cache.set_torch_threads(opts.torch_threads)
-        model = cache.get_model(("text", spec), lambda: texts.load_text_model(spec))
-        for block in blocks:
+        model = worker_text_model(spec, opts)
+        for block in rebatch(blocks, opts.block_rows):
             yield with_preset_rows(block, model.label,
                                    lambda rows: embed_text_block(rows, model, opts, counters))
     return embed_partition

@@ -60,7 +60,7 @@ def read_file(uri: str, max_bytes: int) -> bytes:
                 return fh.read()
         from pyarrow import fs as pafs
 
-        filesystem, path = pafs.FileSystem.from_uri(uri)
+        filesystem, path = pafs.FileSystem.from_uri(pyarrow_uri(uri))
         with filesystem.open_input_file(path) as fh:
             _check_size(fh.size(), max_bytes)
             return fh.read()
@@ -77,21 +77,32 @@ def open_stream(uri: str):
             path = _local_file(uri)
             return pa.input_stream(open(path, "rb"), compression=_COMPRESSION.get(
                 os.path.splitext(os.fsdecode(path))[1].lower()))
-        filesystem, path = pafs.FileSystem.from_uri(uri)
+        filesystem, path = pafs.FileSystem.from_uri(pyarrow_uri(uri))
         return filesystem.open_input_stream(path, compression="detect")
 
 
 _COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4", ".br": "brotli"}
 
 
+# The same mapping as index/store.py's local_path and pyarrow_uri, kept here because udfs may not import
+# index (DESIGN.md's layering); tests/test_layout.py holds the two to the same answers on a list of URIs.
+HADOOP_SCHEMES = {"s3a": "s3", "s3n": "s3"}  # Hadoop's S3 connectors' schemes → pyarrow's s3://
+
+
+def pyarrow_uri(uri: str) -> str:
+    """A remote location as pyarrow names it: Hadoop's `s3a://b/k` is `s3://b/k`; others unchanged."""
+    scheme, sep, rest = uri.partition("://")
+    return f"{HADOOP_SCHEMES.get(scheme.lower(), scheme)}{sep}{rest}" if sep else uri
+
+
 def _is_local(uri: str) -> bool:
     return "://" not in uri or uri.startswith("file:")
 
 
-def _local_file(uri: str) -> str | bytes:
-    """The local path of `uri` (bytes for a `file://` URI: the name's exact bytes), which must be a
-    regular file (a fifo would block the task on open())."""
-    path = _local(uri)
+def _local_file(uri: str) -> bytes:
+    """The local path of `uri` (`local_path`: the name's exact bytes), which must be a regular file (a
+    fifo would block the task on open())."""
+    path = local_path(uri)
     info = os.stat(path)
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(path)
@@ -115,13 +126,17 @@ def _read_errors(uri: str) -> Iterator[None]:
         raise RowError(READ_ERROR, f"cannot read {uri}: {exc}") from None
 
 
-def _local(uri: str) -> str | bytes:
+def local_path(uri: str) -> bytes | None:
+    """The exact bytes of the local path a location names, or None when it is on another filesystem: a
+    plain path made absolute, `file:/x` as written, `file:///x` (or `file://localhost/x`) percent-decoded."""
     if uri.startswith("file://"):
         authority, _, path = uri[len("file://"):].partition("/")
         if authority not in ("", "localhost"):
             raise ValueError(f"{uri} names host {authority!r}; only local files are read this way")
         return unquote_to_bytes("/" + path)
-    return "/" + uri[len("file:"):].lstrip("/") if uri.startswith("file:") else uri
+    if uri.startswith("file:"):
+        return os.fsencode("/" + uri[len("file:"):].lstrip("/"))
+    return None if "://" in uri else os.fsencode(os.path.abspath(uri))
 
 
 def _check_size(size: int, max_bytes: int) -> None:

@@ -7,13 +7,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from udfs import cache, texts
-from udfs.embed_udfs import TextJobOptions, embed_text_block, with_preset_rows
+from udfs import texts
+from udfs.batches import rebatch
+from udfs.embed_udfs import TextJobOptions, embed_text_block, with_preset_rows, worker_text_model
 from udfs.heads import Head, top_k
 from udfs.status import OK
 
-LABELS_SCHEMA = ("id string, label string, score double, rank int, method string, status string, "
-                 "error string")
+# the labels table's columns, in order (jobs/tables/contracts.py holds the table's contract)
 LABEL_COLUMNS = ["id", "label", "score", "rank", "method", "status", "error"]
 UNKNOWN = "unknown"
 Frames = Iterator[pd.DataFrame]
@@ -24,6 +24,7 @@ class ScoreOptions:
     top_k: int = 1
     min_score: float | None = None  # best score below it → one row labelled `unknown`
     method: str = ""                # goes into the `method` column
+    block_rows: int = 4096          # embeddings scored per block
 
 
 def label_rows(ids: np.ndarray, vectors: list, statuses: list, errors: list, head: Head,
@@ -63,7 +64,7 @@ def embedding_scorer(head: Any, opts: ScoreOptions) -> Callable[[Frames], Frames
     `head` is a Spark broadcast of a Head (or a Head)."""
     def score_partition(blocks: Frames) -> Frames:
         h = head.value if hasattr(head, "value") else head
-        for block in blocks:
+        for block in rebatch(blocks, opts.block_rows):
             yield label_rows(block["id"].to_numpy(), block["embedding"].tolist(), block["status"].tolist(),
                              block["error"].tolist(), h, opts)
     return score_partition
@@ -75,9 +76,8 @@ def text_scorer(head: Any, spec: texts.TextModelSpec, text_opts: TextJobOptions,
     encoder, loaded once per worker) → labels rows. Rows that cannot be embedded keep their status."""
     def score_partition(blocks: Frames) -> Frames:
         h = head.value if hasattr(head, "value") else head
-        cache.set_torch_threads(text_opts.torch_threads)
-        model = cache.get_model(("text", spec), lambda: texts.load_text_model(spec))
-        for block in blocks:
+        model = worker_text_model(spec, text_opts)
+        for block in rebatch(blocks, text_opts.block_rows):
             rows = with_preset_rows(block, model.label,
                                     lambda todo: embed_text_block(todo, model, text_opts, {}))
             yield label_rows(rows["id"].to_numpy(), rows["embedding"].tolist(), rows["status"].tolist(),

@@ -1,4 +1,4 @@
-"""Row statuses: what went wrong with one input, as data rather than a crash."""
+"""Row statuses (what went wrong with one input, as data rather than a crash) and the errors behind them."""
 from __future__ import annotations
 
 OK = "ok"
@@ -21,3 +21,12 @@ class RowError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class SpecError(ValueError):
+    """A model spec that cannot be used, naming its field at fault (`model`, `precision`, `weights_path`,
+    `model_path`, `vectors_path`): raised before any work; jobs report it as an error of that key."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field

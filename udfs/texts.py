@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from udfs import decoding, precision
-from udfs.status import EMPTY, RowError
+from udfs.status import EMPTY, RowError, SpecError
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 WORD_VECTORS = "word-vectors"
@@ -49,23 +49,25 @@ class TextBatch:
 
 
 def check_spec(spec: TextModelSpec) -> None:
-    """Raises ValueError naming what's wrong, without loading anything (runs before Spark starts)."""
+    """Raises SpecError (a ValueError) naming the field at fault, without loading anything (runs before
+    Spark starts)."""
     if spec.precision not in precision.PRECISIONS:
-        raise ValueError(f"precision {spec.precision!r}; accepted: {', '.join(precision.PRECISIONS)}")
+        raise SpecError("precision", f"precision {spec.precision!r}; accepted: {', '.join(precision.PRECISIONS)}")
     if spec.name == WORD_VECTORS:
         if spec.precision != "fp32":
-            raise ValueError("precision bf16 is for sentence encoders; word vectors are looked up, not computed")
+            raise SpecError("precision", "precision bf16 is for sentence encoders; word vectors are looked up, "
+                            "not computed")
         if spec.vectors_path:
             _check_vectors_file(spec.vectors_path)
         return
     if spec.model_path:
         if not (Path(spec.model_path) / "modules.json").is_file() and \
                 not (Path(spec.model_path) / "config.json").is_file():
-            raise ValueError(f"model_path {spec.model_path!r} is not a Sentence-Transformers directory "
+            raise SpecError("model_path", f"model_path {spec.model_path!r} is not a Sentence-Transformers directory "
                              "(no modules.json or config.json)")
         return
     if spec.name.lower() not in PACKAGED_SENTENCE_MODELS:
-        raise ValueError(f"unknown text model {spec.name!r}; accepted: {DEFAULT_TEXT_MODEL}, "
+        raise SpecError("model", f"unknown text model {spec.name!r}; accepted: {DEFAULT_TEXT_MODEL}, "
                          f"{WORD_VECTORS}, or any name with model_path set to a local directory")
 
 
@@ -79,9 +81,9 @@ def spec_from_label(label: str, model_path: str = "", vectors_path: str = "") ->
 
 def _check_vectors_file(path: str) -> None:
     if not Path(path).is_file():
-        raise ValueError(f"vectors_path {path!r} is not a file")
+        raise SpecError("vectors_path", f"vectors_path {path!r} is not a file")
     if path.endswith((".kv", ".model", ".pkl", ".pickle")):
-        raise ValueError(f"vectors_path {path!r}: gensim's native format is a pickle and is not loaded "
+        raise SpecError("vectors_path", f"vectors_path {path!r}: gensim's native format is a pickle and is not loaded "
                          "(it can run code); export it with KeyedVectors.save_word2vec_format")
 
 

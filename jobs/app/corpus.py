@@ -6,12 +6,12 @@ import json
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from index import store
 from jobs.app.parquet import ParquetTable
-from jobs.config import ConfigError
+from jobs.core.config import ConfigError
 from udfs.files import read_file
 from udfs.report_thumbs import MAX_BYTES, is_image_source, thumbnail_bytes
 
@@ -147,7 +147,7 @@ def read_gold(location: str, label_column: str) -> dict[str, str]:
     file, or a Parquet table with `id` and `label_column`. Held in memory: one short string per item."""
     if location.endswith(".json"):
         try:
-            data = json.loads(Path(location).read_text(encoding="utf-8"))
+            data = json.loads(store.read_bytes(location).decode("utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"key 'gold': cannot read {location!r}: {exc}") from None
         pairs = data.items() if isinstance(data, dict) else \
@@ -157,9 +157,11 @@ def read_gold(location: str, label_column: str) -> dict[str, str]:
             raise ConfigError(f"key 'gold': {location!r} must hold {{id: label}} or [{{id: label}}]")
         return {str(k): str(v) for k, v in pairs}
     if location.endswith(".csv"):
+        import io
+
         from pyarrow import csv
 
-        table = csv.read_csv(location)
+        table = csv.read_csv(io.BytesIO(store.read_bytes(location)))
         names = table.column_names
     else:
         dataset = ParquetTable(location, "gold").dataset

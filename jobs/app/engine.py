@@ -9,7 +9,7 @@ import numpy as np
 
 from index import searcher
 from jobs.app.parquet import key_hashes
-from jobs.config import ConfigError
+from jobs.core.config import ConfigError
 from udfs import cnn, images, texts
 from udfs.status import NO_KNOWN_WORDS, RowError
 

@@ -7,8 +7,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from jobs.config import ConfigError
-from jobs.paths import is_remote, local_path
+from index import store
+from jobs.core.config import ConfigError
 
 
 def key_hashes(values: list[str] | np.ndarray) -> np.ndarray:
@@ -25,13 +25,9 @@ class ParquetTable:
 
     def __init__(self, location: str, key: str):
         import pyarrow.dataset as ds
-        from pyarrow import fs as pafs
 
         self.location, self.key = location, key
-        if is_remote(location):
-            filesystem, path = pafs.FileSystem.from_uri(location)
-        else:
-            filesystem, path = pafs.LocalFileSystem(), local_path(location)
+        filesystem, path = store.resolve(location)
         try:
             self.dataset = ds.dataset(path, format="parquet", filesystem=filesystem)
             self.parts = [part for fragment in self.dataset.get_fragments()

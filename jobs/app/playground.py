@@ -8,11 +8,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-import yaml
 
-from jobs import assign_labels, label_fit, label_methods
 from jobs.app.engine import embed_one
-from jobs.config import ConfigError
+from jobs.core.config import ConfigError
+from jobs.labelling import fitting, methods
+from jobs.labelling.sets import read_label_set
 from udfs import heads, texts
 from udfs.heads import Head
 from udfs.label_sets import DEFAULT_TEMPLATES, LabelSet, parse_label_set
@@ -43,11 +43,11 @@ class Playground:
     def __init__(self, opts: PlaygroundOptions):
         self.opts = opts
         self.encoder = texts.load_text_model(texts.spec_from_label(opts.encoder))
-        self.label_set = read_label_set(opts.label_set) if opts.label_set else None
+        self.label_set = read_label_set(opts.label_set, key="label_set")
         self.head = _load_head(opts.head) if opts.head else None
         self.head_encoder = self.encoder
         if self.head is not None and self.head.params.get("encoder"):  # setfit: its fine-tuned encoder
-            self.head_encoder = texts.load_text_model(label_fit.encoder_spec(opts.head, self.head))
+            self.head_encoder = texts.load_text_model(fitting.encoder_spec(opts.head, self.head))
         self._zmap = self.head.projection if self.head is not None and self.head.method == "zmap" else None
         self._zmap_started: float | None = None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -92,7 +92,7 @@ class Playground:
             label_set = self.labels_from(labels)
             projection = self.zmap() if method == "zmap" else None
             vector = embed_one(self.encoder, text, self.opts.max_text_chars, self._lock)
-            classes = label_methods.label_vectors_of(label_set, self._embed_cached)
+            classes = methods.label_vectors_of(label_set, self._embed_cached)
             if projection is not None:
                 classes = heads.normalise(classes @ projection)
             head = Head(method, label_set.names, classes, projection)
@@ -133,10 +133,10 @@ class Playground:
                            f"{waited:.0f} s so far); retry in a few seconds")
 
     def _fit_zmap(self) -> None:
-        defaults = assign_labels.Config  # the same word vectors and ridge strength as assign-labels
+        defaults = methods.FitOptions()  # the same word vectors and ridge strength as assign-labels
         try:
             encoder = texts.load_text_model(self.encoder.spec)  # its own copy: requests keep theirs
-            z = label_methods.zmap(encoder, defaults.word_vectors, self.opts.zmap_vocab_size, defaults.zmap_alpha)
+            z = methods.zmap(encoder, defaults.word_vectors, self.opts.zmap_vocab_size, defaults.zmap_alpha)
         except Exception:  # logged; the next request starts a new fit
             log.exception("fitting Zmap failed")
             z = None
@@ -144,14 +144,6 @@ class Playground:
             self._zmap = z
             if z is None:
                 self._zmap_started = None
-
-
-def read_label_set(path: str) -> LabelSet:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return parse_label_set(yaml.safe_load(fh), path)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"key 'label_set': {exc}") from None
 
 
 def _load_head(folder: str) -> Head:

@@ -13,7 +13,7 @@ from jobs.app.corpus import Corpus, CorpusFiles
 from jobs.app.engine import IndexView, QueryEngine, UploadLimits
 from jobs.app.parquet import ParquetTable
 from jobs.app.playground import Playground, PlaygroundOptions
-from jobs.config import ConfigError
+from jobs.core.config import ConfigError
 from udfs import heads, texts
 
 

@@ -1,0 +1,1 @@
+"""Shared job machinery: config, session, summaries, input-location rules, the config reference."""

@@ -1,0 +1,1 @@
+"""The steps behind embed-images and embed-texts: items in, embeddings rows out."""

@@ -1,0 +1,1 @@
+"""The steps behind evaluate: retrieval and classification metrics against gold labels."""

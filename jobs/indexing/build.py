@@ -1,0 +1,79 @@
+"""The build-index step: an embeddings table in, a FAISS index directory published at a path (train once on a
+sample, add shards in parallel, merge, measure recall), its IndexInfo back. `sparkamp.build_index` and the
+build-index job call it."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from datetime import datetime, timezone
+
+from index import manifest
+from jobs.core.summary import new_run_id, timed
+from jobs.indexing import assembly, partitions, training, update
+from jobs.indexing.assembly import Shape
+from jobs.indexing.options import IndexInfo, IndexOptions
+from jobs.tables import publish
+from jobs.tables.contracts import Embeddings
+
+log = logging.getLogger(__name__)
+
+
+def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(), *,
+                stages: dict[str, float] | None = None, run_id: str = "") -> IndexInfo:
+    """Builds (or with `opts.incremental`, updates) the index of `table`'s ok rows and publishes it at
+    `path` (a local path or any Hadoop/pyarrow URI) atomically: a reader sees the old complete index or
+    the new one. Ok rows whose vectors cannot be indexed (NaN, infinite, all zero) are left out and
+    counted. `stages` gets the seconds of each stage. Raises ConfigError (the options do not suit the
+    table: too few rows to train, repeated ids, ...), JobFailed (recall@10 below `opts.min_recall`, a
+    shard changed); nothing is published then, and the previous index at `path` stays."""
+    opts.check()
+    spark, stages = table.rows.sparkSession, {} if stages is None else stages
+    run_id = run_id or new_run_id()
+    publish.prepare_output(spark, path, "overwrite")
+    good, left_out = table.usable(opts.metric, "the index")
+    rows = good.select(partitions.faiss_id_column(), "id", "embedding", "content_hash")
+    count = table.n_ok - sum(left_out.values())
+    shape = Shape(table.model, table.dim, count, training.choose(opts, count, table.dim))
+    log.info("index: %s (%s)", shape.choice.factory, shape.choice.reason)
+    folder = _work_folder(spark, path, opts, run_id, {
+        "embeddings": table.location, "factory": shape.choice.factory, "metric": opts.metric, "seed": opts.seed,
+        "shards": opts.num_shards, "rows": shape.rows})
+    prev = update.previous(path, shape.model, shape.dim, opts, shape.choice.factory) if opts.incremental else None
+    try:
+        if prev is None:
+            meta, updated = _build(rows, shape, folder, opts, stages), {}
+        else:
+            meta, updated = update.update(path, prev, rows, shape, folder, opts, stages)
+        meta.left_out, meta.source, meta.config = left_out, table.location, dataclasses.asdict(opts)
+        meta.stage_seconds = {k: round(v, 3) for k, v in stages.items()}
+        meta.created_at = datetime.now(timezone.utc).isoformat()
+        with timed(stages, "publish", "build-index"):
+            assembly.publish_index(spark, meta, folder, path, run_id, opts.min_recall)
+    except BaseException:
+        if not opts.resume:  # a failed build's work folder goes, unless `resume` wants its shards next time
+            publish.remove(spark, folder)
+        raise
+    return IndexInfo.of(path, meta, {"ok": meta.ntotal, **left_out, **table.not_ok}, updated)
+
+
+def _build(rows, shape: Shape, folder: str, opts: IndexOptions, stages: dict[str, float]) -> manifest.Manifest:
+    with timed(stages, "train", "build-index"):
+        trained = training.train(rows, shape.rows, shape.dim, shape.choice.factory, opts, folder)
+    queries = training.sample_vectors(rows, opts.recall_queries, shape.rows, opts.seed + 1)
+    with timed(stages, "add shards", "build-index"):
+        shard_rows = assembly.add_shards(rows, trained, folder, queries, opts, shape.rows * shape.dim * 4)
+    with timed(stages, "write ids", "build-index"):
+        rows.select("faiss_id", "id", "content_hash").write.mode("overwrite").parquet(f"{folder}/{manifest.IDS}")
+    with timed(stages, "merge", "build-index"):
+        meta = assembly.merge(folder, trained, shard_rows, shape, opts)
+    with timed(stages, "measure recall", "build-index"):
+        assembly.measure_recall(meta, folder, shard_rows, queries, opts)
+    return meta
+
+
+def _work_folder(spark, path: str, opts: IndexOptions, run_id: str, inputs: dict) -> str:
+    """A hidden folder beside `path`; named by what determines the build (resumable) when `resume` is on."""
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return publish.staging_location(spark, path, f"build-{key}" if opts.resume else f"staging-{run_id}")

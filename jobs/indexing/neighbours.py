@@ -1,0 +1,116 @@
+"""Neighbours tables through an index: a search of query rows, and each row of a table against the others
+(through the given index, or one built for the run)."""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from index import manifest
+from index.manifest import IndexIntegrityError
+from jobs.core.config import ConfigError, require_non_negative, require_positive
+from jobs.core.summary import new_run_id, timed
+from jobs.indexing import partitions
+from jobs.indexing.build import build_index
+from jobs.indexing.partitions import Expansion
+from jobs.tables import contracts, publish
+from jobs.tables.contracts import Embeddings, EmbeddingsCheck
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How an index is searched; the names are the search job's config keys."""
+
+    k: int = 10                   # neighbours per query
+    exclude_self: bool = False    # drop a query's own id from its neighbours
+    nprobe: int = 0               # IVF lists searched; 0 = the manifest's tuned value
+    ef_search: int = 0            # HNSW search depth; 0 = the manifest's
+    batch_size: int = 4096        # queries per index.search call (faiss is slower on small blocks)
+    num_partitions: int = 0       # Spark partitions of the queries; 0 = as read, at least the cores
+    expansion: Expansion = field(default_factory=Expansion)
+
+    def check(self) -> None:
+        """ConfigError naming the option (= config key) when it is out of range."""
+        require_positive(self, "k", "batch_size")
+        require_non_negative(self, "nprobe", "ef_search", "num_partitions")
+        if self.expansion.top < 1:
+            raise ConfigError(f"key 'qe_top' must be > 0, got {self.expansion.top!r}")
+
+
+def checked_manifest(folder: str, key: str = "index", metric: str = "") -> manifest.Manifest:
+    """The manifest of the index at `folder` (its files are checked against their sha256 where they are
+    loaded); with `metric`, the index must use it. ConfigError naming `key` otherwise."""
+    try:
+        meta = manifest.read(folder)
+    except IndexIntegrityError as exc:
+        raise ConfigError(f"key '{key}': {exc}") from None
+    if metric and meta.metric != metric:
+        raise ConfigError(f"key '{key}': built with metric {meta.metric}; similarity scores need an "
+                          "`ip` index (cosine on normalised vectors)")
+    return meta
+
+
+def manifest_for(table: Embeddings, index: str) -> manifest.Manifest:
+    """The manifest of the index `table`'s rows are compared through: an `ip` index of the table's model."""
+    meta = checked_manifest(index, metric="ip")
+    if table.model and meta.model != table.model:
+        raise ConfigError(f"key 'embeddings': embedded with {[table.model]}, but the index was built from "
+                          f"{meta.model!r} embeddings")
+    return meta
+
+
+def query_check(meta: manifest.Manifest, key: str = "queries") -> EmbeddingsCheck:
+    """What query rows must be to search the index of `meta`: of its model, some of its dim."""
+    return EmbeddingsCheck(key, model=meta.model, dim=meta.dim)
+
+
+def search(queries: Embeddings, index: str, opts: SearchOptions = SearchOptions()):
+    """The neighbours table (contracts.NEIGHBOURS) of every query row: k rows (rank 1 = nearest, score =
+    the index's similarity: cosine for `ip`) per `ok` query whose vector can be searched, else one row
+    with its status and reason (a status from the table, one of `vectors.vector_check`, or
+    no_neighbours). `queries` must have been checked with `query_check`. Each worker loads the index
+    once. Lazy."""
+    opts.check()
+    meta = manifest.read(index)
+    return _neighbours(queries.searchable(meta.metric), index, opts)
+
+
+def all_neighbours(rows, folder: str, k: int, nprobe: int, batch_size: int):
+    """The neighbours table of `rows` (id, embedding; vectors that can be searched): each row's k nearest
+    *other* rows (status ok), or one no_neighbours row."""
+    return _neighbours(rows.select("id", "embedding"), folder, SearchOptions(k, True, nprobe, 0, batch_size))
+
+
+def _neighbours(rows, folder: str, opts: SearchOptions):
+    fn = partitions.searcher_fn(folder, opts.k, opts.exclude_self, (opts.nprobe, opts.ef_search), opts.batch_size,
+                                opts.expansion)
+    return partitions.spread(rows, opts.num_partitions).mapInPandas(fn, contracts.NEIGHBOURS.schema)
+
+
+def compare_check(index: str) -> EmbeddingsCheck:
+    """What a table compared with itself (dedup, unique) must be: with an `index`, of its model and some
+    of its dim (the rest are wrong_dim rows); without, of one model and dim (an index is built of it)."""
+    if not index:
+        return EmbeddingsCheck(purpose="to compare")
+    meta = checked_manifest(index, metric="ip")
+    return EmbeddingsCheck(purpose="to compare", model=meta.model, dim=meta.dim)
+
+
+@contextmanager
+def index_for(table: Embeddings, index: str, work_dir: str, stages: dict[str, float] | None = None) -> Iterator[str]:
+    """`index`, or (when "") a temporary index of `table` (factory auto) in a hidden folder beside
+    `work_dir`, removed afterwards; `stages` gets the seconds of "build index"."""
+    if index:
+        yield index
+        return
+    spark = table.rows.sparkSession
+    folder = publish.staging_location(spark, work_dir, f"index-{new_run_id()}")
+    with timed({} if stages is None else stages, "build index"):
+        build_index(table, folder)
+    try:
+        yield folder
+    finally:
+        publish.remove(spark, folder)

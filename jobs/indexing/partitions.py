@@ -1,0 +1,190 @@
+"""The partition functions (mapInPandas) that write index shards, scan and search: thin shells around
+`index.shards` and `index.searcher`, and the helpers they share."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from index import searcher, shards, store
+from udfs.batches import rebatch
+from udfs.similarity import expand_queries
+
+SHARD_SCHEMA = "shard string, sha256 string, ntotal long, repeated long, scores binary, ids binary"
+SHARD_BLOCK_ROWS = 8192  # vectors added (and exactly scanned) per block: fewer, larger blocks are faster
+NO_NEIGHBOURS = "no_neighbours"
+MAX_INT64 = 0x7FFFFFFFFFFFFFFF
+Frames = Iterator[pd.DataFrame]
+
+
+def faiss_id_column():
+    """Stable int64 ids from the table's string ids (xxhash64, non-negative): any partitioning agrees."""
+    from pyspark.sql import functions as F
+
+    return (F.xxhash64(F.col("id")).bitwiseAND(F.lit(MAX_INT64))).alias("faiss_id")
+
+
+def vectors_of(frame: pd.DataFrame) -> np.ndarray:
+    return np.stack(frame["embedding"].to_numpy()).astype(np.float32, copy=False)
+
+
+def shard_writer(trained: Any, queries: Any, folder: str, k: int, metric: str,
+                 resume: bool) -> Callable[[Frames], Frames]:
+    """A mapInPandas function: one partition of (faiss_id, embedding), sorted by id → one shard file +
+    the exact top-k of the recall queries over it (so ground truth costs no extra pass over the data).
+
+    The shard is `index.shards.fill` of a copy of the trained empty index, written as
+    `shards/shard-<partition>.faiss` with a `.sha256` done-marker written last; with `resume`, a shard
+    whose marker exists is reused (only scanned). `trained` (bytes) and `queries` (float32 [q, dim])
+    are Spark broadcasts: shipped once per executor. Returns one SHARD_SCHEMA row, none when empty.
+    """
+    def write_shard(frames: Frames) -> Frames:
+        from pyspark import TaskContext
+
+        from udfs import cache
+
+        cache.set_faiss_threads()
+        name = f"shards/{shards.shard_name(TaskContext.get().partitionId())}"
+        marker = store.join(folder, name + ".sha256")
+        reuse = resume and store.exists(marker)
+        scan, seen = shards.ExactTopK(queries.value, k, metric), _SortedIds()
+        blocks = scan.passing(seen.blocks(rebatch(frames, SHARD_BLOCK_ROWS)))
+        if reuse:
+            for _ in blocks:
+                pass
+        else:
+            index = shards.fill(trained.value, blocks)
+        if seen.count == 0:
+            return
+        if reuse:
+            digest = store.read_bytes(marker).decode().strip()
+        else:
+            digest = store.write_index(store.join(folder, name), index)
+            store.write_bytes(marker, digest.encode())
+        scores, ids = scan.result()
+        yield pd.DataFrame({"shard": [name], "sha256": [digest], "ntotal": [seen.count], "repeated": [seen.repeated],
+                            "scores": [scores.tobytes()], "ids": [ids.tobytes()]})
+    return write_shard
+
+
+class _SortedIds:
+    """Blocks (faiss ids [n], vectors [n, dim]) of frames sorted by id, counting rows and repeated ids:
+    a repeated id (or a hash collision) sits next to its twin."""
+
+    def __init__(self) -> None:
+        self.count, self.repeated, self.last = 0, 0, -1
+
+    def blocks(self, frames: Frames) -> Iterator[shards.Block]:
+        for frame in frames:
+            ids, vectors = frame["faiss_id"].to_numpy(np.int64), vectors_of(frame)
+            self.repeated += int(np.count_nonzero(np.diff(ids) == 0)) + int(ids[0] == self.last)
+            self.last, self.count = int(ids[-1]), self.count + len(ids)
+            yield ids, vectors
+
+
+def exact_scan(spark, rows, queries: np.ndarray, k: int, metric: str) -> list[dict]:
+    """Exact top-k of `queries` over every row, one result per partition (shard_writer's format)."""
+    shipped = spark.sparkContext.broadcast(queries)
+
+    def scan(frames: Frames) -> Frames:
+        from udfs import cache
+
+        cache.set_faiss_threads()
+        found = shards.ExactTopK(shipped.value, k, metric)
+        for frame in rebatch(frames, SHARD_BLOCK_ROWS):
+            found.add(frame["faiss_id"].to_numpy(np.int64), vectors_of(frame))
+        if found.best is not None:
+            scores, ids = found.result()
+            yield pd.DataFrame({"scores": [scores.tobytes()], "ids": [ids.tobytes()]})
+    result = rows.select("faiss_id", "embedding").mapInPandas(scan, "scores binary, ids binary").collect()
+    shipped.unpersist()
+    return [r.asDict() for r in result]
+
+
+def exact_from_shards(rows: list, n_queries: int, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    parts = [(np.frombuffer(r["scores"], np.float32).reshape(n_queries, k),
+              np.frombuffer(r["ids"], np.int64).reshape(n_queries, k)) for r in rows]
+    return shards.merge_topk(parts, k, metric)
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """Query expansion: re-search with each query averaged with its `top` first results."""
+
+    method: str = "none"    # none | average | alpha
+    top: int = 5
+    alpha: float = 3.0
+
+
+def index_version(folder: str) -> str:
+    """A digest of every file an index's manifest vouches for (driver side)."""
+    from index import manifest
+
+    digests = manifest.expected_sha256(manifest.read(folder))
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+
+
+def searcher_fn(folder: str, k: int, exclude_self: bool, params: tuple[int, int],
+                batch_size: int, expansion: Expansion = Expansion()) -> Callable[[Frames], Frames]:
+    """A mapInPandas function: blocks of (id, embedding) → neighbours rows, k per query.
+
+    Warm workers keep the loaded index across tasks; the key's version is the digest of the files
+    the manifest lists, so an index rebuilt at the same path is reloaded."""
+    version = index_version(folder)
+
+    def search_partition(frames: Frames) -> Frames:
+        from udfs import cache
+
+        cache.set_faiss_threads()
+        loaded = cache.get_latest(("index", folder, params), version, lambda: searcher.load(folder, *params))
+        for block in rebatch(frames, batch_size):
+            yield neighbours_frame(loaded, block, k, exclude_self, expansion)
+    return search_partition
+
+
+def neighbours_frame(loaded: searcher.LoadedIndex, frame: pd.DataFrame, k: int, exclude_self: bool,
+                     expansion: Expansion = Expansion()) -> pd.DataFrame:
+    """Rows of the neighbours table (contracts.NEIGHBOURS) for a block of queries (id, embedding[, status,
+    error]): k rows per `ok` query (fewer only when the index holds fewer), ranks from 1, status ok; one
+    row with null rank, neighbor_id and score for a query that is not ok (its status and error are kept)
+    or that finds no neighbour (status no_neighbours)."""
+    good = (frame["status"] == "ok").to_numpy() if "status" in frame else np.ones(len(frame), bool)
+    found: dict[int, list] = {}
+    if good.any():
+        queries = vectors_of(frame[good])
+        if expansion.method != "none":
+            first_scores, first_ids = searcher.search_ids(loaded, queries, expansion.top)
+            queries = expand_queries(queries, searcher.vectors_by_id(loaded, first_ids), first_scores,
+                                     expansion.top, expansion.alpha if expansion.method == "alpha" else 0.0)
+        scores, names = searcher.search(loaded, queries, k + 1 if exclude_self else k)
+        for row, query, row_scores, row_names in zip(np.flatnonzero(good), frame["id"].to_numpy()[good],
+                                                     scores, names):
+            found[row] = [(n, float(s)) for n, s in zip(row_names, row_scores) if n is not None and
+                          not (exclude_self and n == query)][:k]
+    rows = []
+    for row, query in enumerate(frame["id"].tolist()):
+        kept = found.get(row, [])
+        rows.extend((query, rank, name, score, "ok", None) for rank, (name, score) in enumerate(kept, 1))
+        if not kept:
+            rows.append((query, None, None, None, *_without_neighbours(frame, row, good[row], exclude_self)))
+    out = pd.DataFrame(rows, columns=["query_id", "rank", "neighbor_id", "score", "status", "error"])
+    return out.astype({"rank": "Int32", "score": "float32"})
+
+
+def _without_neighbours(frame: pd.DataFrame, row: int, searched: bool, exclude_self: bool) -> tuple:
+    """(status, error) of a query that has no neighbour rows: not searched (its own), or nothing found."""
+    if searched:
+        return NO_NEIGHBOURS, "the index returned no neighbour" + (" other than the query itself" if exclude_self else "")
+    return frame["status"].iat[row], frame["error"].iat[row] if "error" in frame else None
+
+
+def spread(df, partitions: int = 0):
+    """`df` dealt round-robin over `partitions`, or (0) at least one partition per core: files are
+    read as skewed partitions (one row group can hold every query), which would leave cores idle."""
+    cores = df.sparkSession.sparkContext.defaultParallelism
+    return df.repartition(partitions or max(cores, df.rdd.getNumPartitions()))
+

@@ -1,0 +1,1 @@
+"""The steps behind assign-labels: label sets, examples, fitting heads, scoring."""

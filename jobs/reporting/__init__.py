@@ -1,0 +1,1 @@
+"""The steps behind report: a page's inputs gathered in Spark."""

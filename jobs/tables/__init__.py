@@ -1,0 +1,1 @@
+"""Tables in and out: the contracts and their readers, user inputs, ids, publishing."""
