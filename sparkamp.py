@@ -40,7 +40,7 @@ from jobs.indexing.options import IndexInfo, IndexOptions
 from jobs.indexing.partitions import Expansion
 from jobs.labelling import fitting, methods, scoring, sets
 from jobs.labelling.examples import ExampleOptions
-from jobs.tables import contracts, labelled
+from jobs.tables import contracts, labelled, scratch
 from jobs.tables.contracts import EmbeddingsCheck
 from udfs import cnn, texts
 from udfs.columns import image_embedding, text_embedding
@@ -122,33 +122,40 @@ def search(queries_df, index_path: str, *, k: int = 10, exclude_self: bool = Fal
 def dedup(embeddings_df, *, threshold: float = 0.85, index: str | None = None, k: int = 10, nprobe: int = 0,
           batch_size: int = 4096, work_dir: str | None = None):
     """The duplicate-groups table of the embeddings table's ok rows: exact duplicates (same content_hash)
-    and near ones (cosine >= `threshold` among each item's k nearest), joined into connected groups; each
-    member with its cosine to the group's representative (its smallest id). Searched through `index`, or
-    a temporary index built beside `work_dir` (default: the session's warehouse dir) and removed.
+    and near ones (cosine >= `threshold` among each item's k nearest), joined into connected groups in
+    Spark; each member with its cosine to the group's representative (its smallest id). Searched through
+    `index`, or a temporary index built beside `work_dir` (default: the session's warehouse dir) and
+    removed; the grouping's checkpoints go there too and are removed, so the result is computed before
+    it is returned (localCheckpoint).
 
     Example: `dedup(emb, threshold=0.95).groupBy("group_id").count()`"""
     table = contracts.check_embeddings(embeddings_df, neighbours.compare_check(index or ""), _TABLE)
     opts = groups.DedupOptions(threshold, k, nprobe, batch_size)
-    with neighbours.index_for(table, index or "", work_dir or _work_dir(embeddings_df)) as folder:
-        found = groups.find_duplicates(table, folder, opts)
+    work = work_dir or _work_dir(embeddings_df)
+    with (neighbours.index_for(table, index or "", work) as folder,
+          scratch.folder(embeddings_df.sparkSession, work, "groups") as checkpoints):
+        found = groups.find_duplicates(table, folder, checkpoints, opts)
+        result = found.groups.localCheckpoint(eager=True)  # the groups read the checkpoints, removed next
     found.pairs.unpersist()
-    return found.groups
+    return result
 
 
 def unique(embeddings_df, *, index: str | None = None, k: int = 10, count_duplicates: bool = False,
            nprobe: int = 0, batch_size: int = 4096, work_dir: str | None = None):
     """The uniqueness table of the embeddings table's ok rows: each item's nearest other item (exact copies
     skipped unless `count_duplicates`) and its cosine, rank 1 = the least similar to anything else; items
-    without one rank last with their status. Through `index`, or a temporary one (see `dedup`); with a
-    temporary index the result is computed before it is removed (localCheckpoint).
+    without one rank last with their status. Through `index`, or a temporary one (see `dedup`); ranked in
+    Spark with checkpoints beside `work_dir`, removed before it returns, so the result is computed first
+    (localCheckpoint).
 
     Example: `unique(emb).orderBy("rank").limit(10)`"""
     table = contracts.check_embeddings(embeddings_df, neighbours.compare_check(index or ""), _TABLE)
     opts = ranking.UniqueOptions(k, count_duplicates, nprobe, batch_size)
-    with neighbours.index_for(table, index or "", work_dir or _work_dir(embeddings_df)) as folder:
-        ranked, cached = ranking.rank_uniqueness(table, folder, opts)
-        if not index:
-            ranked = ranked.localCheckpoint(eager=True)
+    work = work_dir or _work_dir(embeddings_df)
+    with (neighbours.index_for(table, index or "", work) as folder,
+          scratch.folder(embeddings_df.sparkSession, work, "ranks") as checkpoints):
+        ranked, cached = ranking.rank_uniqueness(table, folder, checkpoints, opts)
+        ranked = ranked.localCheckpoint(eager=True)  # it reads the index and the checkpoints, removed next
     for frame in cached:
         frame.unpersist()
     return ranked

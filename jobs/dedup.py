@@ -15,10 +15,11 @@ from jobs.core.paths import check_output_not_input  # noqa: E402
 from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 from jobs.indexing import groups, neighbours  # noqa: E402
 from jobs.indexing.options import ComparisonKeys  # noqa: E402
-from jobs.tables import contracts, publish  # noqa: E402
+from jobs.tables import contracts, publish, scratch  # noqa: E402
 
 NAME = "dedup"
-PLAN = "exact pairs by content_hash + near pairs (k-NN >= threshold) → connected components → groups"
+PLAN = ("exact pairs by content_hash + near pairs (k-NN >= threshold) → connected components in Spark "
+        "(large-star / small-star) → groups")
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,15 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     publish.prepare_output(spark, cfg.output, cfg.mode)
     with summary.timed("read embeddings"):
         table = contracts.read_embeddings(spark, cfg.embeddings, neighbours.compare_check(cfg.index))
-    with neighbours.index_for(table, cfg.index, cfg.output, summary.stages) as folder:
-        with summary.timed("find pairs"):
-            found = groups.find_duplicates(table, folder, cfg.options)
+    with (neighbours.index_for(table, cfg.index, cfg.output, summary.stages) as folder,
+          scratch.folder(spark, cfg.output, "groups") as work):
+        with summary.timed("find pairs + groups"):
+            found = groups.find_duplicates(table, folder, work, cfg.options)
 
         def verify(staged) -> None:
             if staged.count() != found.members:
                 raise JobFailed(f"{found.members} duplicated items but {staged.count()} group rows")
-        with summary.timed("group + write"):
+        with summary.timed("score + write"):
             publish.publish(spark, found.groups, cfg.output, cfg.mode, summary.run_id, verify)
             if cfg.pairs_output:
                 publish.prepare_output(spark, cfg.pairs_output, cfg.mode)

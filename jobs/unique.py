@@ -14,11 +14,11 @@ from jobs.core.config import key  # noqa: E402
 from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 from jobs.indexing import neighbours, ranking  # noqa: E402
 from jobs.indexing.options import ComparisonKeys  # noqa: E402
-from jobs.tables import contracts, publish  # noqa: E402
+from jobs.tables import contracts, publish, scratch  # noqa: E402
 
 NAME = "unique"
 PLAN = ("k-NN of every item (self excluded, exact duplicates skipped; items with only copies searched "
-        "again with twice the k) → nearest other → rank ascending")
+        "again with twice the k) → nearest other → rank ascending (range-partitioned sort + per-partition offsets)")
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,10 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
             raise JobFailed(f"{table.n_ok} items but {sum(counts.values())} uniqueness rows")
         skipped = table.n_rows - table.n_ok  # not ok in the table: not ranked
         summary.statuses = {**counts, **({"skipped": skipped} if skipped else {})}
-    with neighbours.index_for(table, cfg.index, cfg.output, summary.stages) as folder:
+    with (neighbours.index_for(table, cfg.index, cfg.output, summary.stages) as folder,
+          scratch.folder(spark, cfg.output, "ranks") as work):
         with summary.timed("search"):
-            ranked, cached = ranking.rank_uniqueness(table, folder, cfg.options)
+            ranked, cached = ranking.rank_uniqueness(table, folder, work, cfg.options)
         with summary.timed("rank + write"):
             publish.publish(spark, ranked, cfg.output, cfg.mode, summary.run_id, verify)
     for frame in cached:

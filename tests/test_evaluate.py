@@ -8,7 +8,7 @@ import pytest
 
 from jobs import cli
 from tests.conftest import common_args
-from udfs.similarity import connected_groups, expand_queries, query_metrics
+from udfs.similarity import expand_queries, query_metrics
 
 
 def test_query_metrics_by_hand():
@@ -22,9 +22,7 @@ def test_query_metrics_by_hand():
     assert short["average_precision"] == pytest.approx(0.5 / 4)
 
 
-def test_groups_and_query_expansion():
-    assert connected_groups([("b", "c"), ("d", "c"), ("x", "y")]) == \
-        {"b": "b", "c": "b", "d": "b", "x": "x", "y": "x"}
+def test_query_expansion():
     import numpy as np
 
     q = np.array([[1.0, 0.0]], np.float32)

@@ -63,6 +63,7 @@ def test_dedup_finds_planted_copies_and_keeps_originals_apart(spark, tmp_path):
     assert groups.score_to_representative.min() >= 0.8
     kinds = spark.read.parquet(pairs).toPandas().set_index(["id_a", "id_b"]).kind
     assert kinds[(f"copy-of-{photos[6].name}", photos[6].name)] == "exact"
+    assert list((tmp_path / "_sparkamp_staging").iterdir()) == []  # the grouping's checkpoints removed
 
 
 def test_unique_puts_the_planted_outlier_first(spark, tmp_path):

@@ -1,34 +1,7 @@
-"""Pure functions behind the similarity jobs: duplicate groups, query expansion, retrieval metrics."""
+"""Pure functions behind the similarity jobs: query expansion, retrieval metrics."""
 from __future__ import annotations
 
-from typing import Iterable
-
 import numpy as np
-
-
-def connected_groups(edges: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Union-find over id pairs: {id: representative}, the representative being each group's smallest id.
-
-    Memory grows with the ids that have an edge (the duplicates), not with the corpus.
-    """
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:  # path compression
-            parent[x], x = root, parent[x]
-        return root
-
-    for a, b in edges:
-        parent.setdefault(a, a)
-        parent.setdefault(b, b)
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            low, high = (ra, rb) if ra < rb else (rb, ra)
-            parent[high] = low  # the smaller id wins: representatives are deterministic
-    return {x: find(x) for x in parent}
 
 
 def expand_queries(queries: np.ndarray, neighbours: np.ndarray, scores: np.ndarray, top: int,

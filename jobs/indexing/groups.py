@@ -7,8 +7,8 @@ from typing import Any
 
 from jobs.core.config import ConfigError, require_non_negative, require_positive
 from jobs.indexing import neighbours
+from jobs.indexing.components import connected_components
 from jobs.tables.contracts import DUPLICATE_PAIRS, Embeddings
-from udfs.similarity import connected_groups
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,12 @@ class Duplicates:
     left_out: dict[str, int]    # ok rows whose vectors cannot be compared, by status
 
 
-def find_duplicates(table: Embeddings, index: str, opts: DedupOptions = DedupOptions()) -> Duplicates:
+def find_duplicates(table: Embeddings, index: str, work: str, opts: DedupOptions = DedupOptions()) -> Duplicates:
     """The duplicate groups of `table`'s ok rows, searched through the index at `index` (of the same
-    model: see neighbours.checked_manifest). The groups are computed on the driver from the pairs (an
-    edge list, union-find), so the result no longer needs the index."""
+    model: see neighbours.checked_manifest). The pairs (an edge list) are joined into groups in Spark
+    (components.connected_components, checkpointed to `work`, a scratch folder: the groups read it,
+    so write them before it is removed); the groups no longer need the index. Raises ConfigError for
+    bad options."""
     from pyspark.sql import functions as F
 
     opts.check()
@@ -49,8 +51,8 @@ def find_duplicates(table: Embeddings, index: str, opts: DedupOptions = DedupOpt
     close = near.filter((F.col("status") == "ok") & (F.col("score") >= opts.threshold))
     pairs = duplicate_pairs(good, close).cache()
     counts = {r["kind"]: int(r["count"]) for r in pairs.groupBy("kind").count().collect()}
-    groups, members = group_rows(pairs, good)
-    return Duplicates(groups, pairs, members, counts, left_out)
+    found = connected_components(pairs, work)
+    return Duplicates(group_rows(found.members, good), pairs, found.count, counts, left_out)
 
 
 def duplicate_pairs(ok, near):
@@ -72,20 +74,14 @@ def duplicate_pairs(ok, near):
             .select(*DUPLICATE_PAIRS.columns))
 
 
-def group_rows(pairs, ok):
-    """(the duplicate-groups table: every member of a group of 2+, with its cosine to the representative
-    (the group's smallest id); the number of members)."""
+def group_rows(members, ok):
+    """The duplicate-groups table (group_id, id, score_to_representative) from `members` (DataFrame(id,
+    group_id), group_id = the group's smallest id, its representative): each member's cosine to it."""
     from pyspark.sql import functions as F
 
-    spark = pairs.sparkSession
-    # toLocalIterator runs one Spark job per partition: the pairs' 200 shuffle partitions cost ~10 s
-    # of scheduling on a small input, so they are first coalesced to one per core
-    few = pairs.select("id_a", "id_b").coalesce(max(1, spark.sparkContext.defaultParallelism))
-    members = connected_groups((r.id_a, r.id_b) for r in few.toLocalIterator(prefetchPartitions=True))
-    groups = spark.createDataFrame(sorted(members.items()), "id string, group_id string")
     embedded = ok.select("id", "embedding")
-    joined = (groups.join(embedded, "id")
+    joined = (members.join(embedded, "id")
               .join(embedded.select(F.col("id").alias("group_id"), F.col("embedding").alias("rep")), "group_id"))
     dot = F.aggregate(F.zip_with("embedding", "rep", lambda a, b: a * b), F.lit(0.0).cast("double"),
                       lambda acc, x: acc + x)
-    return joined.select("group_id", "id", dot.cast("float").alias("score_to_representative")), len(members)
+    return joined.select("group_id", "id", dot.cast("float").alias("score_to_representative"))

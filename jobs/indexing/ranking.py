@@ -9,6 +9,7 @@ from jobs.core.config import require_non_negative, require_positive
 from jobs.indexing import neighbours
 from jobs.indexing.partitions import NO_NEIGHBOURS
 from jobs.tables.contracts import UNIQUENESS, Embeddings
+from jobs.tables.positions import rank_by
 from jobs.tables.vectors import failed_rows
 
 ONLY_COPIES = "only_copies"
@@ -29,17 +30,20 @@ class UniqueOptions:
         require_non_negative(self, "nprobe")
 
 
-def rank_uniqueness(table: Embeddings, index: str, opts: UniqueOptions = UniqueOptions()) -> tuple["object", list]:
+def rank_uniqueness(table: Embeddings, index: str, work: str,
+                    opts: UniqueOptions = UniqueOptions()) -> tuple["object", list]:
     """(the uniqueness table (contracts.UNIQUENESS) of `table`'s ok rows searched through the index at
     `index`: rank 1 = the least similar to anything else; items without a nearest other item (only
     copies, no neighbours, a vector that cannot be searched) rank last, by id; the cached frames to
-    unpersist once it is written). The result is read through the index: keep it until then."""
+    unpersist once it is written). The ranks are computed through `work` (a scratch folder, see
+    positions.rank_by) and the result reads it: write it before the folder is removed. Raises
+    ConfigError for bad options."""
     opts.check()
     meta = neighbours.manifest_for(table, index)
     good, left_out = table.usable(meta.metric, "the unique job")
     bad = failed_rows(table.ok, meta.dim, meta.metric) if left_out else None
     found, cached = search_past_copies(good, index, opts, table.n_ok - sum(left_out.values()))
-    return uniqueness(found, bad), cached
+    return uniqueness(found, work, bad), cached
 
 
 def nearest_other(near, hashes, count_duplicates: bool):
@@ -81,11 +85,11 @@ def search_past_copies(ok, folder: str, opts: UniqueOptions, n: int) -> tuple[li
         pending = ok.join(waiting, "id", "left_semi")
 
 
-def uniqueness(found: list, bad=None):
+def uniqueness(found: list, work: str, bad=None):
     """(id, nearest_id, nearest_score, rank, status, error): rank 1 = the least similar to anything
-    else; items without a nearest other item (status only_copies, no_neighbours, or a vector that
-    cannot be searched, in `bad`: DataFrame(id, status, error)) rank last, by id."""
-    from pyspark.sql import Window
+    else, ties by id; items without a nearest other item (status only_copies, no_neighbours, or a
+    vector that cannot be searched, in `bad`: DataFrame(id, status, error)) rank last, by id. Ranked
+    by positions.rank_by through `work` (no window over one partition)."""
     from pyspark.sql import functions as F
 
     every = found[0]
@@ -99,5 +103,12 @@ def uniqueness(found: list, bad=None):
     if bad is not None:
         nothing = F.lit(None).cast("string").alias("nearest_id"), F.lit(None).cast("float").alias("nearest_score")
         every = every.unionByName(bad.select("id", *nothing, "status", "error"))
-    order = Window.orderBy(F.col("status") != "ok", F.col("nearest_score").asc_nulls_last(), "id")
-    return every.withColumn("rank", F.row_number().over(order)).select(*UNIQUENESS.columns)
+    return rank_by(every, rank_order(), work).select(*UNIQUENESS.columns)
+
+
+def rank_order() -> list:
+    """The uniqueness order, rank 1 first: ok rows by nearest_score (least similar first), then the
+    rest; ties by id."""
+    from pyspark.sql import functions as F
+
+    return [F.col("status") != "ok", F.col("nearest_score").asc_nulls_last(), F.col("id")]
