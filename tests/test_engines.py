@@ -155,7 +155,7 @@ def test_auto_resolves_to_the_measured_engine_and_word_vectors_run_no_model():
     assert engines.resolve("auto", "texts", "bf16") == engines.AUTO["texts", "bf16"]
     assert engines.resolve("onnx", "images", "fp32") == "onnx"
     words = texts.TextModelSpec(texts.WORD_VECTORS, engine="auto")
-    assert steps.prepare_engine(words) == (dataclasses.replace(words, engine="torch"), 0.0)  # nothing loaded
+    assert steps.prepare_engine(words) == steps.PreparedEngine(words, "torch", 0.0)  # nothing loaded
 
 
 def test_the_public_api_takes_the_engine(spark, photos, engine_cache, tmp_path):

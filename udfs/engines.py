@@ -18,12 +18,15 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("torch", "onnx", "openvino")
 PACKAGES = {"onnx": "onnxruntime", "openvino": "openvino"}
-# `engine: auto` = the fastest engine whose vectors stay within cosine 0.999 of torch's, per kind of
-# model and precision, as measured by bench/embed.py on the project's benchmark machine (see the
-# bench/embed.py section of BENCHMARKS.md; re-measure there before changing a row). Word vectors are
-# looked up, not computed: always torch (no model runs).
-AUTO = {("images", "fp32"): "openvino", ("images", "bf16"): "openvino",
-        ("texts", "fp32"): "torch", ("texts", "bf16"): "torch"}
+# `engine: auto` = the fastest engine whose vectors stay within cosine 0.999 of torch's (bf16: 0.99, as
+# torch's autocast), per kind of model and precision, measured on the project's 2-core benchmark machine
+# on 2026-11-30 under heavy load from other work (load average 15-20): model time alone, 1 thread,
+# interleaved, best of 4 (images: onnx 2.5x torch fp32, openvino 2.3x; openvino bf16 5.4x, torch bf16
+# 1.6x; texts: openvino 1.24x, onnx 1.02x; openvino bf16 2.9x, torch bf16 1.9x), and bench/embed.py
+# --quick's Spark rows (BENCHMARKS.md) agreeing for images. Re-measure with a quiet full bench/embed.py
+# run before changing a row. Word vectors are looked up, not computed: always torch.
+AUTO = {("images", "fp32"): "onnx", ("images", "bf16"): "openvino",
+        ("texts", "fp32"): "openvino", ("texts", "bf16"): "openvino"}
 
 
 @dataclass(frozen=True)

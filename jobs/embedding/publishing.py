@@ -25,8 +25,8 @@ def prepare_engine(summary: RunSummary, spec: Any) -> None:
     """The model's engine prepared on the driver before any task (steps.prepare_engine: the export made
     or found), timed, its export seconds and the engine that runs recorded in the run's summary."""
     with summary.timed("prepare engine"):
-        prepared, seconds = steps.prepare_engine(spec)
-    summary.stats["engine_export_seconds"] = round(seconds, 2)
+        prepared = steps.prepare_engine(spec)
+    summary.stats["engine_export_seconds"] = round(prepared.export_seconds, 2)
     log.info("%s: engine %s%s", summary.job, prepared.engine, " (auto)" if spec.engine == "auto" else "")
 
 

@@ -54,20 +54,30 @@ def check_spec(spec: cnn.ImageModelSpec | texts.TextModelSpec) -> None:
         raise ConfigError(f"key '{exc.field}': {exc}") from None
 
 
-_PREPARED: dict[Any, tuple[Any, float]] = {}  # spec → what prepare_engine made of it, once per driver
+@dataclass(frozen=True)
+class PreparedEngine:
+    """What `prepare_engine` found on the driver: the spec the workers get, the engine that ran here,
+    and the seconds its export took here (0 when it was in the cache, or for torch)."""
+
+    spec: Any                   # cnn.ImageModelSpec | texts.TextModelSpec
+    engine: str
+    export_seconds: float = 0.0
 
 
-def prepare_engine(spec: cnn.ImageModelSpec | texts.TextModelSpec) -> tuple[Any, float]:
-    """(the spec the workers get, the seconds the export took here). For an engine other than torch
-    (auto resolved: udfs.engines.resolve) the model is loaded once on the driver before any task: its
-    ONNX export is made, or found in `engine_cache`, so the workers of this machine read it from the
-    cache, and a model that cannot be exported, a cache that cannot be written or a layer the model lacks
-    is a ConfigError before any work. With engine auto a model that does not export runs in torch (the
-    spec returned says torch). Torch: the spec as given, nothing loaded, 0 s."""
+_PREPARED: dict[Any, PreparedEngine] = {}  # spec → what prepare_engine made of it, once per driver
+
+
+def prepare_engine(spec: cnn.ImageModelSpec | texts.TextModelSpec) -> PreparedEngine:
+    """For an engine other than torch (auto resolved by udfs.engines.resolve) the model is loaded once
+    on the driver before any task: its ONNX export is made, or found in `engine_cache`, so the workers
+    of this machine read it from the cache, and a model that cannot be exported, a cache that cannot be
+    written or a layer the model lacks is a ConfigError before any work. The workers get the spec as
+    given (auto resolves again on each machine: one without the engine's package runs torch), except
+    that auto becomes torch when the model does not export. Torch: nothing loaded."""
     image = isinstance(spec, cnn.ImageModelSpec)
     kind = "images" if image else "words" if spec.name == texts.WORD_VECTORS else "texts"
     if engines.resolve(spec.engine, kind, spec.precision) == "torch":
-        return dataclasses.replace(spec, engine="torch"), 0.0
+        return PreparedEngine(spec, "torch")
     if spec not in _PREPARED:
         try:
             runner = (cnn.load_image_model if image else texts.load_text_model)(spec).runner
@@ -79,8 +89,8 @@ def prepare_engine(spec: cnn.ImageModelSpec | texts.TextModelSpec) -> tuple[Any,
             raise ConfigError(f"key 'engine_cache': {exc}; name a folder this machine can write") from None
         except ValueError as exc:  # what the model's own check found (a layer it does not have)
             raise ConfigError(f"key '{'layer' if 'layer' in str(exc) else 'model'}': {exc}") from None
-        engine = runner.engine if runner is not None else "torch"
-        _PREPARED[spec] = (dataclasses.replace(spec, engine=engine), runner.export.seconds if runner else 0.0)
+        _PREPARED[spec] = (PreparedEngine(spec, runner.engine, runner.export.seconds) if runner is not None
+                           else PreparedEngine(dataclasses.replace(spec, engine="torch"), "torch"))
     return _PREPARED[spec]
 
 
@@ -95,9 +105,9 @@ def embed_images(df, *, columns: ItemColumns = ItemColumns(path="path"), options
     first (`prepare_engine`: an ONNX export made or found in the cache). `counters`: Spark accumulators by name
     (decode_seconds, model_seconds) the workers add to."""
     check_spec(options.spec)
-    spec, _ = prepare_engine(options.spec)
-    embedder = image_embedder(spec, options.worker, counters or {})
-    return _embedded(marked_items(df, columns, ("path", "content")), embedder, options.partitions)
+    items = marked_items(df, columns, ("path", "content"))  # a missing column is refused before the export
+    embedder = image_embedder(prepare_engine(options.spec).spec, options.worker, counters or {})
+    return _embedded(items, embedder, options.partitions)
 
 
 def embed_texts(df, *, columns: ItemColumns = ItemColumns(text="text"), options: TextOptions = TextOptions(),
@@ -108,9 +118,9 @@ def embed_texts(df, *, columns: ItemColumns = ItemColumns(text="text"), options:
     and unknown-word texts, and missing or repeated ids, are rows with their status. Lazy. ConfigError
     as `embed_images`. `counters`: model_seconds, truncated, tokens, known_tokens."""
     check_spec(options.spec)
-    spec, _ = prepare_engine(options.spec)
-    embedder = text_embedder(spec, options.worker, counters or {})
-    return _embedded(marked_items(df, columns, ("path", "text")), embedder, options.partitions)
+    items = marked_items(df, columns, ("path", "text"))
+    embedder = text_embedder(prepare_engine(options.spec).spec, options.worker, counters or {})
+    return _embedded(items, embedder, options.partitions)
 
 
 def marked_items(df, columns: ItemColumns, kinds: tuple[str, ...] = ("text",)):
