@@ -80,7 +80,8 @@ def prepare_engine(spec: cnn.ImageModelSpec | texts.TextModelSpec) -> PreparedEn
         return PreparedEngine(spec, "torch")
     if spec not in _PREPARED:
         try:
-            runner = (cnn.load_image_model if image else texts.load_text_model)(spec).runner
+            runner = _keeping_active_session(lambda: (cnn.load_image_model if image else texts.load_text_model)(spec)
+                                             ).runner
         except ExportError as exc:
             raise ConfigError(f"key 'engine': {exc}; engine torch runs this model") from None
         except SpecError as exc:
@@ -92,6 +93,21 @@ def prepare_engine(spec: cnn.ImageModelSpec | texts.TextModelSpec) -> PreparedEn
         _PREPARED[spec] = (PreparedEngine(spec, runner.engine, runner.export.seconds) if runner is not None
                            else PreparedEngine(dataclasses.replace(spec, engine="torch"), "torch"))
     return _PREPARED[spec]
+
+
+def _keeping_active_session(load: Any) -> Any:
+    """`load()`, after which the caller's active SparkSession is still the active one. Seen here: after an
+    export and OpenVINO compile on the driver, SparkSession.getActiveSession() was None (the JVM keeps
+    the active session per thread, and py4j had this Python thread on another JVM thread), so the next
+    job in the process built a session of its own and stopped the shared SparkContext when it ended."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    try:
+        return load()
+    finally:
+        if active is not None and SparkSession.getActiveSession() is None:
+            active._jvm.SparkSession.setActiveSession(active._jsparkSession)
 
 
 def embed_images(df, *, columns: ItemColumns = ItemColumns(path="path"), options: ImageOptions = ImageOptions(),
