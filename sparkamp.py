@@ -56,15 +56,19 @@ _TABLE = "the embeddings DataFrame"
 def embed_images(df, *, path_col: str | None = None, content_col: str | None = None, id_col: str = "id",
                  source_col: str | None = None, model: str = cnn.DEFAULT_IMAGE_MODEL, precision: str = "fp32",
                  batch_size: int = 4, weights_path: str = "", layer: str = "", image_size: int = 0,
-                 max_pixels: int = 64_000_000, max_bytes: int = 64 * 2**20, num_partitions: int = 0):
+                 max_pixels: int = 64_000_000, max_bytes: int = 64 * 2**20, num_partitions: int = 0,
+                 engine: str = "auto", engine_cache: str = ""):
     """The embeddings table of `df`'s images, one row per row: files at `path_col` (local paths or any
     pyarrow URI) or bytes in `content_col`; `model` efficientnet-lite0/1/2 (1280-d) or a torchvision
     architecture with `weights_path`; vectors L2-normalised float32. A missing, unreadable, oversized
     (`max_bytes`, `max_pixels`) or undecodable image, and a null or repeated id, is a row with its status.
-    A `status`/`error` column in `df` marks rows a reader already found bad (they keep it). Lazy.
+    A `status`/`error` column in `df` marks rows a reader already found bad (they keep it). `engine`:
+    torch, onnx (ONNX Runtime), openvino, or auto (the fastest measured: udfs/engines.py AUTO); an engine
+    other than torch runs the model's ONNX export, made on this driver at first use and kept in
+    `engine_cache` (empty = ~/.cache/sparkamp/engines). Lazy, once the export is made.
 
     Example: `embed_images(spark.createDataFrame(rows, "id string, path string"), path_col="path")`"""
-    spec = cnn.ImageModelSpec(model, weights_path, layer, image_size, False, precision)
+    spec = cnn.ImageModelSpec(model, weights_path, layer, image_size, False, precision, engine, engine_cache)
     options = steps.ImageOptions(spec, ImageJobOptions(batch_size, max_pixels, max_bytes), num_partitions)
     columns = steps.ItemColumns(id_col, source_col or "", path_col or "", content_col or "")
     return steps.embed_images(df, columns=columns, options=options)
@@ -73,15 +77,16 @@ def embed_images(df, *, path_col: str | None = None, content_col: str | None = N
 def embed_texts(df, *, text_col: str = "text", path_col: str | None = None, id_col: str = "id",
                 source_col: str | None = None, model: str = texts.DEFAULT_TEXT_MODEL, precision: str = "fp32",
                 batch_size: int = 8, max_chars: int = 100_000, model_path: str = "", vectors_path: str = "",
-                encoding: str = "utf-8", num_partitions: int = 0):
+                encoding: str = "utf-8", num_partitions: int = 0, engine: str = "auto", engine_cache: str = ""):
     """The embeddings table of `df`'s texts, one row per row: the strings (or bytes, decoded with
     `encoding`) of `text_col`, or files read whole at `path_col`; `model` all-MiniLM-L6-v2 (384-d), a
     Sentence-Transformers directory at `model_path`, or `word-vectors` (GloVe 6B 50d, or `vectors_path`);
     cut at `max_chars`; L2-normalised. Empty, undecodable or all-unknown-word texts, and null or repeated
-    ids, are rows with their status. Lazy.
+    ids, are rows with their status. `engine`, `engine_cache`: as `embed_images` (sentence encoders; word
+    vectors run no model). Lazy, once the export is made.
 
     Example: `embed_texts(spark.createDataFrame(rows, "id string, text string"))`"""
-    spec = texts.TextModelSpec(model, model_path, vectors_path, max_chars, precision)
+    spec = texts.TextModelSpec(model, model_path, vectors_path, max_chars, precision, engine, engine_cache)
     options = steps.TextOptions(spec, TextJobOptions(batch_size, encoding=encoding), num_partitions)
     columns = steps.ItemColumns(id_col, source_col or "", path_col or "", text="" if path_col else text_col)
     return steps.embed_texts(df, columns=columns, options=options)

@@ -3,12 +3,14 @@
     .venv/bin/python bench/embed.py [--quick] [--repeats R] [--knobs] [--work DIR] [--no-md]
 
 Throughput: `embed-images` (efficientnet-lite0) and `embed-texts` (all-MiniLM-L6-v2) run in-process on
-local[2] (2 tasks x 1 torch thread), at fp32 and at bf16, against the same model on the same inputs in
-bare loops (1 process x 2 torch threads, 2 processes x 1 thread) and, for images, a naive per-image
-torchvision loop. Passes are interleaved, best of R kept. Quality: bf16 against fp32 (cosine, and
-rank-weighted precision@15 on iconic200 and on the AG News rows). Then a step-by-step profile of an
-image's path through the job and the CNN's achieved GFLOP/s against the CPU's peak. The results
-replace the script's own section of BENCHMARKS.md (`--quick` has a section of its own).
+local[2] (2 tasks x 1 thread), with each engine and precision (torch fp32 and bf16, onnx fp32,
+openvino fp32 and bf16), against the same torch model on the same inputs in bare loops (1 process x 2
+torch threads, 2 processes x 1 thread) and, for images, a naive per-image torchvision loop. Passes are
+interleaved, best of R kept. The engines' one-off export and load times are measured first, into a
+fresh cache. Quality: each variant against torch fp32 (cosine, and rank-weighted precision@15 on
+iconic200 and on the AG News rows). Then a step-by-step profile of an image's path through the job
+and the CNN's achieved GFLOP/s. The results replace the script's own section of BENCHMARKS.md
+(`--quick` has a section of its own).
 """
 from __future__ import annotations
 
@@ -33,7 +35,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
+from bench import embed_engines  # noqa: E402
 from bench.benchmarks_md import update_section  # noqa: E402
+from bench.embed_engines import REFERENCE, VARIANTS, Quality, spark_variant  # noqa: E402
 from bench.embed_report import report  # noqa: E402
 from bench.embed_loops import (Measure, bare_processes, bare_threads, gflop_per_image,  # noqa: E402
                                padding_waste, profile_stages)
@@ -50,17 +54,6 @@ KNOBS = ({"image_size": 260}, {"image_size": 300}, {"layer": "_blocks.15"},
 
 
 @dataclass
-class Quality:
-    """bf16 against fp32 on `rows` items: cosine per row, rank-weighted P@15 (%) of each precision."""
-
-    rows: int
-    cos_min: float
-    cos_mean: float
-    score_fp32: float
-    score_bf16: float
-
-
-@dataclass
 class Comparison:
     """Best pass per variant (Spark first), each round's Spark ÷ best-bare ratio per precision, and the
     fastest Spark run on the tiny warm-up input (≈ the job's fixed cost: count, write, verify, publish)."""
@@ -73,9 +66,9 @@ class Comparison:
         return next(m for m in self.best if m.variant == variant)
 
     def spark_ratio(self, precision: str) -> float:
-        """The Spark job's rate ÷ the best bare loop's, at one precision."""
+        """The torch Spark job's rate ÷ the best bare (torch) loop's, at one precision."""
         bare = [m.rate for m in self.best if m.variant.startswith("bare") and m.variant.endswith(precision)]
-        return self.get(spark_variant(precision)).rate / max(bare)
+        return self.get(spark_variant("torch", precision)).rate / max(bare)
 
 
 # ---- the Spark jobs, in-process ------------------------------------------------------------
@@ -92,14 +85,12 @@ def start_spark(work: Path) -> Any:
 
 
 def job_config(job: ModuleType, work: Path, **keys: Any) -> Any:
-    """The job's validated Config on local[2], writing no run summaries."""
+    """The job's validated Config on local[2], writing no run summaries; engine torch unless `keys` say,
+    exports kept in the work folder."""
+    keys = {"engine": "torch", "engine_cache": str(work / "engines"), **keys}
     cfg = job.Config(master="local[2]", warehouse=str(work / "warehouse"), runs_table="", **keys)
     cfg.validate()
     return cfg
-
-
-def spark_variant(precision: str) -> str:
-    return f"Spark job, local[2] x 1 thread, {precision}"
 
 
 def run_job(spark: Any, job: ModuleType, cfg: Any) -> Measure:
@@ -113,28 +104,29 @@ def run_job(spark: Any, job: ModuleType, cfg: Any) -> Measure:
     seconds = time.perf_counter() - tick
     if summary.rows_ok != summary.rows_in:
         raise RuntimeError(f"{job.NAME}: {summary.rows_in} rows in, statuses {summary.statuses}")
-    return Measure(spark_variant(cfg.precision), summary.rows_in, seconds,
+    return Measure(spark_variant(cfg.engine, cfg.precision), summary.rows_in, seconds,
                    summary.stats.get("decode_seconds", 0.0), summary.stats.get("model_seconds", 0.0))
 
 
-def compare(spark: Any, job: ModuleType, warm: dict[str, Any], cfgs: dict[str, Any], items: list[str],
+def compare(spark: Any, job: ModuleType, warm: dict[tuple, Any], cfgs: dict[tuple, Any], items: list[str],
             repeats: int) -> Comparison:
-    """Interleaves, `repeats` times, the Spark job and both bare loops at each precision (and, for
-    images, the naive loop); keeps each variant's best pass."""
+    """Interleaves, `repeats` times, the Spark job with each (engine, precision) and, for torch, both bare
+    loops at that precision (and, for images, the naive loop); keeps each variant's best pass."""
     kind = KINDS[job.NAME]
     best: dict[str, Measure] = {}
     ratios: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     warm_s = []
-    batch = cfgs["fp32"].batch_size
+    batch = cfgs[REFERENCE].batch_size
     for round_ in range(repeats):
         passes = []
-        for precision in PRECISIONS:
+        for engine, precision in VARIANTS:
             # Not part of the pass: Spark kills Python workers idle for 1 min; this reloads the model.
-            warm_s.append(run_job(spark, job, warm[precision]).seconds)
-            passes += [run_job(spark, job, cfgs[precision]),
-                       bare_threads(kind, precision, items, batch, 2),
-                       bare_processes(kind, precision, items, batch, 2)]
-            ratios[precision].append(passes[-3].rate / max(passes[-2].rate, passes[-1].rate))
+            warm_s.append(run_job(spark, job, warm[engine, precision]).seconds)
+            passes.append(run_job(spark, job, cfgs[engine, precision]))
+            if engine == "torch":
+                passes += [bare_threads(kind, precision, items, batch, 2),
+                           bare_processes(kind, precision, items, batch, 2)]
+                ratios[precision].append(passes[-3].rate / max(passes[-2].rate, passes[-1].rate))
         if kind == "images":  # slow: a rate from the first NAIVE_ITEMS images is enough
             passes.append(bare_threads("naive", "fp32", items[:NAIVE_ITEMS], 1, 2))
         for m in passes:
@@ -188,12 +180,10 @@ def read_vectors(folder: Path) -> dict[str, np.ndarray]:
     return {i: np.asarray(v, dtype=np.float32) for i, v in zip(table["id"], table["embedding"]) if v is not None}
 
 
-def quality(fp32: Path, bf16: Path, label_of: Any) -> Quality:
-    """bf16 against fp32 on the same rows: per-row cosine, and rank-weighted P@15 of each."""
-    a, b = read_vectors(fp32), read_vectors(bf16)
-    ids = sorted(a)
-    x, y = np.stack([a[i] for i in ids]), np.stack([b[i] for i in ids])
-    cosine = (x * y).sum(axis=1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
+def quality(reference: Path, other: Path, label_of: Any) -> Quality:
+    """A variant's output against torch fp32's on the same rows: per-row cosine, and rank-weighted P@15
+    of each."""
+    ids, x, y, cosine = embed_engines.cosine_rows(read_vectors(reference), read_vectors(other))
     labels = [label_of(i) for i in ids]
     return Quality(len(ids), float(cosine.min()), float(cosine.mean()),
                    rank_weighted_precision(x, labels), rank_weighted_precision(y, labels))
@@ -204,7 +194,8 @@ def embed_iconic(spark: Any, work: Path, iconic: Path, **keys: Any) -> Path:
     from jobs import embed_images
 
     out = work / ("iconic-" + "-".join(f"{k}{v}" for k, v in keys.items()))
-    run_job(spark, embed_images, job_config(embed_images, work, input=str(iconic), output=str(out), **keys))
+    run_job(spark, embed_images, job_config(embed_images, work, input=str(iconic), output=str(out),
+                                            extensions=["jpg"], **keys))  # not its classes.json
     return out
 
 
@@ -243,7 +234,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 @dataclass
 class Results:
     speed: dict[str, Comparison]
-    quality: dict[str, Quality]                  # images (iconic200), sentences (AG News rows)
+    quality: dict[str, dict[tuple, Quality]]     # images (iconic200), sentences (AG News rows) → variant
+    setup: dict[str, dict[str, float]]           # kind → export and per-engine load seconds
     scores: list[tuple[str, float]]              # iconic200 P@15 of the default and of each knob
     profile: dict[str, dict[str, float]]         # precision → step → ms per image
     gflop: float                                 # per image
@@ -260,28 +252,30 @@ def measure_all(args: argparse.Namespace, work: Path) -> Results:
     items, classes = write_texts(work / "texts.jsonl", agnews, args.texts)
     write_images(work / "warm-images", iconic, 8)
     write_texts(work / "warm-texts.jsonl", agnews, 16)
+    setup = embed_engines.setup_times(work / "engines")
     spark = start_spark(work)
     try:
-        def cfgs(job: ModuleType, name: str) -> dict[str, Any]:
-            return {p: job_config(job, work, input=str(work / name), output=str(work / f"out-{name}-{p}"),
-                                  precision=p) for p in PRECISIONS}
+        def cfgs(job: ModuleType, name: str) -> dict[tuple, Any]:
+            return {(e, p): job_config(job, work, input=str(work / name), output=str(work / f"out-{name}-{p}-{e}"),
+                                       precision=p, engine=e) for e, p in VARIANTS}
 
         speed = {"images": compare(spark, embed_images, cfgs(embed_images, "warm-images"),
                                    cfgs(embed_images, "images"), paths, args.repeats),
                  "sentences": compare(spark, embed_texts, cfgs(embed_texts, "warm-texts.jsonl"),
                                       cfgs(embed_texts, "texts.jsonl"), items, args.repeats)}
-        checks = {"images": quality(embed_iconic(spark, work, iconic), embed_iconic(spark, work, iconic,
-                                    precision="bf16"), iconic_classes(iconic)),
-                  "sentences": quality(work / "out-texts.jsonl-fp32", work / "out-texts.jsonl-bf16",
-                                       lambda i: classes[int(i)])}
-        scores = [("default (224 px, head features)", checks["images"].score_fp32)]
+        reference = embed_iconic(spark, work, iconic)
+        checks = {"images": {(e, p): quality(reference, embed_iconic(spark, work, iconic, precision=p, engine=e),
+                                             iconic_classes(iconic)) for e, p in VARIANTS[1:]},
+                  "sentences": {(e, p): quality(work / "out-texts.jsonl-fp32-torch", work / f"out-texts.jsonl-{p}-{e}",
+                                                lambda i: classes[int(i)]) for e, p in VARIANTS[1:]}}
+        scores = [("default (224 px, head features)", checks["images"][VARIANTS[1]].score_ref)]
         if scores[0][1] < TARGET_SCORE or args.knobs:
             scores += [(", ".join(f"{k}={v}" for k, v in knob.items()),
                         iconic_score(spark, work, iconic, **knob)) for knob in KNOBS]
     finally:
         spark.stop()
     profile = {p: profile_stages(paths[:args.profile], p, 4, work) for p in PRECISIONS}
-    return Results(speed, checks, scores, profile, gflop_per_image(), padding_waste(items, 8))
+    return Results(speed, checks, setup, scores, profile, gflop_per_image(), padding_waste(items, 8))
 
 
 def main(argv: list[str]) -> None:

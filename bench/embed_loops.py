@@ -145,6 +145,8 @@ def gflop_per_image() -> float:
 def peak_gflops(precision: str, cores: int) -> tuple[float, str]:
     """The CPU's theoretical peak and how it was worked out (clock from /proc/cpuinfo)."""
     mhz = max(float(line.split(":")[1]) for line in open("/proc/cpuinfo") if line.startswith("cpu MHz"))
+    if "AuthenticAMD" not in open("/proc/cpuinfo").read():
+        return 0.0, "not worked out for this CPU"
     # Zen 4 (family 25, model 17 here): AVX-512 on two 256-bit FMA pipes = 16 fp32 FMAs a cycle;
     # VDPBF16PS does twice the multiply-adds of an fp32 FMA per lane
     per_cycle = 32 if precision == "fp32" else 64

@@ -56,7 +56,7 @@ class Config(EmbedConfig):
     @property
     def options(self) -> steps.ImageOptions:
         spec = cnn.ImageModelSpec(self.model, self.weights_path, self.layer, self.image_size,
-                                  self.allow_random_weights, self.precision)
+                                  self.allow_random_weights, self.precision, self.engine, self.engine_cache)
         worker = ImageJobOptions(self.batch_size, self.max_pixels, self.max_bytes, self.decode_threads,
                                  self.torch_threads, self.arrow_batch_size)
         return steps.ImageOptions(spec, worker, self.num_partitions)
@@ -74,6 +74,7 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     publish.prepare_output(spark, cfg.output, cfg.mode)
     with summary.timed("list inputs"):
         found = read_items(spark, cfg, summary.stats)
+    publishing.prepare_engine(summary, cfg.options.spec)
     counters = publishing.counters(spark, ("decode_seconds", "model_seconds"))
     kinds = {kind: kind for kind in ("path", "content") if kind in found.columns}
     columns = steps.ItemColumns(source="source", id_name=cfg.id_column, **kinds)

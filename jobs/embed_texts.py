@@ -50,7 +50,8 @@ class Config(EmbedConfig):
 
     @property
     def options(self) -> steps.TextOptions:
-        spec = texts.TextModelSpec(self.model, self.model_path, self.vectors_path, self.max_chars, self.precision)
+        spec = texts.TextModelSpec(self.model, self.model_path, self.vectors_path, self.max_chars, self.precision,
+                                   self.engine, self.engine_cache)
         worker = TextJobOptions(self.batch_size, self.torch_threads, encoding=self.encoding,
                                 block_rows=self.arrow_batch_size)
         return steps.TextOptions(spec, worker, self.num_partitions)
@@ -80,6 +81,7 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     publish.prepare_output(spark, cfg.output, cfg.mode)
     with summary.timed("read inputs"):
         found = read_items(spark, cfg, summary.stats)
+    publishing.prepare_engine(summary, cfg.options.spec)
     counters = publishing.counters(spark, ("model_seconds", "truncated", "tokens", "known_tokens"))
     kinds = {kind: kind for kind in ("path", "text") if kind in found.columns}
     columns = steps.ItemColumns(source="source", id_name=cfg.id_column, **kinds)

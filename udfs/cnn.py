@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from udfs import precision
+from udfs import engine_graphs, engines, precision
 from udfs.status import SpecError
 from udfs.images import Preprocess
 
@@ -33,6 +33,8 @@ class ImageModelSpec:
     image_size: int = 0              # 0 = the model's native size
     allow_random_weights: bool = False  # tests only
     precision: str = "fp32"          # or bf16 (autocast); recorded in the label
+    engine: str = "torch"            # or onnx / openvino / auto (udfs.engines); not in the label
+    engine_cache: str = ""           # where exports are kept; empty = engines.default_cache_dir()
 
 
 @dataclass
@@ -45,6 +47,7 @@ class ImageModel:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     dim: int = 0
+    runner: "object" = None          # engines.Runner when the engine is not torch
 
 
 def torchvision_architectures() -> list[str]:
@@ -72,6 +75,7 @@ def check_spec(spec: ImageModelSpec) -> None:
                          "(resnet50, efficientnet_b0, mobilenet_v3_large, convnext_tiny, vit_b_16, ...)")
     if spec.precision not in precision.PRECISIONS:
         raise SpecError("precision", f"precision {spec.precision!r}; accepted: {', '.join(precision.PRECISIONS)}")
+    engines.check(spec.engine, spec.precision)
     if spec.weights_path and not Path(spec.weights_path).is_file():
         raise SpecError("weights_path", f"weights_path {spec.weights_path!r} is not a file")
 
@@ -117,7 +121,9 @@ def _digest(path: str) -> str:
 
 
 def load_image_model(spec: ImageModelSpec) -> ImageModel:
-    """Builds the network, loads its weights, puts it in eval mode, channels-last."""
+    """Builds the network, loads its weights, puts it in eval mode, channels-last; for an engine other
+    than torch (auto resolved by engines.model_runner), exports it (udfs.engines; once per machine, cached) and compiles it.
+    Raises engine_exports.ExportError when torch cannot export it."""
     import torch
 
     check_spec(spec)
@@ -128,6 +134,8 @@ def load_image_model(spec: ImageModelSpec) -> ImageModel:
     model.net.eval().to(memory_format=torch.channels_last)
     if spec.layer:
         _attach_layer(model)
+    model.runner = engines.model_runner(engines.EngineOptions(spec.engine, spec.precision, spec.engine_cache),
+                                        "images", lambda: engine_graphs.image_graph(model, pooled))
     probe = np.zeros((1, model.prep.crop, model.prep.crop, 3), np.uint8)
     model.dim = embed_batch(model, probe).shape[1]
     return model
@@ -228,18 +236,28 @@ def _attach_layer(model: ImageModel) -> None:
 
 
 def embed_batch(model: ImageModel, pixels: np.ndarray) -> np.ndarray:
-    """[n, H, W, 3] uint8 → [n, dim] float32, global-average-pooled and L2-normalised."""
+    """[n, H, W, 3] uint8 → [n, dim] float32, global-average-pooled and L2-normalised, by the model's
+    engine (torch, or its ONNX export: udfs.engines)."""
+    if model.runner is not None:
+        return model.runner({"pixels": np.ascontiguousarray(pixels, dtype=np.uint8)})
     import torch
 
     with torch.inference_mode(), precision.autocast(model.spec.precision):
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
-        x = x.contiguous(memory_format=torch.channels_last)
-        mean = torch.tensor(model.mean).view(1, 3, 1, 1) * 255.0
-        std = torch.tensor(model.std).view(1, 3, 1, 1) * 255.0
-        out = model.features((x - mean) / std)
-        if out.ndim == 4:
-            out = out.mean(dim=(2, 3))
-        elif out.ndim == 3:
-            out = out.mean(dim=1)
-        out = torch.nn.functional.normalize(out.float(), dim=1)
+        out = pooled(model, torch.from_numpy(np.ascontiguousarray(pixels)))
         return out.numpy().astype(np.float32, copy=False)
+
+
+def pooled(model: ImageModel, pixels: "object") -> "object":
+    """The torch computation (also what the engines export): [n, H, W, 3] uint8 tensor → [n, dim] float32
+    tensor; scaled by the model's mean and std, pooled over space (or tokens), L2-normalised."""
+    import torch
+
+    x = pixels.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+    mean = torch.tensor(model.mean).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(model.std).view(1, 3, 1, 1) * 255.0
+    out = model.features((x - mean) / std)
+    if out.ndim == 4:
+        out = out.mean(dim=(2, 3))
+    elif out.ndim == 3:
+        out = out.mean(dim=1)
+    return torch.nn.functional.normalize(out.float(), dim=1)

@@ -17,18 +17,21 @@ EMBEDDING_STRUCT = "embedding array<float>, status string, error string"
 
 def image_embedding(col, *, model: str = cnn.DEFAULT_IMAGE_MODEL, precision: str = "fp32", batch_size: int = 4,
                     max_pixels: int = 64_000_000, max_bytes: int = 64 * 2**20, weights_path: str = "",
-                    layer: str = "", image_size: int = 0):
+                    layer: str = "", image_size: int = 0, engine: str = "auto", engine_cache: str = ""):
     """A Column of struct<embedding array<float>, status string, error string>: each value of `col` (a
     column name or Column of image file paths/URIs, or of image bytes) decoded and embedded by `model`
     (efficientnet-lite0: 1280-d; L2-normalised float32), `batch_size` images per model call. A value that
     cannot be read or decoded gets a null embedding and its status (read_error, too_large, decode_error,
-    empty, ...). Raises SpecError (a ValueError) naming the argument when the model cannot be loaded.
+    empty, ...). `engine`: torch, onnx, openvino or auto (udfs/engines.py AUTO); an engine other than
+    torch runs the ONNX export each machine makes at first use into `engine_cache` (one worker exports,
+    the others wait for it). Raises SpecError (a ValueError) naming the argument when the model cannot be
+    loaded.
 
     Example: `df.withColumn("e", image_embedding("path")).select("path", "e.embedding", "e.status")`
     """
     from pyspark.sql.functions import pandas_udf
 
-    spec = cnn.ImageModelSpec(model, weights_path, layer, image_size, False, precision)
+    spec = cnn.ImageModelSpec(model, weights_path, layer, image_size, False, precision, engine, engine_cache)
     cnn.check_spec(spec)
     opts = ImageJobOptions(batch_size, max_pixels, max_bytes)
 
@@ -43,18 +46,19 @@ def image_embedding(col, *, model: str = cnn.DEFAULT_IMAGE_MODEL, precision: str
 
 
 def text_embedding(col, *, model: str = texts.DEFAULT_TEXT_MODEL, precision: str = "fp32", batch_size: int = 8,
-                   max_chars: int = 100_000, model_path: str = "", vectors_path: str = "", encoding: str = "utf-8"):
+                   max_chars: int = 100_000, model_path: str = "", vectors_path: str = "", encoding: str = "utf-8",
+                   engine: str = "auto", engine_cache: str = ""):
     """A Column of struct<embedding array<float>, status string, error string>: each text of `col` (strings,
     or bytes decoded with `encoding`) cleaned, cut at `max_chars` and embedded by `model`
     (all-MiniLM-L6-v2: 384-d; or `word-vectors`: averaged GloVe, 50-d), L2-normalised. An empty,
-    undecodable or all-unknown-words text gets a null embedding and its status. Raises SpecError
-    naming the argument when the model cannot be loaded.
+    undecodable or all-unknown-words text gets a null embedding and its status. `engine`, `engine_cache`:
+    as `image_embedding`. Raises SpecError naming the argument when the model cannot be loaded.
 
     Example: `df.select("id", text_embedding("text").alias("e"))`
     """
     from pyspark.sql.functions import pandas_udf
 
-    spec = texts.TextModelSpec(model, model_path, vectors_path, max_chars, precision)
+    spec = texts.TextModelSpec(model, model_path, vectors_path, max_chars, precision, engine, engine_cache)
     texts.check_spec(spec)
     opts = TextJobOptions(batch_size, encoding=encoding)
 

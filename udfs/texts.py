@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from udfs import decoding, precision
+from udfs import decoding, engine_graphs, engines, precision
 from udfs.status import EMPTY, RowError, SpecError
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
@@ -26,6 +26,8 @@ class TextModelSpec:
     vectors_path: str = ""   # word2vec / GloVe text or binary file; empty = packaged GloVe 6B 50d
     max_chars: int = 100_000  # longer texts are cut before tokenising (counted as truncated)
     precision: str = "fp32"  # or bf16 (autocast, sentence encoders only); recorded in the label
+    engine: str = "torch"    # or onnx / openvino / auto (udfs.engines; sentence encoders); not in the label
+    engine_cache: str = ""   # where exports are kept; empty = engines.default_cache_dir()
 
 
 @dataclass
@@ -36,6 +38,7 @@ class TextModel:
     encoder: object          # SentenceTransformer or gensim KeyedVectors
     dim: int
     max_tokens: int = 0      # sentence encoders: longer inputs are truncated
+    runner: object = None    # engines.Runner when the engine is not torch
 
 
 @dataclass
@@ -57,9 +60,13 @@ def check_spec(spec: TextModelSpec) -> None:
         if spec.precision != "fp32":
             raise SpecError("precision", "precision bf16 is for sentence encoders; word vectors are looked up, "
                             "not computed")
+        if spec.engine not in ("auto", "torch"):
+            raise SpecError("engine", f"engine {spec.engine} is for sentence encoders; word vectors are looked "
+                            "up, not computed; accepted: auto, torch")
         if spec.vectors_path:
             _check_vectors_file(spec.vectors_path)
         return
+    engines.check(spec.engine, spec.precision)
     if spec.model_path:
         if not (Path(spec.model_path) / "modules.json").is_file() and \
                 not (Path(spec.model_path) / "config.json").is_file():
@@ -109,8 +116,10 @@ def load_text_model(spec: TextModelSpec) -> TextModel:
     path = spec.model_path or _packaged_path(spec.name)
     encoder = SentenceTransformer(path, device="cpu", local_files_only=True)
     encoder.eval()
+    runner = engines.model_runner(engines.EngineOptions(spec.engine, spec.precision, spec.engine_cache),
+                                  "texts", lambda: engine_graphs.text_graph(encoder, spec.name))
     return TextModel(spec, precision.with_precision(spec.name, spec.precision), "sentence", encoder,
-                     encoder.get_embedding_dimension(), int(encoder.max_seq_length))
+                     encoder.get_embedding_dimension(), int(encoder.max_seq_length), runner)
 
 
 def load_word_vectors(path: str = "") -> "object":
@@ -168,9 +177,12 @@ def embed_texts(model: TextModel, texts: list[str], batch_size: int) -> TextBatc
                      dtype=np.int64)
     lengths = tokens + tokenizer.num_special_tokens_to_add()
     order = np.argsort(-lengths, kind="stable")  # longest first: each batch pads to similar lengths
-    with precision.autocast(model.spec.precision):
-        ordered = encoder.encode([texts[i] for i in order], batch_size=batch_size, convert_to_numpy=True,
-                                 normalize_embeddings=True, show_progress_bar=False)
+    if model.runner is not None:
+        ordered = engine_graphs.encode(model.runner, encoder, [texts[i] for i in order], batch_size)
+    else:
+        with precision.autocast(model.spec.precision):
+            ordered = encoder.encode([texts[i] for i in order], batch_size=batch_size, convert_to_numpy=True,
+                                     normalize_embeddings=True, show_progress_bar=False)
     embeddings = np.empty_like(ordered, dtype=np.float32)
     embeddings[order] = ordered
     return TextBatch(embeddings, lengths > model.max_tokens, tokens, known)

@@ -8,7 +8,7 @@ from typing import Any, Callable
 from jobs.core import session
 from jobs.core.config import ConfigError
 from jobs.core.summary import JobFailed, RunSummary
-from jobs.embedding import incremental
+from jobs.embedding import incremental, steps
 from jobs.embedding.keys import EmbedConfig
 from jobs.tables import contracts, ids, publish
 from udfs.status import OK
@@ -19,6 +19,15 @@ log = logging.getLogger(__name__)
 def counters(spark, names: tuple[str, ...]) -> dict[str, Any]:
     """Spark accumulators by name, for the workers' statistics."""
     return {name: spark.sparkContext.accumulator(0.0) for name in names}
+
+
+def prepare_engine(summary: RunSummary, spec: Any) -> None:
+    """The model's engine prepared on the driver before any task (steps.prepare_engine: the export made
+    or found), timed, its export seconds and the engine that runs recorded in the run's summary."""
+    with summary.timed("prepare engine"):
+        prepared = steps.prepare_engine(spec)
+    summary.stats["engine_export_seconds"] = round(prepared.export_seconds, 2)
+    log.info("%s: engine %s%s", summary.job, prepared.engine, " (auto)" if spec.engine == "auto" else "")
 
 
 def embed_and_publish(spark, cfg: EmbedConfig, summary: RunSummary, items, embed: Callable[[Any, int], Any],

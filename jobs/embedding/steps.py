@@ -2,12 +2,14 @@
 of the embeddings table out. `sparkamp.embed_images` / `embed_texts` and the two embedding jobs call them."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.core.config import ConfigError
 from jobs.tables import contracts, ids
-from udfs import cnn, texts
+from udfs import cnn, engines, texts
+from udfs.engine_exports import ExportError
 from udfs.embed_udfs import ImageJobOptions, TextJobOptions, image_embedder, text_embedder
 from udfs.status import SpecError
 
@@ -52,18 +54,76 @@ def check_spec(spec: cnn.ImageModelSpec | texts.TextModelSpec) -> None:
         raise ConfigError(f"key '{exc.field}': {exc}") from None
 
 
+@dataclass(frozen=True)
+class PreparedEngine:
+    """What `prepare_engine` found on the driver: the spec the workers get, the engine that ran here,
+    and the seconds its export took here (0 when it was in the cache, or for torch)."""
+
+    spec: Any                   # cnn.ImageModelSpec | texts.TextModelSpec
+    engine: str
+    export_seconds: float = 0.0
+
+
+_PREPARED: dict[Any, PreparedEngine] = {}  # spec → what prepare_engine made of it, once per driver
+
+
+def prepare_engine(spec: cnn.ImageModelSpec | texts.TextModelSpec) -> PreparedEngine:
+    """For an engine other than torch (auto resolved by udfs.engines.resolve) the model is loaded once
+    on the driver before any task: its ONNX export is made, or found in `engine_cache`, so the workers
+    of this machine read it from the cache, and a model that cannot be exported, a cache that cannot be
+    written or a layer the model lacks is a ConfigError before any work. The workers get the spec as
+    given (auto resolves again on each machine: one without the engine's package runs torch), except
+    that auto becomes torch when the model does not export. Torch: nothing loaded."""
+    image = isinstance(spec, cnn.ImageModelSpec)
+    kind = "images" if image else "words" if spec.name == texts.WORD_VECTORS else "texts"
+    if engines.resolve(spec.engine, kind, spec.precision) == "torch":
+        return PreparedEngine(spec, "torch")
+    if spec not in _PREPARED:
+        try:
+            runner = _keeping_active_session(lambda: (cnn.load_image_model if image else texts.load_text_model)(spec)
+                                             ).runner
+        except ExportError as exc:
+            raise ConfigError(f"key 'engine': {exc}; engine torch runs this model") from None
+        except SpecError as exc:
+            raise ConfigError(f"key '{exc.field}': {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"key 'engine_cache': {exc}; name a folder this machine can write") from None
+        except ValueError as exc:  # what the model's own check found (a layer it does not have)
+            raise ConfigError(f"key '{'layer' if 'layer' in str(exc) else 'model'}': {exc}") from None
+        _PREPARED[spec] = (PreparedEngine(spec, runner.engine, runner.export.seconds) if runner is not None
+                           else PreparedEngine(dataclasses.replace(spec, engine="torch"), "torch"))
+    return _PREPARED[spec]
+
+
+def _keeping_active_session(load: Any) -> Any:
+    """`load()`, after which the caller's active SparkSession is still the active one. Seen here: after an
+    export and OpenVINO compile on the driver, SparkSession.getActiveSession() was None (the JVM keeps
+    the active session per thread, and py4j had this Python thread on another JVM thread), so the next
+    job in the process built a session of its own and stopped the shared SparkContext when it ended."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    try:
+        return load()
+    finally:
+        if active is not None and SparkSession.getActiveSession() is None:
+            active._jvm.SparkSession.setActiveSession(active._jsparkSession)
+
+
 def embed_images(df, *, columns: ItemColumns = ItemColumns(path="path"), options: ImageOptions = ImageOptions(),
                  counters: dict[str, Any] | None = None):
     """Rows of the embeddings table, one per row of `df` (contracts.EMBEDDINGS): each image (a file at
     `columns.path`, or the bytes in `columns.content`) decoded and embedded by `options.spec` on the
     workers, L2-normalised float32 [dim]; a row that cannot be is a row with its status and reason
     (read_error, too_large, not_an_image, decode_error, ...), and so is a null/blank id (missing_id)
-    or a repeated one (duplicate_id). Lazy: nothing runs until the result is used. ConfigError when
-    the model cannot be used or a named column is missing. `counters`: Spark accumulators by name
+    or a repeated one (duplicate_id). Lazy: no row is read until the result is used. ConfigError when
+    the model cannot be used or a named column is missing; the model's engine is prepared on the driver
+    first (`prepare_engine`: an ONNX export made or found in the cache). `counters`: Spark accumulators by name
     (decode_seconds, model_seconds) the workers add to."""
     check_spec(options.spec)
-    embedder = image_embedder(options.spec, options.worker, counters or {})
-    return _embedded(marked_items(df, columns, ("path", "content")), embedder, options.partitions)
+    items = marked_items(df, columns, ("path", "content"))  # a missing column is refused before the export
+    embedder = image_embedder(prepare_engine(options.spec).spec, options.worker, counters or {})
+    return _embedded(items, embedder, options.partitions)
 
 
 def embed_texts(df, *, columns: ItemColumns = ItemColumns(text="text"), options: TextOptions = TextOptions(),
@@ -74,8 +134,9 @@ def embed_texts(df, *, columns: ItemColumns = ItemColumns(text="text"), options:
     and unknown-word texts, and missing or repeated ids, are rows with their status. Lazy. ConfigError
     as `embed_images`. `counters`: model_seconds, truncated, tokens, known_tokens."""
     check_spec(options.spec)
-    embedder = text_embedder(options.spec, options.worker, counters or {})
-    return _embedded(marked_items(df, columns, ("path", "text")), embedder, options.partitions)
+    items = marked_items(df, columns, ("path", "text"))
+    embedder = text_embedder(prepare_engine(options.spec).spec, options.worker, counters or {})
+    return _embedded(items, embedder, options.partitions)
 
 
 def marked_items(df, columns: ItemColumns, kinds: tuple[str, ...] = ("text",)):
