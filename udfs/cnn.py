@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from udfs import precision
+from udfs import pooling, precision
 from udfs.status import SpecError
 from udfs.images import Preprocess
 
@@ -33,6 +33,10 @@ class ImageModelSpec:
     image_size: int = 0              # 0 = the model's native size
     allow_random_weights: bool = False  # tests only
     precision: str = "fp32"          # or bf16 (autocast); recorded in the label
+    pooling: str = "avg"             # avg | gem (udfs.pooling)
+    gem_p: float = 3.0               # GeM's exponent
+    flip: bool = False               # average with the horizontal mirror (2x model time)
+    concat_layer: str = ""           # an intermediate block pooled and concatenated with the last
 
 
 @dataclass
@@ -72,6 +76,10 @@ def check_spec(spec: ImageModelSpec) -> None:
                          "(resnet50, efficientnet_b0, mobilenet_v3_large, convnext_tiny, vit_b_16, ...)")
     if spec.precision not in precision.PRECISIONS:
         raise SpecError("precision", f"precision {spec.precision!r}; accepted: {', '.join(precision.PRECISIONS)}")
+    if spec.pooling not in pooling.POOLINGS:
+        raise SpecError("pooling", f"pooling {spec.pooling!r}; accepted: {', '.join(pooling.POOLINGS)}")
+    if not spec.gem_p >= 1:
+        raise SpecError("gem_p", f"gem_p must be >= 1 (1 = average pooling), got {spec.gem_p!r}")
     if spec.weights_path and not Path(spec.weights_path).is_file():
         raise SpecError("weights_path", f"weights_path {spec.weights_path!r} is not a file")
 
@@ -126,8 +134,8 @@ def load_image_model(spec: ImageModelSpec) -> ImageModel:
     else:
         model = _load_torchvision(spec)
     model.net.eval().to(memory_format=torch.channels_last)
-    if spec.layer:
-        _attach_layer(model)
+    if spec.layer or spec.concat_layer:
+        _attach_layers(model)
     probe = np.zeros((1, model.prep.crop, model.prep.crop, 3), np.uint8)
     model.dim = embed_batch(model, probe).shape[1]
     return model
@@ -188,47 +196,69 @@ def _drop_classifier(net: "object", identity: type) -> None:
 
 
 def _with_layer(label: str, spec: ImageModelSpec) -> str:
-    return precision.with_precision(f"{label}/{spec.layer}" if spec.layer else label, spec.precision)
+    label = (f"{label}/{spec.layer}" if spec.layer else label) + \
+        pooling.label_suffix(spec.pooling, spec.gem_p, spec.flip, spec.concat_layer)
+    return precision.with_precision(label, spec.precision)
 
 
 def spec_from_label(label: str) -> ImageModelSpec:
-    """The spec of a packaged or cached model from its `model` column value (`name[+bf16]`)."""
-    name, kind = precision.split_label(label)
-    return ImageModelSpec(name, precision=kind)
+    """The spec of a packaged or cached model from its `model` column value
+    (`name[/layer][+gem3][+flip][+concat:block][+bf16]`, as load_image_model writes it); ValueError on a
+    part it does not know."""
+    base, kind = precision.split_label(label)
+    head, *tokens = base.split("+")
+    name, _, layer = head.partition("/")
+    return ImageModelSpec(name, layer=layer, precision=kind, **pooling.parse_suffix(tokens))
 
 
 class _Stop(Exception):
     """Raised by the layer hook to skip the rest of the network."""
 
 
-def _attach_layer(model: ImageModel) -> None:
+def _submodule(model: ImageModel, layer: str) -> "object":
     try:
-        module = model.net.get_submodule(model.spec.layer)
+        return model.net.get_submodule(layer)
     except AttributeError:
         names = [n for n, _ in model.net.named_children()]
-        raise ValueError(f"layer {model.spec.layer!r} is not in {model.spec.name}; top-level "
+        raise ValueError(f"layer {layer!r} is not in {model.spec.name}; top-level "
                          f"modules: {', '.join(names)} (use dotted names such as `_blocks.10`)") from None
-    captured: dict = {}
 
-    def hook(_module, _inputs, output):
+
+def _attach_layers(model: ImageModel) -> None:
+    """`features` returns the output of `layer` (the rest of the network skipped) instead of the last
+    features, and with `concat_layer` a list [last, that block's output]."""
+    spec, captured = model.spec, {}
+
+    def stop(_module, _inputs, output):
         captured["x"] = output
         raise _Stop
 
-    module.register_forward_hook(hook)
+    def keep(_module, _inputs, output):
+        captured["block"] = output
+
+    if spec.concat_layer:
+        _submodule(model, spec.concat_layer).register_forward_hook(keep)
+    if spec.layer:
+        _submodule(model, spec.layer).register_forward_hook(stop)
     forward = model.features
 
     def features(x):
         try:
-            forward(x)
+            captured["x"] = forward(x)
         except _Stop:
             pass
-        return captured.pop("x")
+        if not spec.concat_layer:
+            return captured.pop("x")
+        if "block" not in captured:
+            raise ValueError(f"concat_layer {spec.concat_layer!r} does not run before layer {spec.layer!r}")
+        return [captured.pop("x"), captured.pop("block")]
 
     model.features = features
 
 
 def embed_batch(model: ImageModel, pixels: np.ndarray) -> np.ndarray:
-    """[n, H, W, 3] uint8 → [n, dim] float32, global-average-pooled and L2-normalised."""
+    """[n, H, W, 3] uint8 → [n, dim] float32, L2-normalised: the spec's pooling (udfs.pooling) of its
+    layer (and concat_layer), averaged with the horizontal mirror's before normalising when `flip`."""
     import torch
 
     with torch.inference_mode(), precision.autocast(model.spec.precision):
@@ -236,10 +266,15 @@ def embed_batch(model: ImageModel, pixels: np.ndarray) -> np.ndarray:
         x = x.contiguous(memory_format=torch.channels_last)
         mean = torch.tensor(model.mean).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(model.std).view(1, 3, 1, 1) * 255.0
-        out = model.features((x - mean) / std)
-        if out.ndim == 4:
-            out = out.mean(dim=(2, 3))
-        elif out.ndim == 3:
-            out = out.mean(dim=1)
+        x = (x - mean) / std
+        out = _descriptor(model, x)
+        if model.spec.flip:
+            out = out + _descriptor(model, x.flip(3))
         out = torch.nn.functional.normalize(out.float(), dim=1)
         return out.numpy().astype(np.float32, copy=False)
+
+
+def _descriptor(model: ImageModel, x: "object") -> "object":
+    """[n, 3, H, W] normalised pixels → [n, dim] pooled features, not yet L2-normalised."""
+    out = model.features(x)
+    return pooling.descriptor(out if isinstance(out, list) else [out], model.spec.pooling, model.spec.gem_p)
