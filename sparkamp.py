@@ -37,12 +37,12 @@ from jobs.embedding import steps
 from jobs.evaluation import classification, retrieval
 from jobs.indexing import build, groups, neighbours, ranking
 from jobs.indexing.options import IndexInfo, IndexOptions
-from jobs.indexing.partitions import Expansion
 from jobs.labelling import fitting, methods, scoring, sets
 from jobs.labelling.examples import ExampleOptions
 from jobs.tables import contracts, labelled
 from jobs.tables.contracts import EmbeddingsCheck
 from udfs import cnn, texts
+from udfs.reranking import Rerank
 from udfs.columns import image_embedding, text_embedding
 from udfs.embed_udfs import ImageJobOptions, TextJobOptions
 from udfs.label_sets import LabelSet, parse_label_set
@@ -103,17 +103,18 @@ def build_index(embeddings_df, path: str, **options: Any) -> IndexInfo:
 
 
 def search(queries_df, index_path: str, *, k: int = 10, exclude_self: bool = False, nprobe: int = 0,
-           ef_search: int = 0, batch_size: int = 4096, query_expansion: str = "none", qe_top: int = 5,
-           qe_alpha: float = 3.0, num_partitions: int = 0):
+           ef_search: int = 0, batch_size: int = 4096, rerank: str | Rerank = "none", num_partitions: int = 0):
     """The neighbours table of every row of an embeddings DataFrame of queries against the index at
     `index_path`: k rows per ok query (rank 1 = nearest; score = cosine for an `ip` index), one row with
     its status for a query that is not ok, cannot be searched (non_finite, wrong_dim, ...) or finds
-    nothing. Queries must be of the index's model (ConfigError). `query_expansion`: none, average, alpha.
+    nothing. Queries must be of the index's model (ConfigError). `rerank`: a method of
+    udfs.reranking.METHODS (none, average-qe, alpha-qe, diffusion) with its default settings, or a
+    `Rerank(method, top, qe_top, qe_alpha, graph_k)`; the scores are then the re-ranking's.
     Lazy; each worker loads the index once.
 
-    Example: `search(emb, "/tmp/index", k=5, exclude_self=True)`"""
+    Example: `search(emb, "/tmp/index", k=5, exclude_self=True, rerank="diffusion")`"""
     opts = neighbours.SearchOptions(k, exclude_self, nprobe, ef_search, batch_size, num_partitions,
-                                    Expansion(query_expansion, qe_top, qe_alpha))
+                                    Rerank(rerank) if isinstance(rerank, str) else rerank)
     table = contracts.check_embeddings(queries_df, neighbours.query_check(neighbours.checked_manifest(index_path)),
                                        "the queries DataFrame")
     return neighbours.search(table, index_path, opts)
