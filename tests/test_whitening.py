@@ -1,0 +1,61 @@
+"""PCA whitening: fitted in Spark from partial sums equals a numpy fit of the same rows."""
+import numpy as np
+import pytest
+
+from jobs.core.config import ConfigError
+from jobs.embedding.whitening import WhiteningOptions, fit_whitening, whiten_rows
+from jobs.tables import contracts
+from udfs import whitening
+
+
+def embeddings_frame(spark, x, model="toy-16"):
+    rows = [(f"id-{i:03d}", "test", None, model, [float(v) for v in vec], "ok", None) for i, vec in enumerate(x)]
+    rows.append(("bad", "test", None, model, None, "decode_error", "not an image"))
+    return contracts.check_embeddings(spark.createDataFrame(rows, contracts.EMBEDDINGS.schema).repartition(3),
+                                      contracts.EmbeddingsCheck(), "a test table")
+
+
+def test_whitening_fitted_in_spark_equals_numpy(spark, tmp_path):
+    rng = np.random.default_rng(7)
+    x = (rng.normal(size=(300, 16)) * np.linspace(3, 0.2, 16) + 1.5).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    fitted = fit_whitening(embeddings_frame(spark, x), str(tmp_path / "w"), WhiteningOptions(8, 0.1))
+    # an independent numpy fit: population covariance, its leading eigenpairs, the same shrinkage
+    values, vectors = np.linalg.eigh(np.cov(x.astype(np.float64), rowvar=False, bias=True))
+    values, vectors = values[::-1], vectors[:, ::-1]
+    shrunk = 0.9 * values[:8] + 0.1 * values.mean()
+    np.testing.assert_allclose(fitted.mean, x.astype(np.float64).mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(fitted.eigenvalues, shrunk, rtol=1e-4, atol=1e-7)
+    projection = vectors[:, :8] / np.sqrt(shrunk)
+    signs = np.sign(np.sum(fitted.projection * projection, axis=0))  # eigenvectors have no sign
+    np.testing.assert_allclose(fitted.projection, projection * signs, rtol=1e-4, atol=1e-4 * np.abs(projection).max())
+    # the whitened vectors are decorrelated: unit variance along every kept component
+    white = (x - fitted.mean) @ fitted.projection
+    np.testing.assert_allclose(np.cov(white, rowvar=False, bias=True) * (shrunk / values[:8]),
+                               np.eye(8), atol=1e-3)
+    # saved with its manifest, and read back the same
+    loaded = whitening.load(str(tmp_path / "w"))
+    np.testing.assert_array_equal(loaded.projection, fitted.projection)
+    manifest = (tmp_path / "w" / "manifest.json").read_text()
+    assert '"n": 300' in manifest and '"input_dim": 16' in manifest and '"output_dim": 8' in manifest
+
+
+def test_whitened_rows_match_the_pure_function_and_keep_bad_rows(spark, tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 16)).astype(np.float32)
+    table = embeddings_frame(spark, x)
+    fitted = fit_whitening(table, str(tmp_path / "w"))
+    out = whiten_rows(table.rows, str(tmp_path / "w"), "toy-16+whiten").toPandas().set_index("id")
+    assert out.loc["bad", "status"] == "decode_error" and out.loc["bad", "embedding"] is None
+    got = np.stack(out.loc[[f"id-{i:03d}" for i in range(40)], "embedding"].to_numpy())
+    np.testing.assert_allclose(got, whitening.apply(fitted, x), atol=1e-6)
+    assert set(out["model"]) == {"toy-16+whiten"} and got.shape == (40, 16)
+
+
+def test_bad_whitening_options_and_files():
+    with pytest.raises(ConfigError, match="whiten_shrinkage"):
+        WhiteningOptions(0, 1.5).check()
+    with pytest.raises(ValueError, match="at least 2 vectors"):
+        whitening.fit(whitening.partial_sums([np.ones((1, 4), np.float32)]))
+    with pytest.raises(ValueError, match="not a saved whitening"):
+        whitening.load("/nonexistent")
