@@ -59,3 +59,25 @@ def test_bad_whitening_options_and_files():
         whitening.fit(whitening.partial_sums([np.ones((1, 4), np.float32)]))
     with pytest.raises(ValueError, match="not a saved whitening"):
         whitening.load("/nonexistent")
+
+
+def test_the_embedding_function_applies_a_saved_whitening(tmp_path):
+    from udfs import cnn
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+    plain = cnn.load_image_model(cnn.ImageModelSpec(image_size=64, pooling="gem"))
+    raw = cnn.embed_batch(plain, pixels)
+    fitted = whitening.fit(whitening.partial_sums([raw]), 6, 0.1)
+    whitening.save(fitted, str(tmp_path / "w"), {"model": plain.label})
+    spec = cnn.ImageModelSpec(image_size=64, pooling="gem", whitening=str(tmp_path / "w"))
+    white = cnn.load_image_model(spec)
+    assert white.label == f"efficientnet-lite0+gem3+whiten:{tmp_path / 'w'}" and white.dim == 6
+    assert cnn.spec_from_label(white.label).whitening == str(tmp_path / "w")
+    np.testing.assert_allclose(cnn.embed_batch(white, pixels), whitening.apply(fitted, raw), atol=1e-5)
+    # a whitening of other embeddings, or a folder that holds none, is refused naming the key
+    whitening.save(whitening.fit(whitening.partial_sums([raw[:, :100]])), str(tmp_path / "w100"), {})
+    with pytest.raises(ValueError, match="fitted on 100-d embeddings, but this model makes 1280-d"):
+        cnn.load_image_model(cnn.ImageModelSpec(image_size=64, whitening=str(tmp_path / "w100")))
+    with pytest.raises(ValueError, match="whitening: .* not a saved whitening"):
+        cnn.check_spec(cnn.ImageModelSpec(whitening=str(tmp_path)))

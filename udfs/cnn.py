@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from udfs import pooling, precision
+from udfs import pooling, precision, whitening
 from udfs.status import SpecError
 from udfs.images import Preprocess
 
@@ -37,6 +37,7 @@ class ImageModelSpec:
     gem_p: float = 3.0               # GeM's exponent
     flip: bool = False               # average with the horizontal mirror (2x model time)
     concat_layer: str = ""           # an intermediate block pooled and concatenated with the last
+    whitening: str = ""              # a folder with a saved udfs.whitening, applied after pooling
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ImageModel:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     dim: int = 0
+    whitening: "whitening.Whitening | None" = None
 
 
 def torchvision_architectures() -> list[str]:
@@ -82,6 +84,34 @@ def check_spec(spec: ImageModelSpec) -> None:
         raise SpecError("gem_p", f"gem_p must be >= 1 (1 = average pooling), got {spec.gem_p!r}")
     if spec.weights_path and not Path(spec.weights_path).is_file():
         raise SpecError("weights_path", f"weights_path {spec.weights_path!r} is not a file")
+    if spec.layer or spec.concat_layer:
+        _check_layers(spec)
+    if spec.whitening:
+        if "+" in spec.whitening:
+            raise SpecError("whitening", f"whitening {spec.whitening!r}: the folder's name may not hold a `+` "
+                                         "(the model label records it)")
+        try:
+            whitening.load(spec.whitening)
+        except ValueError as exc:
+            raise SpecError("whitening", f"whitening: {exc}") from None
+
+
+def _check_layers(spec: ImageModelSpec) -> None:
+    """SpecError when `layer` or `concat_layer` is not a module of the architecture (built without weights)."""
+    if spec.name in EFFICIENTNET_LITE:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name(spec.name)
+    else:
+        import torchvision
+
+        net = torchvision.models.get_model(spec.name, weights=None)
+    names = dict(net.named_modules())
+    for key in ("layer", "concat_layer"):
+        if getattr(spec, key) and getattr(spec, key) not in names:
+            top = ", ".join(n for n, _ in net.named_children())
+            raise SpecError(key, f"{key} {getattr(spec, key)!r} is not in {spec.name}; top-level modules: {top} "
+                                 "(use dotted names such as `_blocks.10`)")
 
 
 def _cache_dir() -> str:
@@ -137,6 +167,12 @@ def load_image_model(spec: ImageModelSpec) -> ImageModel:
     if spec.layer or spec.concat_layer:
         _attach_layers(model)
     probe = np.zeros((1, model.prep.crop, model.prep.crop, 3), np.uint8)
+    if spec.whitening:  # checked against the dim of the descriptors it whitens
+        fitted, raw_dim = whitening.load(spec.whitening), embed_batch(model, probe).shape[1]
+        if fitted.dims[0] != raw_dim:
+            raise ValueError(f"whitening {spec.whitening!r} was fitted on {fitted.dims[0]}-d embeddings, but "
+                             f"this model makes {raw_dim}-d")
+        model.whitening = fitted
     model.dim = embed_batch(model, probe).shape[1]
     return model
 
@@ -197,14 +233,15 @@ def _drop_classifier(net: "object", identity: type) -> None:
 
 def _with_layer(label: str, spec: ImageModelSpec) -> str:
     label = (f"{label}/{spec.layer}" if spec.layer else label) + \
-        pooling.label_suffix(spec.pooling, spec.gem_p, spec.flip, spec.concat_layer)
+        pooling.label_suffix(spec.pooling, spec.gem_p, spec.flip, spec.concat_layer) + \
+        (f"+whiten:{spec.whitening}" if spec.whitening else "")
     return precision.with_precision(label, spec.precision)
 
 
 def spec_from_label(label: str) -> ImageModelSpec:
     """The spec of a packaged or cached model from its `model` column value
-    (`name[/layer][+gem3][+flip][+concat:block][+bf16]`, as load_image_model writes it); ValueError on a
-    part it does not know."""
+    (`name[/layer][+gem3][+flip][+concat:block][+whiten:folder][+bf16]`, as load_image_model writes it);
+    ValueError on a part it does not know."""
     base, kind = precision.split_label(label)
     head, *tokens = base.split("+")
     name, _, layer = head.partition("/")
@@ -215,18 +252,9 @@ class _Stop(Exception):
     """Raised by the layer hook to skip the rest of the network."""
 
 
-def _submodule(model: ImageModel, layer: str) -> "object":
-    try:
-        return model.net.get_submodule(layer)
-    except AttributeError:
-        names = [n for n, _ in model.net.named_children()]
-        raise ValueError(f"layer {layer!r} is not in {model.spec.name}; top-level "
-                         f"modules: {', '.join(names)} (use dotted names such as `_blocks.10`)") from None
-
-
 def _attach_layers(model: ImageModel) -> None:
     """`features` returns the output of `layer` (the rest of the network skipped) instead of the last
-    features, and with `concat_layer` a list [last, that block's output]."""
+    features, and with `concat_layer` a list [last, that block's output] (names checked by check_spec)."""
     spec, captured = model.spec, {}
 
     def stop(_module, _inputs, output):
@@ -237,9 +265,9 @@ def _attach_layers(model: ImageModel) -> None:
         captured["block"] = output
 
     if spec.concat_layer:
-        _submodule(model, spec.concat_layer).register_forward_hook(keep)
+        model.net.get_submodule(spec.concat_layer).register_forward_hook(keep)
     if spec.layer:
-        _submodule(model, spec.layer).register_forward_hook(stop)
+        model.net.get_submodule(spec.layer).register_forward_hook(stop)
     forward = model.features
 
     def features(x):
@@ -258,7 +286,8 @@ def _attach_layers(model: ImageModel) -> None:
 
 def embed_batch(model: ImageModel, pixels: np.ndarray) -> np.ndarray:
     """[n, H, W, 3] uint8 → [n, dim] float32, L2-normalised: the spec's pooling (udfs.pooling) of its
-    layer (and concat_layer), averaged with the horizontal mirror's before normalising when `flip`."""
+    layer (and concat_layer), averaged with the horizontal mirror's before normalising when `flip`, then
+    whitened (udfs.whitening.apply: [n, k]) when the spec names a whitening."""
     import torch
 
     with torch.inference_mode(), precision.autocast(model.spec.precision):
@@ -270,8 +299,8 @@ def embed_batch(model: ImageModel, pixels: np.ndarray) -> np.ndarray:
         out = _descriptor(model, x)
         if model.spec.flip:
             out = out + _descriptor(model, x.flip(3))
-        out = torch.nn.functional.normalize(out.float(), dim=1)
-        return out.numpy().astype(np.float32, copy=False)
+        out = torch.nn.functional.normalize(out.float(), dim=1).numpy().astype(np.float32, copy=False)
+    return out if model.whitening is None else whitening.apply(model.whitening, out)
 
 
 def _descriptor(model: ImageModel, x: "object") -> "object":

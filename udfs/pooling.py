@@ -48,12 +48,14 @@ def label_suffix(pooling: str, p: float, flip: bool, concat_layer: str) -> str:
 
 
 def parse_suffix(tokens: Sequence[str]) -> dict:
-    """`label_suffix`'s tokens (without the `+`) → keyword arguments of ImageModelSpec; ValueError on a
-    token it does not know."""
+    """`label_suffix`'s tokens (without the `+`), and `whiten:folder`, → keyword arguments of
+    ImageModelSpec; ValueError on a token it does not know."""
     found: dict = {}
     for token in tokens:
         if token == "flip":
             found["flip"] = True
+        elif token.startswith("whiten:"):
+            found["whitening"] = token[len("whiten:"):]
         elif token.startswith("concat:"):
             found["concat_layer"] = token[len("concat:"):]
         elif re.fullmatch(r"gem\d+(\.\d+)?", token):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from jobs.core.config import ConfigError
 from jobs.tables.contracts import Embeddings
-from udfs import whitening
+from udfs import precision, whitening
 from udfs.batches import rebatch
 from udfs.whitening import Sums, Whitening
 
@@ -61,6 +61,13 @@ def fit_whitening(table: Embeddings, folder: str, opts: WhiteningOptions = White
     whitening.save(fitted, folder, {"model": table.model, "source": table.location, "n": sums.n,
                                     **dataclasses.asdict(opts)})
     return fitted
+
+
+def whitened_label(model: str, folder: str) -> str:
+    """The `model` label of `model`'s embeddings whitened by `folder`, as udfs.cnn writes it (before the
+    precision suffix): `efficientnet-lite0+gem3+whiten:/w`, `...+whiten:/w+bf16`."""
+    base, kind = precision.split_label(model)
+    return precision.with_precision(f"{base}+whiten:{folder}", kind)
 
 
 def whiten_rows(rows, folder: str, label: str):
