@@ -101,3 +101,59 @@ def grid(folder: Path, log) -> list[dict]:
             log(f"{name} flip={flip}: {per_image * 1000:.0f} ms/image; best "
                 f"{max(r['p15'] for r in rows if r['model'] == name and r['flip'] == flip):.1f}")
     return rows
+
+
+def table_lines(rows: list[dict]) -> list[str]:
+    """Markdown: the layer × pooling × flip table per model, then concatenation and whitening rows."""
+    lines = ["| model | layer | avg | gem3 | avg + flip | gem3 + flip | model ms/image (flip: x2) |",
+             "|---|---|---|---|---|---|---|"]
+    plain = {(r["model"], r["layer"], r["pooling"], r["flip"]): r for r in rows if not r["concat"] and not r["whitening"]}
+    for name in LAYERS:
+        for layer in [layer or "final" for layer in LAYERS[name]]:
+            cells = [f"{plain[(name, layer, kind, flip)]['p15']:.1f}" for flip in (False, True) for kind in ("avg", "gem")]
+            ms = plain[(name, layer, "avg", False)]["s_per_image"] * 1000
+            lines.append(f"| {name} | {layer} | {' | '.join(cells)} | {ms:.0f} |")
+    lines += ["", "Final features concatenated with a block (each part L2-normalised, then the whole), and PCA "
+              "whitening learnt on the 200 images (udfs.whitening; dim = components kept):", "",
+              "| model | pooling | flip | extra | rank-weighted P@15 |", "|---|---|---|---|---|"]
+    for r in rows:
+        if r["concat"] or r["whitening"]:
+            extra = f"concat {r['concat']}" if r["concat"] else f"whitening, {r['whitening']}"
+            lines.append(f"| {r['model']} | {r['pooling']} | {'yes' if r['flip'] else 'no'} | {extra} | {r['p15']:.1f} |")
+    return lines
+
+
+def main() -> None:
+    """`python bench/retrieval_grid.py [--json FILE]`: measure, print and write the BENCHMARKS.md section
+    (or, with --from-json, write the section from a saved run's rows)."""
+    import argparse
+    import datetime
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root))
+    from bench.benchmarks_md import update_section
+    from bench.similarity import ICONIC, machine
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="also save the rows here")
+    parser.add_argument("--from-json", help="write the section from rows saved by --json")
+    args = parser.parse_args()
+    if args.from_json:
+        rows = json.loads(Path(args.from_json).read_text())
+    else:
+        rows = grid(ICONIC, print)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows))
+    lines = ["## bench/retrieval_grid.py", "",
+             f"Command: `.venv/bin/python bench/retrieval_grid.py`; {datetime.date.today()}; {machine()}, shared "
+             "with other jobs (model times are indicative).", "",
+             "iconic200, rank-weighted P@15 (x100) of each image's 15 nearest others by cosine, descriptors as "
+             "`embed-images` computes them (`udfs.pooling`), by model, layer, pooling and flip averaging:", "",
+             *table_lines(rows), ""]
+    update_section(root / "BENCHMARKS.md", lines[0], "\n".join(lines[2:]))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

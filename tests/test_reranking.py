@@ -66,3 +66,18 @@ def test_conjugate_gradient_solves_a_batch_of_systems():
     b = rng.normal(size=(3, 6))
     np.testing.assert_allclose(reranking.conjugate_gradient(a, b), np.linalg.solve(a, b[..., None])[..., 0],
                                atol=1e-8)
+
+
+def test_search_rerank_keys_are_checked_before_any_work(tmp_path, capsys):
+    from jobs import cli
+
+    (tmp_path / "index").mkdir()
+    (tmp_path / "queries").mkdir()
+    args = ["search", "--index", str(tmp_path / "index"), "--queries", str(tmp_path / "queries"),
+            "--output", str(tmp_path / "out"), "--set", f"runs_table={tmp_path / 'runs'}"]
+    assert cli.main([*args, "--set", "rerank=bogus"]) == 2
+    assert "rerank" in capsys.readouterr().err
+    assert cli.main([*args, "--set", "rerank=diffusion", "--set", "query_expansion=average"]) == 2
+    assert "keys 'query_expansion' and 'rerank' disagree" in capsys.readouterr().err
+    assert cli.main([*args, "--set", "rerank=diffusion", "--set", "rerank_graph_k=0"]) == 2
+    assert "key 'rerank_graph_k' must be > 0" in capsys.readouterr().err
