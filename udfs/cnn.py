@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from udfs import pooling, precision, whitening
+from udfs import layers, pooling, precision, whitening
 from udfs.status import SpecError
 from udfs.images import Preprocess
 
@@ -106,12 +106,10 @@ def _check_layers(spec: ImageModelSpec) -> None:
         import torchvision
 
         net = torchvision.models.get_model(spec.name, weights=None)
-    names = dict(net.named_modules())
     for key in ("layer", "concat_layer"):
-        if getattr(spec, key) and getattr(spec, key) not in names:
-            top = ", ".join(n for n, _ in net.named_children())
-            raise SpecError(key, f"{key} {getattr(spec, key)!r} is not in {spec.name}; top-level modules: {top} "
-                                 "(use dotted names such as `_blocks.10`)")
+        problem = layers.missing(net, getattr(spec, key), spec.name)
+        if problem:
+            raise SpecError(key, f"{key} {problem}")
 
 
 def _cache_dir() -> str:
@@ -165,7 +163,7 @@ def load_image_model(spec: ImageModelSpec) -> ImageModel:
         model = _load_torchvision(spec)
     model.net.eval().to(memory_format=torch.channels_last)
     if spec.layer or spec.concat_layer:
-        _attach_layers(model)
+        model.features = layers.tapped(model.net, model.features, spec.layer, spec.concat_layer)
     probe = np.zeros((1, model.prep.crop, model.prep.crop, 3), np.uint8)
     if spec.whitening:  # checked against the dim of the descriptors it whitens
         fitted, raw_dim = whitening.load(spec.whitening), embed_batch(model, probe).shape[1]
@@ -246,42 +244,6 @@ def spec_from_label(label: str) -> ImageModelSpec:
     head, *tokens = base.split("+")
     name, _, layer = head.partition("/")
     return ImageModelSpec(name, layer=layer, precision=kind, **pooling.parse_suffix(tokens))
-
-
-class _Stop(Exception):
-    """Raised by the layer hook to skip the rest of the network."""
-
-
-def _attach_layers(model: ImageModel) -> None:
-    """`features` returns the output of `layer` (the rest of the network skipped) instead of the last
-    features, and with `concat_layer` a list [last, that block's output] (names checked by check_spec)."""
-    spec, captured = model.spec, {}
-
-    def stop(_module, _inputs, output):
-        captured["x"] = output
-        raise _Stop
-
-    def keep(_module, _inputs, output):
-        captured["block"] = output
-
-    if spec.concat_layer:
-        model.net.get_submodule(spec.concat_layer).register_forward_hook(keep)
-    if spec.layer:
-        model.net.get_submodule(spec.layer).register_forward_hook(stop)
-    forward = model.features
-
-    def features(x):
-        try:
-            captured["x"] = forward(x)
-        except _Stop:
-            pass
-        if not spec.concat_layer:
-            return captured.pop("x")
-        if "block" not in captured:
-            raise ValueError(f"concat_layer {spec.concat_layer!r} does not run before layer {spec.layer!r}")
-        return [captured.pop("x"), captured.pop("block")]
-
-    model.features = features
 
 
 def embed_batch(model: ImageModel, pixels: np.ndarray) -> np.ndarray:
