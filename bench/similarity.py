@@ -52,9 +52,11 @@ EMBEDDINGS = [("efficientnet-lite0, default keys (avg, no flip)", [])]
 RERANKS = [("none", ["rerank=none"]), ("average-qe, qe_top 2", ["rerank=average-qe", "qe_top=2"]),
            ("average-qe, qe_top 5", ["rerank=average-qe", "qe_top=5"]),
            ("alpha-qe, qe_top 5, qe_alpha 3", ["rerank=alpha-qe", "qe_top=5", "qe_alpha=3"]),
-           ("diffusion, rerank_graph_k 5", ["rerank=diffusion", "rerank_graph_k=5"]),
-           ("diffusion, rerank_graph_k 10", ["rerank=diffusion", "rerank_graph_k=10"]),
-           ("diffusion, rerank_graph_k 15", ["rerank=diffusion", "rerank_graph_k=15"])]
+           ("diffusion, rerank_graph_k 5, qe_top (seeds) 5", ["rerank=diffusion", "rerank_graph_k=5"]),
+           ("diffusion, rerank_graph_k 10, qe_top (seeds) 5 (the keys' defaults)", ["rerank=diffusion"]),
+           ("diffusion, rerank_graph_k 20, qe_top (seeds) 5", ["rerank=diffusion", "rerank_graph_k=20"]),
+           ("diffusion, rerank_graph_k 10, qe_top (seeds) 100: every candidate seeds",
+            ["rerank=diffusion", "qe_top=100"])]
 
 
 def iconic200(spark, work: Path) -> list[tuple[str, str, float, float]]:

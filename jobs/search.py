@@ -41,7 +41,7 @@ class Config(JobConfig):
         "query averaged with its qe_top first results), diffusion (Iscen et al. 2017, on the candidates' "
         "graph); the scores are then the re-ranking's")
     rerank_top: int = key(100, "re-ranking: candidates per query (the search fetches max(k, rerank_top))")
-    qe_top: int = key(5, "query expansion: how many first results are averaged in")
+    qe_top: int = key(5, "query expansion: how many first results are averaged in; diffusion: how many seed it")
     qe_alpha: float = key(3.0, "alpha query expansion: result i weighs similarity_i ** alpha")
     rerank_graph_k: int = key(10, "diffusion: each candidate's mutual nearest neighbours in the graph")
     query_expansion: Literal["none", "average", "alpha"] = key(

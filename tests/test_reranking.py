@@ -26,11 +26,15 @@ def test_diffusion_follows_the_manifold_past_a_closer_outlier():
     vectors = on_circle([10, 20, 30, 40, 50, 60, -52])
     scores, ids, vecs = candidates(query, vectors)
     assert ids[0].tolist() == [0, 1, 2, 3, 4, 6, 5]  # by cosine the outlier (6) is 6th
-    new_scores, new_ids = reranking.rerank(Rerank("diffusion", graph_k=2), query[None], ids, vecs, scores)
+    new_scores, new_ids = reranking.rerank(Rerank("diffusion", graph_k=2, qe_top=3), query[None], ids, vecs,
+                                           scores)
     assert sorted(new_ids[0].tolist()[:6]) == [0, 1, 2, 3, 4, 5] and new_ids[0][6] == 6
     assert np.all(np.diff(new_scores[0]) <= 0)
-    # the isolated item has no edge: its diffusion value is its own y = cos^3
-    assert abs(new_scores[0][-1] - float(vectors[6] @ query) ** 3) < 1e-5
+    # the isolated item has no edge and is not among the 3 seeds: nothing reaches it
+    assert new_scores[0][-1] == 0.0
+    # seeded by every candidate, it keeps its own y = cos^3
+    all_seeds = reranking.rerank(Rerank("diffusion", graph_k=2, qe_top=7), query[None], ids, vecs, scores)
+    assert all_seeds[1][0][-1] == 6 and abs(all_seeds[0][0][-1] - float(vectors[6] @ query) ** 3) < 1e-5
 
 
 def test_query_expansion_rescores_with_the_expanded_query():

@@ -20,7 +20,7 @@ class Rerank:
 
     method: str = "none"   # one of METHODS
     top: int = 100         # rerank_top: candidates re-ranked per query (the search fetches max(k, top))
-    qe_top: int = 5        # query expansion: how many first candidates are averaged in
+    qe_top: int = 5        # how many first candidates are averaged in (QE) or seed the diffusion
     qe_alpha: float = 3.0  # alpha-QE: candidate i weighs max(similarity_i, 0) ** alpha
     graph_k: int = 10      # diffusion: each candidate's mutual nearest neighbours among the candidates
 
@@ -39,7 +39,7 @@ def rerank(opts: Rerank, queries: np.ndarray, ids: np.ndarray, vectors: np.ndarr
     for start in range(0, len(queries), BLOCK):
         part = slice(start, start + BLOCK)
         if opts.method == "diffusion":
-            out_scores[part] = diffusion_scores(vectors[part], scores[part], opts.graph_k)
+            out_scores[part] = diffusion_scores(vectors[part], scores[part], opts.graph_k, opts.qe_top)
         else:
             alpha = opts.qe_alpha if opts.method == "alpha-qe" else 0.0
             expanded = expand_queries(queries[part], vectors[part], scores[part], min(opts.qe_top, ids.shape[1]),
@@ -50,15 +50,16 @@ def rerank(opts: Rerank, queries: np.ndarray, ids: np.ndarray, vectors: np.ndarr
     return np.take_along_axis(out_scores, order, 1), np.take_along_axis(ids, order, 1)
 
 
-def diffusion_scores(vectors: np.ndarray, scores: np.ndarray, graph_k: int) -> np.ndarray:
+def diffusion_scores(vectors: np.ndarray, scores: np.ndarray, graph_k: int, seeds: int) -> np.ndarray:
     """Diffusion on each query's candidate graph, [n, m, d] and [n, m] → [n, m] float32.
 
     Iscen, Tolias, Avrithis, Furon, Chum, "Efficient Diffusion on Region Manifolds: Recovering Small
     Objects with Compact CNN Representations" (CVPR 2017): affinities a_ij = max(x_iᵀx_j, 0)^γ between
     mutual graph_k-nearest candidates, S = D^-1/2 A D^-1/2, f solving (I - αS) f = y by conjugate
-    gradient with y_i = max(qᵀx_i, 0)^γ. Here the graph is each query's candidates only (the paper's is
-    the whole database, built offline), so the cost is bounded by m per query and needs no second search.
-    A zero candidate vector (a missing id) gets no edge and scores from y alone."""
+    gradient with y_i = max(qᵀx_i, 0)^γ for the query's `seeds` first candidates and 0 for the others (the
+    paper's y is the query's k nearest neighbours). Here the graph is each query's candidates only (the
+    paper's is the whole database, built offline), so the cost is bounded by m per query and needs no
+    second search. A zero candidate vector (a missing id) gets no edge and scores from y alone."""
     n, m, _ = vectors.shape
     sims = np.einsum("nid,njd->nij", vectors, vectors)
     idx = np.arange(m)
@@ -71,6 +72,7 @@ def diffusion_scores(vectors: np.ndarray, scores: np.ndarray, graph_k: int) -> n
     system = -DIFFUSION_ALPHA * inv[:, :, None] * affinity * inv[:, None, :]
     system[:, idx, idx] += 1.0
     y = np.maximum(scores, 0).astype(np.float64) ** DIFFUSION_GAMMA
+    y[:, seeds:] = 0.0
     return conjugate_gradient(system, y).astype(np.float32)
 
 
