@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from jobs.core.config import ConfigError
-from jobs.embedding.whitening import WhiteningOptions, fit_whitening, whiten_rows
+from jobs.embedding.whitening import WhiteningOptions, fit_whitening
 from jobs.tables import contracts
 from udfs import whitening
 
@@ -40,16 +40,21 @@ def test_whitening_fitted_in_spark_equals_numpy(spark, tmp_path):
     assert '"n": 300' in manifest and '"input_dim": 16' in manifest and '"output_dim": 8' in manifest
 
 
-def test_whitened_rows_match_the_pure_function_and_keep_bad_rows(spark, tmp_path):
+def test_the_api_fits_and_applies_a_whitening_keeping_bad_rows(spark, tmp_path):
+    import sparkamp
+
     rng = np.random.default_rng(3)
     x = rng.normal(size=(40, 16)).astype(np.float32)
-    table = embeddings_frame(spark, x)
-    fitted = fit_whitening(table, str(tmp_path / "w"))
-    out = whiten_rows(table.rows, str(tmp_path / "w"), "toy-16+whiten").toPandas().set_index("id")
+    df, folder = embeddings_frame(spark, x, "toy-16+bf16").rows, str(tmp_path / "w")
+    assert sparkamp.fit_whitening(df, folder, whiten_dim=10) == {"input_dim": 16, "output_dim": 10, "n": 40}
+    fitted = whitening.load(folder)
+    out = sparkamp.whiten(df, folder).toPandas().set_index("id")
     assert out.loc["bad", "status"] == "decode_error" and out.loc["bad", "embedding"] is None
     got = np.stack(out.loc[[f"id-{i:03d}" for i in range(40)], "embedding"].to_numpy())
     np.testing.assert_allclose(got, whitening.apply(fitted, x), atol=1e-6)
-    assert set(out["model"]) == {"toy-16+whiten"} and got.shape == (40, 16)
+    assert set(out["model"]) == {f"toy-16+whiten:{folder}+bf16"} and got.shape == (40, 10)
+    with pytest.raises(ConfigError, match="whiten_shrinkage"):
+        sparkamp.fit_whitening(df, folder, whiten_shrinkage=2.0)
 
 
 def test_bad_whitening_options_and_files():
