@@ -33,22 +33,23 @@ import dataclasses
 from typing import Any
 
 from jobs.core.config import ConfigError
-from jobs.embedding import steps
+from jobs.embedding import steps, whitening
 from jobs.evaluation import classification, retrieval
 from jobs.indexing import build, groups, neighbours, ranking
 from jobs.indexing.options import IndexInfo, IndexOptions
-from jobs.indexing.partitions import Expansion
 from jobs.labelling import fitting, methods, scoring, sets
 from jobs.labelling.examples import ExampleOptions
 from jobs.tables import contracts, labelled, scratch
 from jobs.tables.contracts import EmbeddingsCheck
 from udfs import cnn, texts
+from udfs.reranking import Rerank
 from udfs.columns import image_embedding, text_embedding
 from udfs.embed_udfs import ImageJobOptions, TextJobOptions
 from udfs.label_sets import LabelSet, parse_label_set
 
 __all__ = ["embed_images", "embed_texts", "build_index", "search", "dedup", "unique", "assign_labels",
            "evaluate_retrieval", "evaluate_classification", "image_embedding", "text_embedding", "IndexInfo",
+           "fit_whitening", "whiten", "Rerank",
            "ConfigError"]
 _TABLE = "the embeddings DataFrame"
 
@@ -57,10 +58,13 @@ def embed_images(df, *, path_col: str | None = None, content_col: str | None = N
                  source_col: str | None = None, model: str = cnn.DEFAULT_IMAGE_MODEL, precision: str = "fp32",
                  batch_size: int = 4, weights_path: str = "", layer: str = "", image_size: int = 0,
                  max_pixels: int = 64_000_000, max_bytes: int = 64 * 2**20, num_partitions: int = 0,
-                 engine: str = "auto", engine_cache: str = ""):
+                 pooling: str = "avg", gem_p: float = 3.0, flip: bool = False, concat_layer: str = "",
+                 whitening: str = "", engine: str = "auto", engine_cache: str = ""):
     """The embeddings table of `df`'s images, one row per row: files at `path_col` (local paths or any
     pyarrow URI) or bytes in `content_col`; `model` efficientnet-lite0/1/2 (1280-d) or a torchvision
-    architecture with `weights_path`; vectors L2-normalised float32. A missing, unreadable, oversized
+    architecture with `weights_path`; vectors L2-normalised float32: `pooling` avg or gem (`gem_p`), `flip`
+    averaging with the mirror image, `concat_layer` a block concatenated with the last (udfs.pooling),
+    `whitening` a folder saved by `fit_whitening`, applied after pooling. A missing, unreadable, oversized
     (`max_bytes`, `max_pixels`) or undecodable image, and a null or repeated id, is a row with its status.
     A `status`/`error` column in `df` marks rows a reader already found bad (they keep it). `engine`:
     torch, onnx (ONNX Runtime), openvino, or auto (the fastest measured: udfs/engines.py AUTO); an engine
@@ -68,10 +72,34 @@ def embed_images(df, *, path_col: str | None = None, content_col: str | None = N
     `engine_cache` (empty = ~/.cache/sparkamp/engines). Lazy, once the export is made.
 
     Example: `embed_images(spark.createDataFrame(rows, "id string, path string"), path_col="path")`"""
-    spec = cnn.ImageModelSpec(model, weights_path, layer, image_size, False, precision, engine, engine_cache)
+    spec = cnn.ImageModelSpec(model, weights_path, layer, image_size, False, precision, engine=engine,
+                              engine_cache=engine_cache, pooling=pooling, gem_p=gem_p, flip=flip,
+                              concat_layer=concat_layer, whitening=whitening)
     options = steps.ImageOptions(spec, ImageJobOptions(batch_size, max_pixels, max_bytes), num_partitions)
     columns = steps.ItemColumns(id_col, source_col or "", path_col or "", content_col or "")
     return steps.embed_images(df, columns=columns, options=options)
+
+
+def fit_whitening(embeddings_df, folder: str, *, whiten_dim: int = 0, whiten_shrinkage: float = 0.0) -> dict:
+    """Learns a PCA whitening (Jégou & Chum 2012) of an embeddings DataFrame's ok vectors in Spark (n, Σx,
+    Σxxᵀ summed per partition and tree-reduced; the eigendecomposition on the driver) and saves it to the
+    local `folder` with a manifest; returns {"input_dim", "output_dim", "n"}. ConfigError on bad options
+    or fewer than 2 vectors. Apply it with `whiten` (a table) or `embed_images(..., whitening=folder)`.
+
+    Example: `fit_whitening(emb, "/tmp/whitening", whiten_dim=256, whiten_shrinkage=0.1)`"""
+    table = contracts.check_embeddings(embeddings_df, EmbeddingsCheck(purpose="to whiten"), _TABLE)
+    fitted = whitening.fit_whitening(table, folder, whitening.WhiteningOptions(whiten_dim, whiten_shrinkage))
+    return {"input_dim": fitted.dims[0], "output_dim": fitted.dims[1], "n": table.n_ok}
+
+
+def whiten(embeddings_df, folder: str):
+    """The embeddings DataFrame with every ok vector whitened by the whitening saved at `folder` (the
+    function `embed_images(..., whitening=folder)` applies) and `model` `<model>+whiten:<folder>`, so
+    image queries are embedded alike. Lazy.
+
+    Example: `whiten(emb, "/tmp/whitening")`"""
+    table = contracts.check_embeddings(embeddings_df, EmbeddingsCheck(purpose="to whiten"), _TABLE)
+    return whitening.whiten_rows(table.rows, folder, whitening.whitened_label(table.model, folder))
 
 
 def embed_texts(df, *, text_col: str = "text", path_col: str | None = None, id_col: str = "id",
@@ -108,17 +136,18 @@ def build_index(embeddings_df, path: str, **options: Any) -> IndexInfo:
 
 
 def search(queries_df, index_path: str, *, k: int = 10, exclude_self: bool = False, nprobe: int = 0,
-           ef_search: int = 0, batch_size: int = 4096, query_expansion: str = "none", qe_top: int = 5,
-           qe_alpha: float = 3.0, num_partitions: int = 0):
+           ef_search: int = 0, batch_size: int = 4096, rerank: str | Rerank = "none", num_partitions: int = 0):
     """The neighbours table of every row of an embeddings DataFrame of queries against the index at
     `index_path`: k rows per ok query (rank 1 = nearest; score = cosine for an `ip` index), one row with
     its status for a query that is not ok, cannot be searched (non_finite, wrong_dim, ...) or finds
-    nothing. Queries must be of the index's model (ConfigError). `query_expansion`: none, average, alpha.
+    nothing. Queries must be of the index's model (ConfigError). `rerank`: a method of
+    udfs.reranking.METHODS (none, average-qe, alpha-qe, diffusion) with its default settings, or a
+    `Rerank(method, top, qe_top, qe_alpha, graph_k)`; the scores are then the re-ranking's.
     Lazy; each worker loads the index once.
 
-    Example: `search(emb, "/tmp/index", k=5, exclude_self=True)`"""
+    Example: `search(emb, "/tmp/index", k=5, exclude_self=True, rerank="diffusion")`"""
     opts = neighbours.SearchOptions(k, exclude_self, nprobe, ef_search, batch_size, num_partitions,
-                                    Expansion(query_expansion, qe_top, qe_alpha))
+                                    Rerank(rerank) if isinstance(rerank, str) else rerank)
     table = contracts.check_embeddings(queries_df, neighbours.query_check(neighbours.checked_manifest(index_path)),
                                        "the queries DataFrame")
     return neighbours.search(table, index_path, opts)

@@ -15,10 +15,10 @@ from jobs.core.paths import check_input_exists, check_output_not_input  # noqa: 
 from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 from jobs.embedding.queries import raw_queries  # noqa: E402
 from jobs.indexing import neighbours  # noqa: E402
-from jobs.indexing.partitions import Expansion  # noqa: E402
 from jobs.tables import contracts, inputs, publish  # noqa: E402
 from index import manifest  # noqa: E402
 from index.manifest import IndexIntegrityError  # noqa: E402
+from udfs.reranking import METHODS, Rerank  # noqa: E402
 
 NAME = "search"
 PLAN = ("check the manifest and the queries' model → each worker loads the index once → k-NN → publish "
@@ -36,10 +36,16 @@ class Config(JobConfig):
     query_texts: str = key("", "a text file, one query per line, embedded with the index's model",
                            flag="--query-texts")
     encoding: str = inputs.encoding_key("the --query-texts file")
-    query_expansion: Literal["none", "average", "alpha"] = key(
-        "none", "re-search with each query averaged with its first results (average, or alpha-weighted)")
-    qe_top: int = key(5, "query expansion: how many first results are averaged in")
+    rerank: Literal[METHODS] = key(
+        "none", "re-order each query's first rerank_top results: average-qe / alpha-qe (query expansion: the "
+        "query averaged with its qe_top first results), diffusion (Iscen et al. 2017, on the candidates' "
+        "graph); the scores are then the re-ranking's")
+    rerank_top: int = key(100, "re-ranking: candidates per query (the search fetches max(k, rerank_top))")
+    qe_top: int = key(5, "query expansion: how many first results are averaged in; diffusion: how many seed it")
     qe_alpha: float = key(3.0, "alpha query expansion: result i weighs similarity_i ** alpha")
+    rerank_graph_k: int = key(10, "diffusion: each candidate's mutual nearest neighbours in the graph")
+    query_expansion: Literal["none", "average", "alpha"] = key(
+        "none", "deprecated: average = rerank: average-qe, alpha = rerank: alpha-qe")
     k: int = key(10, "neighbours per query", flag="--k")
     exclude_self: bool = key(False, "drop a query's own id from its neighbours", flag="--exclude-self")
     nprobe: int = key(0, "IVF lists searched; 0 = the value tuned at build (manifest)")
@@ -57,6 +63,9 @@ class Config(JobConfig):
         check_input_exists("index", self.index, globs=False)
         check_output_not_input(getattr(self, given[0]), self.output)
         check_output_not_input(self.index, self.output)
+        if self.query_expansion != "none" and self.rerank not in ("none", self.rerank_method):
+            raise ConfigError(f"keys 'query_expansion' and 'rerank' disagree ({self.query_expansion!r}, "
+                              f"{self.rerank!r}): give only rerank (query_expansion is deprecated)")
         self.options.check()
         inputs.check_text_keys(self.encoding)
         try:  # every file against its sha256, before any Spark work (workers check again on load)
@@ -68,7 +77,15 @@ class Config(JobConfig):
     def options(self) -> neighbours.SearchOptions:
         return neighbours.SearchOptions(self.k, self.exclude_self, self.nprobe, self.ef_search, self.batch_size,
                                         self.num_partitions,
-                                        Expansion(self.query_expansion, self.qe_top, self.qe_alpha))
+                                        Rerank(self.rerank_method, self.rerank_top, self.qe_top, self.qe_alpha,
+                                               self.rerank_graph_k))
+
+    @property
+    def rerank_method(self) -> str:
+        """`rerank`, or what the deprecated `query_expansion` maps onto."""
+        if self.query_expansion != "none":
+            return f"{self.query_expansion}-qe"
+        return self.rerank
 
 
 def read_queries(spark, cfg: Config, meta: manifest.Manifest) -> contracts.Embeddings:

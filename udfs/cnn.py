@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from udfs import engine_graphs, engines, precision
+from udfs import engine_graphs, engines, layers, pooling, precision, whitening
 from udfs.status import SpecError
 from udfs.images import Preprocess
 
@@ -35,6 +35,11 @@ class ImageModelSpec:
     precision: str = "fp32"          # or bf16 (autocast); recorded in the label
     engine: str = "torch"            # or onnx / openvino / auto (udfs.engines); not in the label
     engine_cache: str = ""           # where exports are kept; empty = engines.default_cache_dir()
+    pooling: str = "avg"             # avg | gem (udfs.pooling)
+    gem_p: float = 3.0               # GeM's exponent
+    flip: bool = False               # average with the horizontal mirror (2x model time)
+    concat_layer: str = ""           # an intermediate block pooled and concatenated with the last
+    whitening: str = ""              # a folder with a saved udfs.whitening, applied after pooling
 
 
 @dataclass
@@ -48,6 +53,7 @@ class ImageModel:
     std: tuple[float, float, float]
     dim: int = 0
     runner: "object" = None          # engines.Runner when the engine is not torch
+    whitening: "whitening.Whitening | None" = None
 
 
 def torchvision_architectures() -> list[str]:
@@ -76,8 +82,38 @@ def check_spec(spec: ImageModelSpec) -> None:
     if spec.precision not in precision.PRECISIONS:
         raise SpecError("precision", f"precision {spec.precision!r}; accepted: {', '.join(precision.PRECISIONS)}")
     engines.check(spec.engine, spec.precision)
+    if spec.pooling not in pooling.POOLINGS:
+        raise SpecError("pooling", f"pooling {spec.pooling!r}; accepted: {', '.join(pooling.POOLINGS)}")
+    if not spec.gem_p >= 1:
+        raise SpecError("gem_p", f"gem_p must be >= 1 (1 = average pooling), got {spec.gem_p!r}")
     if spec.weights_path and not Path(spec.weights_path).is_file():
         raise SpecError("weights_path", f"weights_path {spec.weights_path!r} is not a file")
+    if spec.layer or spec.concat_layer:
+        _check_layers(spec)
+    if spec.whitening:
+        if "+" in spec.whitening:
+            raise SpecError("whitening", f"whitening {spec.whitening!r}: the folder's name may not hold a `+` "
+                                         "(the model label records it)")
+        try:
+            whitening.load(spec.whitening)
+        except ValueError as exc:
+            raise SpecError("whitening", f"whitening: {exc}") from None
+
+
+def _check_layers(spec: ImageModelSpec) -> None:
+    """SpecError when `layer` or `concat_layer` is not a module of the architecture (built without weights)."""
+    if spec.name in EFFICIENTNET_LITE:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name(spec.name)
+    else:
+        import torchvision
+
+        net = torchvision.models.get_model(spec.name, weights=None)
+    for key in ("layer", "concat_layer"):
+        problem = layers.missing(net, getattr(spec, key), spec.name)
+        if problem:
+            raise SpecError(key, f"{key} {problem}")
 
 
 def _cache_dir() -> str:
@@ -132,11 +168,17 @@ def load_image_model(spec: ImageModelSpec) -> ImageModel:
     else:
         model = _load_torchvision(spec)
     model.net.eval().to(memory_format=torch.channels_last)
-    if spec.layer:
-        _attach_layer(model)
+    if spec.layer or spec.concat_layer:
+        model.features = layers.tapped(model.net, model.features, spec.layer, spec.concat_layer)
     model.runner = engines.model_runner(engines.EngineOptions(spec.engine, spec.precision, spec.engine_cache),
                                         "images", lambda: engine_graphs.image_graph(model, pooled))
     probe = np.zeros((1, model.prep.crop, model.prep.crop, 3), np.uint8)
+    if spec.whitening:  # checked against the dim of the descriptors it whitens
+        fitted, raw_dim = whitening.load(spec.whitening), embed_batch(model, probe).shape[1]
+        if fitted.dims[0] != raw_dim:
+            raise ValueError(f"whitening {spec.whitening!r} was fitted on {fitted.dims[0]}-d embeddings, but "
+                             f"this model makes {raw_dim}-d")
+        model.whitening = fitted
     model.dim = embed_batch(model, probe).shape[1]
     return model
 
@@ -196,68 +238,54 @@ def _drop_classifier(net: "object", identity: type) -> None:
 
 
 def _with_layer(label: str, spec: ImageModelSpec) -> str:
-    return precision.with_precision(f"{label}/{spec.layer}" if spec.layer else label, spec.precision)
+    label = (f"{label}/{spec.layer}" if spec.layer else label) + \
+        pooling.label_suffix(spec.pooling, spec.gem_p, spec.flip, spec.concat_layer) + \
+        (f"+whiten:{spec.whitening}" if spec.whitening else "")
+    return precision.with_precision(label, spec.precision)
 
 
 def spec_from_label(label: str) -> ImageModelSpec:
-    """The spec of a packaged or cached model from its `model` column value (`name[+bf16]`)."""
-    name, kind = precision.split_label(label)
-    return ImageModelSpec(name, precision=kind)
-
-
-class _Stop(Exception):
-    """Raised by the layer hook to skip the rest of the network."""
-
-
-def _attach_layer(model: ImageModel) -> None:
-    try:
-        module = model.net.get_submodule(model.spec.layer)
-    except AttributeError:
-        names = [n for n, _ in model.net.named_children()]
-        raise ValueError(f"layer {model.spec.layer!r} is not in {model.spec.name}; top-level "
-                         f"modules: {', '.join(names)} (use dotted names such as `_blocks.10`)") from None
-    captured: dict = {}
-
-    def hook(_module, _inputs, output):
-        captured["x"] = output
-        raise _Stop
-
-    module.register_forward_hook(hook)
-    forward = model.features
-
-    def features(x):
-        try:
-            forward(x)
-        except _Stop:
-            pass
-        return captured.pop("x")
-
-    model.features = features
+    """The spec of a packaged or cached model from its `model` column value
+    (`name[/layer][+gem3][+flip][+concat:block][+whiten:folder][+bf16]`, as load_image_model writes it);
+    ValueError on a part it does not know."""
+    base, kind = precision.split_label(label)
+    head, *tokens = base.split("+")
+    name, _, layer = head.partition("/")
+    return ImageModelSpec(name, layer=layer, precision=kind, **pooling.parse_suffix(tokens))
 
 
 def embed_batch(model: ImageModel, pixels: np.ndarray) -> np.ndarray:
-    """[n, H, W, 3] uint8 → [n, dim] float32, global-average-pooled and L2-normalised, by the model's
-    engine (torch, or its ONNX export: udfs.engines)."""
+    """[n, H, W, 3] uint8 → [n, dim] float32, L2-normalised, by the model's engine (torch, or its ONNX
+    export: udfs.engines): `pooled`, then whitened (udfs.whitening.apply: [n, k]) when the spec names a
+    whitening."""
     if model.runner is not None:
-        return model.runner({"pixels": np.ascontiguousarray(pixels, dtype=np.uint8)})
-    import torch
+        out = model.runner({"pixels": np.ascontiguousarray(pixels, dtype=np.uint8)})
+    else:
+        import torch
 
-    with torch.inference_mode(), precision.autocast(model.spec.precision):
-        out = pooled(model, torch.from_numpy(np.ascontiguousarray(pixels)))
-        return out.numpy().astype(np.float32, copy=False)
+        with torch.inference_mode(), precision.autocast(model.spec.precision):
+            out = pooled(model, torch.from_numpy(np.ascontiguousarray(pixels)))
+            out = out.numpy().astype(np.float32, copy=False)
+    return out if model.whitening is None else whitening.apply(model.whitening, out)
 
 
 def pooled(model: ImageModel, pixels: "object") -> "object":
     """The torch computation (also what the engines export): [n, H, W, 3] uint8 tensor → [n, dim] float32
-    tensor; scaled by the model's mean and std, pooled over space (or tokens), L2-normalised."""
+    tensor; scaled by the model's mean and std, the spec's pooling (udfs.pooling) of its layer (and
+    concat_layer), averaged with the horizontal mirror's when `flip`, L2-normalised."""
     import torch
 
     x = pixels.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
     mean = torch.tensor(model.mean).view(1, 3, 1, 1) * 255.0
     std = torch.tensor(model.std).view(1, 3, 1, 1) * 255.0
-    out = model.features((x - mean) / std)
-    if out.ndim == 4:
-        out = out.mean(dim=(2, 3))
-    elif out.ndim == 3:
-        out = out.mean(dim=1)
+    x = (x - mean) / std
+    out = _descriptor(model, x)
+    if model.spec.flip:
+        out = out + _descriptor(model, x.flip(3))
     return torch.nn.functional.normalize(out.float(), dim=1)
+
+
+def _descriptor(model: ImageModel, x: "object") -> "object":
+    """[n, 3, H, W] normalised pixels → [n, dim] pooled features, not yet L2-normalised."""
+    out = model.features(x)
+    return pooling.descriptor(out if isinstance(out, list) else [out], model.spec.pooling, model.spec.gem_p)

@@ -20,7 +20,8 @@ def image_graph(model: Any, pooled: Callable) -> Graph:
     name = f"{spec.name}-{spec.layer}" if spec.layer else spec.name
     return Graph(name, module_of(model.net, lambda pixels: pooled(model, pixels)),
                  {"pixels": torch.zeros((2, crop, crop, 3), dtype=torch.uint8)}, {"pixels": {0: "batch"}},
-                 {"kind": "image", "name": spec.name, "layer": spec.layer, "crop": crop, "mean": model.mean,
+                 {"kind": "image", "name": spec.name, "layer": spec.layer, "pooling": spec.pooling, "gem_p": spec.gem_p,
+                  "flip": spec.flip, "concat_layer": spec.concat_layer, "crop": crop, "mean": model.mean,
                   "std": model.std, "architecture": type(model.net).__name__})
 
 

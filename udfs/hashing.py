@@ -10,6 +10,15 @@ from udfs import files
 from udfs.status import RowError
 
 
+def file_sha256(path: str) -> str:
+    """The sha256 (hex) of a local file, read in 1 MiB chunks (what artefact manifests record)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def file_hasher(max_bytes: int) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """A mapInPandas function: blocks of (id, path) → (id, _hash); null where a file cannot be read
     (such a row is then embedded again and gets its own status)."""

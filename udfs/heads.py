@@ -1,13 +1,14 @@
 """Label heads: zero-shot, Zmap, Wmap, logistic and centroid scorers over embeddings, as plain arrays."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from udfs.hashing import file_sha256
 
 FORMAT_VERSION = 1
 COSINE, SOFTMAX = "cosine", "softmax"
@@ -138,7 +139,7 @@ def save(head: Head, folder: str, extra_files: tuple[str, ...] = ()) -> None:
     if head.bias is not None:
         arrays["bias"] = head.bias
     np.savez(os.path.join(folder, "head.npz"), **arrays)
-    files = {name: _sha256(os.path.join(folder, name)) for name in ("head.npz", *extra_files)}
+    files = {name: file_sha256(os.path.join(folder, name)) for name in ("head.npz", *extra_files)}
     manifest = {"format_version": FORMAT_VERSION, "method": head.method, "labels": head.labels,
                 "embedding_model": head.embedding_model, "dim": head.dim, "kind": head.kind,
                 "params": head.params, "files": files}
@@ -161,7 +162,7 @@ def load(folder: str) -> Head:
     """The head saved in `folder`, after checking its format version and every file's sha256."""
     manifest = read_manifest(folder)
     for name, digest in manifest["files"].items():
-        if _sha256(os.path.join(folder, name)) != digest:
+        if file_sha256(os.path.join(folder, name)) != digest:
             raise ValueError(f"{folder!r}: {name} does not match the manifest's sha256; refit the head")
     with np.load(os.path.join(folder, "head.npz"), allow_pickle=False) as arrays:
         return Head(manifest["method"], list(manifest["labels"]), arrays["classes"],
@@ -169,10 +170,3 @@ def load(folder: str) -> Head:
                     arrays["bias"] if "bias" in arrays else None,
                     manifest["embedding_model"], dict(manifest["params"]))
 
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -13,9 +13,9 @@ from jobs.core.config import ConfigError, require_non_negative, require_positive
 from jobs.core.summary import new_run_id, timed
 from jobs.indexing import partitions
 from jobs.indexing.build import build_index
-from jobs.indexing.partitions import Expansion
 from jobs.tables import contracts, publish
 from jobs.tables.contracts import Embeddings, EmbeddingsCheck
+from udfs.reranking import METHODS, Rerank
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +30,18 @@ class SearchOptions:
     ef_search: int = 0            # HNSW search depth; 0 = the manifest's
     batch_size: int = 4096        # queries per index.search call (faiss is slower on small blocks)
     num_partitions: int = 0       # Spark partitions of the queries; 0 = as read, at least the cores
-    expansion: Expansion = field(default_factory=Expansion)
+    rerank: Rerank = field(default_factory=Rerank)  # the keys rerank, rerank_top, qe_top, qe_alpha, rerank_graph_k
 
     def check(self) -> None:
         """ConfigError naming the option (= config key) when it is out of range."""
         require_positive(self, "k", "batch_size")
         require_non_negative(self, "nprobe", "ef_search", "num_partitions")
-        if self.expansion.top < 1:
-            raise ConfigError(f"key 'qe_top' must be > 0, got {self.expansion.top!r}")
+        if self.rerank.method not in METHODS:
+            raise ConfigError(f"key 'rerank': {self.rerank.method!r}; accepted: {', '.join(METHODS)}")
+        for name in ("top", "qe_top", "graph_k"):
+            if getattr(self.rerank, name) < 1:
+                key = name if name.startswith("qe") else f"rerank_{name}"
+                raise ConfigError(f"key '{key}' must be > 0, got {getattr(self.rerank, name)!r}")
 
 
 def checked_manifest(folder: str, key: str = "index", metric: str = "") -> manifest.Manifest:
@@ -86,7 +90,7 @@ def all_neighbours(rows, folder: str, k: int, nprobe: int, batch_size: int):
 
 def _neighbours(rows, folder: str, opts: SearchOptions):
     fn = partitions.searcher_fn(folder, opts.k, opts.exclude_self, (opts.nprobe, opts.ef_search), opts.batch_size,
-                                opts.expansion)
+                                opts.rerank)
     return partitions.spread(rows, opts.num_partitions).mapInPandas(fn, contracts.NEIGHBOURS.schema)
 
 

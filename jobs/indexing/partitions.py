@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from index import searcher, shards, store
+from udfs import reranking
 from udfs.batches import rebatch
-from udfs.similarity import expand_queries
+from udfs.reranking import Rerank
 
 SHARD_SCHEMA = "shard string, sha256 string, ntotal long, repeated long, scores binary, ids binary"
 SHARD_BLOCK_ROWS = 8192  # vectors added (and exactly scanned) per block: fewer, larger blocks are faster
@@ -111,15 +112,6 @@ def exact_from_shards(rows: list, n_queries: int, k: int, metric: str) -> tuple[
     return shards.merge_topk(parts, k, metric)
 
 
-@dataclass(frozen=True)
-class Expansion:
-    """Query expansion: re-search with each query averaged with its `top` first results."""
-
-    method: str = "none"    # none | average | alpha
-    top: int = 5
-    alpha: float = 3.0
-
-
 def index_version(folder: str) -> str:
     """A digest of every file an index's manifest vouches for (driver side)."""
     from index import manifest
@@ -129,7 +121,7 @@ def index_version(folder: str) -> str:
 
 
 def searcher_fn(folder: str, k: int, exclude_self: bool, params: tuple[int, int],
-                batch_size: int, expansion: Expansion = Expansion()) -> Callable[[Frames], Frames]:
+                batch_size: int, rerank: Rerank = Rerank()) -> Callable[[Frames], Frames]:
     """A mapInPandas function: blocks of (id, embedding) → neighbours rows, k per query.
 
     Warm workers keep the loaded index across tasks; the key's version is the digest of the files
@@ -142,25 +134,21 @@ def searcher_fn(folder: str, k: int, exclude_self: bool, params: tuple[int, int]
         cache.set_faiss_threads()
         loaded = cache.get_latest(("index", folder, params), version, lambda: searcher.load(folder, *params))
         for block in rebatch(frames, batch_size):
-            yield neighbours_frame(loaded, block, k, exclude_self, expansion)
+            yield neighbours_frame(loaded, block, k, exclude_self, rerank)
     return search_partition
 
 
 def neighbours_frame(loaded: searcher.LoadedIndex, frame: pd.DataFrame, k: int, exclude_self: bool,
-                     expansion: Expansion = Expansion()) -> pd.DataFrame:
+                     rerank: Rerank = Rerank()) -> pd.DataFrame:
     """Rows of the neighbours table (contracts.NEIGHBOURS) for a block of queries (id, embedding[, status,
     error]): k rows per `ok` query (fewer only when the index holds fewer), ranks from 1, status ok; one
     row with null rank, neighbor_id and score for a query that is not ok (its status and error are kept)
-    or that finds no neighbour (status no_neighbours)."""
+    or that finds no neighbour (status no_neighbours). With `rerank`, the first max(k, rerank.top) results are
+    re-ordered (udfs.reranking) and the scores are the re-ranking's."""
     good = (frame["status"] == "ok").to_numpy() if "status" in frame else np.ones(len(frame), bool)
     found: dict[int, list] = {}
     if good.any():
-        queries = vectors_of(frame[good])
-        if expansion.method != "none":
-            first_scores, first_ids = searcher.search_ids(loaded, queries, expansion.top)
-            queries = expand_queries(queries, searcher.vectors_by_id(loaded, first_ids), first_scores,
-                                     expansion.top, expansion.alpha if expansion.method == "alpha" else 0.0)
-        scores, names = searcher.search(loaded, queries, k + 1 if exclude_self else k)
+        scores, names = reranked_search(loaded, vectors_of(frame[good]), k + 1 if exclude_self else k, rerank)
         for row, query, row_scores, row_names in zip(np.flatnonzero(good), frame["id"].to_numpy()[good],
                                                      scores, names):
             found[row] = [(n, float(s)) for n, s in zip(row_names, row_scores) if n is not None and
@@ -173,6 +161,17 @@ def neighbours_frame(loaded: searcher.LoadedIndex, frame: pd.DataFrame, k: int, 
             rows.append((query, None, None, None, *_without_neighbours(frame, row, good[row], exclude_self)))
     out = pd.DataFrame(rows, columns=["query_id", "rank", "neighbor_id", "score", "status", "error"])
     return out.astype({"rank": "Int32", "score": "float32"})
+
+
+def reranked_search(loaded: searcher.LoadedIndex, queries: np.ndarray, k: int,
+                    rerank: Rerank) -> tuple[np.ndarray, np.ndarray]:
+    """(scores [n, k], string ids [n, k]; None = none) of the queries: the index's top k, or its top
+    max(k, rerank.top) re-ordered by `rerank` (candidate vectors from the index) and cut to k."""
+    if rerank.method == "none":
+        return searcher.search(loaded, queries, k)
+    scores, ids = searcher.search_ids(loaded, queries, max(k, rerank.top))
+    scores, ids = reranking.rerank(rerank, queries, ids, searcher.vectors_by_id(loaded, ids), scores)
+    return scores[:, :k], searcher.names_of(loaded, ids[:, :k])
 
 
 def _without_neighbours(frame: pd.DataFrame, row: int, searched: bool, exclude_self: bool) -> tuple:
