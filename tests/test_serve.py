@@ -415,8 +415,8 @@ def test_the_page_in_headless_chromium(built, live, browser):
     assert shot.std() > 20 and (shot < 128).mean() > 0.02  # not blank: the header, text and thumbnails
 
     browser.find_element(By.CSS_SELECTOR, '.tab[data-tab="labels"]').click()
-    def bars(d) -> list[str]:
-        return [b.get_attribute("data-label") for b in d.find_elements(By.CSS_SELECTOR, "#bars .bar")]
+    def bars(d) -> list[str]:  # read in one script: the page re-renders the bars while they are read
+        return d.execute_script("return [...document.querySelectorAll('#bars .bar')].map(b => b.dataset.label)")
 
     browser.find_element(By.ID, "label-text").send_keys(COMPUTERS)
     labels = browser.find_element(By.ID, "label-list")
@@ -426,7 +426,8 @@ def test_the_page_in_headless_chromium(built, live, browser):
     wait.until(lambda d: bars(d) == ["computers", "food"])
     labels.send_keys("\nsports: games, players and teams")  # edited: the bars follow
     wait.until(lambda d: sorted(bars(d)) == ["computers", "food", "sports"])
-    widths = [b.size["width"] for b in browser.find_elements(By.CSS_SELECTOR, "#bars .bar-fill")]
+    widths = browser.execute_script(
+        "return [...document.querySelectorAll('#bars .bar-fill')].map(b => b.getBoundingClientRect().width)")
     assert widths[0] > widths[-1] > 0
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors

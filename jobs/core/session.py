@@ -18,9 +18,14 @@ def get_session(cfg: JobConfig, app_name: str, metastore: bool) -> tuple["object
     `metastore` turns on Hive support with a local Derby metastore under `cfg.warehouse`, unless the
     platform configures its own metastore.
     """
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
+    if active is None and SparkContext._active_spark_context is not None:
+        # the JVM keeps the active session per thread, so a caller's session (a notebook, a test) can be
+        # running yet not "active" here: a context already running in this process is never ours to stop
+        active = SparkSession.builder.getOrCreate()
     if active is not None:
         for name, value in cfg.spark.items():
             _set_runtime(active, name, value)
