@@ -68,6 +68,23 @@ def load(folder: str, nprobe: int = 0, ef_search: int = 0) -> LoadedIndex:
     return loaded
 
 
+def load_shard(folder: str, name: str, sha256: str, nprobe: int = 0, ef_search: int = 0) -> "object":
+    """One shard file of a sharded index (manifest `merge: none`), after checking the sha256 of that file
+    only: a worker searching one shard never reads the others. Memory-mapped where the format allows;
+    a remote file is copied to a local scratch dir first (faiss reads local files). Raises
+    IndexIntegrityError when the file is missing or its sha256 differs."""
+    uri = store.join(folder, name)
+    if not store.exists(uri):
+        raise IndexIntegrityError(f"{uri} is listed in the manifest but missing")
+    if (actual := store.sha256(uri)) != sha256:
+        raise IndexIntegrityError(f"{uri} has sha256 {actual[:12]}..., the manifest says {sha256[:12]}...: "
+                                  "the file was changed or damaged")
+    local = uri if store.is_local(uri) else store.local_copy(uri, store.scratch_dir())
+    shard = _read_index(store.resolve(local)[1], mmap=True)
+    factory.set_search_params(shard, nprobe, ef_search)
+    return shard
+
+
 def configure(loaded: LoadedIndex, nprobe: int, ef_search: int) -> None:
     for part in loaded.parts:
         factory.set_search_params(part, nprobe, ef_search)

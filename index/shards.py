@@ -91,6 +91,16 @@ def merge_topk(parts: list[tuple[np.ndarray, np.ndarray]], k: int, metric: str) 
     return _pad((scores[rows, order], ids[rows, order]), k, metric)
 
 
+def merge_partial(scores: np.ndarray, ids: np.ndarray, k: int, metric: str,
+                  own: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The best k per row of partial top-k laid side by side (scores [q, m], ids [q, m]: several shards'
+    results for the same queries; id -1 = none), each query's `own` id [q] dropped when given (a query
+    excluding itself). Returns (scores [q, k], ids [q, k]), the valid ids first, ties by id (merge_topk)."""
+    if own is not None:
+        ids = np.where(ids == own[:, None], -1, ids)
+    return merge_topk([(scores, ids)], k, metric)
+
+
 def _pad(result: tuple[np.ndarray, np.ndarray], k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     scores, ids = result
     if scores.shape[1] >= k:

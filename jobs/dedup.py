@@ -14,6 +14,7 @@ from jobs.core.config import key  # noqa: E402
 from jobs.core.paths import check_output_not_input  # noqa: E402
 from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 from jobs.indexing import groups, neighbours  # noqa: E402
+from jobs.indexing.blocks import BlockKeys, kept_until_success  # noqa: E402
 from jobs.indexing.options import ComparisonKeys  # noqa: E402
 from jobs.tables import contracts, publish, scratch  # noqa: E402
 
@@ -23,7 +24,7 @@ PLAN = ("exact pairs by content_hash + near pairs (k-NN >= threshold) → connec
 
 
 @dataclass(frozen=True)
-class Config(ComparisonKeys):
+class Config(ComparisonKeys, BlockKeys):
     default_output: ClassVar[str] = "duplicate_groups"
     threshold: float = key(0.85, "cosine similarity at or above which two items are duplicates",
                            flag="--threshold")
@@ -37,17 +38,18 @@ class Config(ComparisonKeys):
 
     @property
     def options(self) -> groups.DedupOptions:
-        return groups.DedupOptions(self.threshold, self.k, self.nprobe, self.batch_size)
+        return groups.DedupOptions(self.threshold, self.k, self.nprobe, self.batch_size, self.query_blocks)
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
     publish.prepare_output(spark, cfg.output, cfg.mode)
     with summary.timed("read embeddings"):
         table = contracts.read_embeddings(spark, cfg.embeddings, neighbours.compare_check(cfg.index))
-    with (neighbours.index_for(table, cfg.index, cfg.output, summary.stages) as folder,
+    with (kept_until_success(spark, cfg.output, cfg.resume) as blocks,
+          neighbours.index_for(table, cfg.index, cfg.output, summary.stages) as folder,
           scratch.folder(spark, cfg.output, "groups") as work):
         with summary.timed("find pairs + groups"):
-            found = groups.find_duplicates(table, folder, work, cfg.options)
+            found = groups.find_duplicates(table, folder, work, cfg.options, blocks)
 
         def verify(staged) -> None:
             if staged.count() != found.members:

@@ -10,23 +10,25 @@ if __package__ in (None, ""):  # `spark-submit jobs/search.py` without the zip: 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jobs import cli  # noqa: E402
-from jobs.core.config import ConfigError, JobConfig, key  # noqa: E402
+from jobs.core.config import ConfigError, key  # noqa: E402
 from jobs.core.paths import check_input_exists, check_output_not_input  # noqa: E402
 from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 from jobs.embedding.queries import raw_queries  # noqa: E402
 from jobs.indexing import neighbours  # noqa: E402
+from jobs.indexing.blocks import QueryBlockKeys  # noqa: E402
 from jobs.tables import contracts, inputs, publish  # noqa: E402
 from index import manifest  # noqa: E402
 from index.manifest import IndexIntegrityError  # noqa: E402
 from udfs.reranking import METHODS, Rerank  # noqa: E402
 
 NAME = "search"
-PLAN = ("check the manifest and the queries' model → each worker loads the index once → k-NN → publish "
-        "(a query that cannot be searched, or finds nothing, is one row with its status)")
+PLAN = ("check the manifest and the queries' model → each worker loads the index once (a sharded index: "
+        "query blocks x shards tasks, each worker opens only its tasks' shards, partial top-k merged per query) "
+        "→ k-NN → publish (a query that cannot be searched, or finds nothing, is one row with its status)")
 
 
 @dataclass(frozen=True)
-class Config(JobConfig):
+class Config(QueryBlockKeys):
     default_output: ClassVar[str] = "neighbours"
     index: str = key("", "the index directory written by build-index", flag="--index")
     queries: str = key("", "an embeddings table of queries (Parquet path or `table:db.name`)",
@@ -69,14 +71,16 @@ class Config(JobConfig):
         self.options.check()
         inputs.check_text_keys(self.encoding)
         try:  # every file against its sha256, before any Spark work (workers check again on load)
-            manifest.verify(self.index, manifest.read(self.index))
+            meta = manifest.read(self.index)
+            manifest.verify(self.index, meta)
         except IndexIntegrityError as exc:
             raise ConfigError(f"key 'index': {exc}") from None
+        neighbours.check_rerank(meta, self.rerank_method, "query_expansion" if self.query_expansion != "none" else "rerank")
 
     @property
     def options(self) -> neighbours.SearchOptions:
         return neighbours.SearchOptions(self.k, self.exclude_self, self.nprobe, self.ef_search, self.batch_size,
-                                        self.num_partitions,
+                                        self.num_partitions, self.query_blocks,
                                         Rerank(self.rerank_method, self.rerank_top, self.qe_top, self.qe_alpha,
                                                self.rerank_graph_k))
 

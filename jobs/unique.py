@@ -13,6 +13,7 @@ from jobs import cli  # noqa: E402
 from jobs.core.config import key  # noqa: E402
 from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 from jobs.indexing import neighbours, ranking  # noqa: E402
+from jobs.indexing.blocks import BlockKeys, kept_until_success  # noqa: E402
 from jobs.indexing.options import ComparisonKeys  # noqa: E402
 from jobs.tables import contracts, publish, scratch  # noqa: E402
 
@@ -22,7 +23,7 @@ PLAN = ("k-NN of every item (self excluded, exact duplicates skipped; items with
 
 
 @dataclass(frozen=True)
-class Config(ComparisonKeys):
+class Config(ComparisonKeys, BlockKeys):
     default_output: ClassVar[str] = "uniqueness"
     k: int = key(10, "neighbours looked at per item first; an item whose k are all its exact copies is "
                  "searched again with twice the k")
@@ -30,7 +31,7 @@ class Config(ComparisonKeys):
 
     @property
     def options(self) -> ranking.UniqueOptions:
-        return ranking.UniqueOptions(self.k, self.count_duplicates, self.nprobe, self.batch_size)
+        return ranking.UniqueOptions(self.k, self.count_duplicates, self.nprobe, self.batch_size, self.query_blocks)
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
@@ -45,10 +46,11 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
             raise JobFailed(f"{table.n_ok} items but {sum(counts.values())} uniqueness rows")
         skipped = table.n_rows - table.n_ok  # not ok in the table: not ranked
         summary.statuses = {**counts, **({"skipped": skipped} if skipped else {})}
-    with (neighbours.index_for(table, cfg.index, cfg.output, summary.stages) as folder,
+    with (kept_until_success(spark, cfg.output, cfg.resume) as blocks,
+          neighbours.index_for(table, cfg.index, cfg.output, summary.stages) as folder,
           scratch.folder(spark, cfg.output, "ranks") as work):
         with summary.timed("search"):
-            ranked, cached = ranking.rank_uniqueness(table, folder, work, cfg.options)
+            ranked, cached = ranking.rank_uniqueness(table, folder, work, cfg.options, blocks)
         with summary.timed("rank + write"):
             publish.publish(spark, ranked, cfg.output, cfg.mode, summary.run_id, verify)
     for frame in cached:

@@ -7,6 +7,7 @@ from typing import Any
 
 from jobs.core.config import ConfigError, require_non_negative, require_positive
 from jobs.indexing import neighbours
+from jobs.indexing.blocks import Checkpoints
 from jobs.indexing.components import connected_components
 from jobs.tables.contracts import DUPLICATE_PAIRS, Embeddings
 
@@ -19,12 +20,13 @@ class DedupOptions:
     k: int = 10               # neighbours looked at per item
     nprobe: int = 0           # IVF lists searched; 0 = the index's tuned value
     batch_size: int = 4096    # queries per index search call
+    query_blocks: int = 0     # sharded index: query blocks (tasks = blocks x shards); 0 = from the row count
 
     def check(self) -> None:
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"key 'threshold' must be in (0, 1], got {self.threshold}")
         require_positive(self, "k", "batch_size")
-        require_non_negative(self, "nprobe")
+        require_non_negative(self, "nprobe", "query_blocks")
 
 
 @dataclass(frozen=True)
@@ -36,18 +38,21 @@ class Duplicates:
     left_out: dict[str, int]    # ok rows whose vectors cannot be compared, by status
 
 
-def find_duplicates(table: Embeddings, index: str, work: str, opts: DedupOptions = DedupOptions()) -> Duplicates:
+def find_duplicates(table: Embeddings, index: str, work: str, opts: DedupOptions = DedupOptions(),
+                    checkpoints: Checkpoints | None = None) -> Duplicates:
     """The duplicate groups of `table`'s ok rows, searched through the index at `index` (of the same
     model: see neighbours.checked_manifest). The pairs (an edge list) are joined into groups in Spark
     (components.connected_components, checkpointed to `work`, a scratch folder: the groups read it,
-    so write them before it is removed); the groups no longer need the index. Raises ConfigError for
-    bad options."""
+    so write them before it is removed); the groups no longer need the index. Through a sharded index
+    with `checkpoints`, finished (block, shard) searches are kept and reused (neighbours.all_neighbours).
+    Raises ConfigError for bad options."""
     from pyspark.sql import functions as F
 
     opts.check()
     meta = neighbours.manifest_for(table, index)
     good, left_out = table.usable(meta.metric, "the dedup job")
-    near = neighbours.all_neighbours(good, index, opts.k, opts.nprobe, opts.batch_size)
+    search = neighbours.SearchOptions(opts.k, True, opts.nprobe, batch_size=opts.batch_size, query_blocks=opts.query_blocks)
+    near = neighbours.all_neighbours(good, index, search, table.n_ok - sum(left_out.values()), checkpoints)
     close = near.filter((F.col("status") == "ok") & (F.col("score") >= opts.threshold))
     pairs = duplicate_pairs(good, close).cache()
     counts = {r["kind"]: int(r["count"]) for r in pairs.groupBy("kind").count().collect()}

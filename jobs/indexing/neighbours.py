@@ -11,7 +11,7 @@ from index import manifest
 from index.manifest import IndexIntegrityError
 from jobs.core.config import ConfigError, require_non_negative, require_positive
 from jobs.core.summary import new_run_id, timed
-from jobs.indexing import partitions
+from jobs.indexing import blocks, partitions, shard_search
 from jobs.indexing.build import build_index
 from jobs.tables import contracts, publish
 from jobs.tables.contracts import Embeddings, EmbeddingsCheck
@@ -30,12 +30,13 @@ class SearchOptions:
     ef_search: int = 0            # HNSW search depth; 0 = the manifest's
     batch_size: int = 4096        # queries per index.search call (faiss is slower on small blocks)
     num_partitions: int = 0       # Spark partitions of the queries; 0 = as read, at least the cores
+    query_blocks: int = 0         # sharded index: query blocks (tasks = blocks x shards); 0 = from the query count
     rerank: Rerank = field(default_factory=Rerank)  # the keys rerank, rerank_top, qe_top, qe_alpha, rerank_graph_k
 
     def check(self) -> None:
         """ConfigError naming the option (= config key) when it is out of range."""
         require_positive(self, "k", "batch_size")
-        require_non_negative(self, "nprobe", "ef_search", "num_partitions")
+        require_non_negative(self, "nprobe", "ef_search", "num_partitions", "query_blocks")
         if self.rerank.method not in METHODS:
             raise ConfigError(f"key 'rerank': {self.rerank.method!r}; accepted: {', '.join(METHODS)}")
         for name in ("top", "qe_top", "graph_k"):
@@ -75,17 +76,53 @@ def search(queries: Embeddings, index: str, opts: SearchOptions = SearchOptions(
     """The neighbours table (contracts.NEIGHBOURS) of every query row: k rows (rank 1 = nearest, score =
     the index's similarity: cosine for `ip`) per `ok` query whose vector can be searched, else one row
     with its status and reason (a status from the table, one of `vectors.vector_check`, or
-    no_neighbours). `queries` must have been checked with `query_check`. Each worker loads the index
-    once. Lazy."""
+    no_neighbours). `queries` must have been checked with `query_check`. A one-file index: each worker
+    loads it once. A sharded index: (query block x shard) tasks, merged per query (shard_search).
+    Raises ConfigError for bad options, or re-ranking of a sharded index. Lazy."""
     opts.check()
     meta = manifest.read(index)
-    return _neighbours(queries.searchable(meta.metric), index, opts)
+    check_rerank(meta, opts.rerank.method)
+    rows = queries.searchable(meta.metric)
+    if not shard_search.is_sharded(meta):
+        return _neighbours(rows, index, opts)
+    shard_plan = _plan(index, meta, queries.n_rows, opts)
+    fn = shard_search.shard_searcher(shard_plan)
+    partials = shard_search.tasks(rows.filter("status = 'ok'"), shard_plan).mapInPandas(fn, shard_search.PARTIAL_SCHEMA)
+    return shard_search.neighbours(partials, rows, shard_plan, meta.metric)
 
 
-def all_neighbours(rows, folder: str, k: int, nprobe: int, batch_size: int):
-    """The neighbours table of `rows` (id, embedding; vectors that can be searched): each row's k nearest
-    *other* rows (status ok), or one no_neighbours row."""
-    return _neighbours(rows.select("id", "embedding"), folder, SearchOptions(k, True, nprobe, 0, batch_size))
+def check_rerank(meta: manifest.Manifest, method: str, key: str = "rerank") -> None:
+    """ConfigError when `method` would re-rank a sharded index's results: re-ranking needs each candidate's
+    vector, which only the shard holding it has (search a merged index, or rerank: none)."""
+    if method != "none" and shard_search.is_sharded(meta):
+        raise ConfigError(f"key '{key}': {method!r} needs the candidates' vectors, and this index is "
+                          f"{len(meta.shards)} shards (merge: none) searched one per task; use rerank: none, "
+                          "or an index built with merge: memory or ondisk")
+
+
+def all_neighbours(rows, folder: str, opts: SearchOptions, n: int, checkpoints: blocks.Checkpoints | None = None):
+    """The neighbours table of `rows` (id, embedding; `n` vectors that can be searched): each row's k
+    nearest *other* rows (status ok), or one no_neighbours row (`opts.exclude_self` is forced on).
+    Through a sharded index with `checkpoints`, each finished (block, shard) task is kept there and
+    reused by a re-run with the same inputs (blocks.searched: eager)."""
+    from dataclasses import replace
+
+    rows, opts = rows.select("id", "embedding"), replace(opts, exclude_self=True)
+    meta = manifest.read(folder)
+    if not shard_search.is_sharded(meta):
+        return _neighbours(rows, folder, opts)
+    shard_plan = _plan(folder, meta, n, opts)
+    if checkpoints is None:
+        fn = shard_search.shard_searcher(shard_plan)
+        partials = shard_search.tasks(rows, shard_plan).mapInPandas(fn, shard_search.PARTIAL_SCHEMA)
+    else:
+        partials = blocks.searched(rows, shard_plan, checkpoints)
+    return shard_search.neighbours(partials, rows, shard_plan, meta.metric)
+
+
+def _plan(folder: str, meta: manifest.Manifest, n: int, opts: SearchOptions) -> shard_search.ShardPlan:
+    return shard_search.plan(folder, meta, n, opts.query_blocks,
+                             (opts.k, opts.exclude_self, (opts.nprobe, opts.ef_search), opts.batch_size))
 
 
 def _neighbours(rows, folder: str, opts: SearchOptions):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from jobs.core.config import require_non_negative, require_positive
 from jobs.indexing import neighbours
+from jobs.indexing.blocks import Checkpoints
 from jobs.indexing.partitions import NO_NEIGHBOURS
 from jobs.tables.contracts import UNIQUENESS, Embeddings
 from jobs.tables.positions import rank_by
@@ -24,25 +25,28 @@ class UniqueOptions:
     count_duplicates: bool = False  # let exact duplicates (same content_hash) count as nearest
     nprobe: int = 0                 # IVF lists searched; 0 = the index's tuned value
     batch_size: int = 4096          # queries per index search call
+    query_blocks: int = 0           # sharded index: query blocks (tasks = blocks x shards); 0 = from the row count
 
     def check(self) -> None:
         require_positive(self, "k", "batch_size")
-        require_non_negative(self, "nprobe")
+        require_non_negative(self, "nprobe", "query_blocks")
 
 
-def rank_uniqueness(table: Embeddings, index: str, work: str,
-                    opts: UniqueOptions = UniqueOptions()) -> tuple["object", list]:
+def rank_uniqueness(table: Embeddings, index: str, work: str, opts: UniqueOptions = UniqueOptions(),
+                    checkpoints: Checkpoints | None = None) -> tuple["object", list]:
     """(the uniqueness table (contracts.UNIQUENESS) of `table`'s ok rows searched through the index at
     `index`: rank 1 = the least similar to anything else; items without a nearest other item (only
     copies, no neighbours, a vector that cannot be searched) rank last, by id; the cached frames to
     unpersist once it is written). The ranks are computed through `work` (a scratch folder, see
-    positions.rank_by) and the result reads it: write it before the folder is removed. Raises
-    ConfigError for bad options."""
+    positions.rank_by) and the result reads it: write it before the folder is removed. Through a
+    sharded index with `checkpoints`, the first search's finished (block, shard) tasks are kept and
+    reused by a re-run (the re-searches of items with only copies are not). Raises ConfigError for bad
+    options."""
     opts.check()
     meta = neighbours.manifest_for(table, index)
     good, left_out = table.usable(meta.metric, "the unique job")
     bad = failed_rows(table.ok, meta.dim, meta.metric) if left_out else None
-    found, cached = search_past_copies(good, index, opts, table.n_ok - sum(left_out.values()))
+    found, cached = search_past_copies(good, index, opts, table.n_ok - sum(left_out.values()), checkpoints)
     return uniqueness(found, work, bad), cached
 
 
@@ -65,15 +69,18 @@ def nearest_other(near, hashes, count_duplicates: bool):
                         F.col("best.score").alias("nearest_score"), status.alias("status"), "seen")
 
 
-def search_past_copies(ok, folder: str, opts: UniqueOptions, n: int) -> tuple[list, list]:
+def search_past_copies(ok, folder: str, opts: UniqueOptions, n: int,
+                       checkpoints: Checkpoints | None = None) -> tuple[list, list]:
     """nearest_other of every row of `ok` (n rows), searching again with twice the k (up to every
-    other item) the rows whose k neighbours were all exact copies of them.
+    other item) the rows whose k neighbours were all exact copies of them; the first search through
+    `checkpoints` (see neighbours.all_neighbours).
     Returns (frames whose union has one row per item, the cached frames to unpersist)."""
     from pyspark.sql import functions as F
 
-    hashes, pending, k, parts, cached = ok.select("id", "content_hash"), ok, opts.k, [], []
+    hashes, pending, k, parts, cached, size = ok.select("id", "content_hash"), ok, opts.k, [], [], n
     while True:
-        near = neighbours.all_neighbours(pending, folder, k, opts.nprobe, opts.batch_size)
+        search = neighbours.SearchOptions(k, True, opts.nprobe, batch_size=opts.batch_size, query_blocks=opts.query_blocks)
+        near = neighbours.all_neighbours(pending, folder, search, size, checkpoints if pending is ok else None)
         cached.append(nearest_other(near, hashes, opts.count_duplicates).cache())
         waiting = cached[-1].filter(F.col("status") == ONLY_COPIES).select("id")
         if opts.count_duplicates or k >= n - 1 or not (count := waiting.count()):
@@ -82,7 +89,7 @@ def search_past_copies(ok, folder: str, opts: UniqueOptions, n: int) -> tuple[li
         k = min(2 * k, n - 1)
         log.info("unique: %d items have only exact copies among their nearest; searching them again "
                  "with k=%d", count, k)
-        pending = ok.join(waiting, "id", "left_semi")
+        pending, size = ok.join(waiting, "id", "left_semi"), count
 
 
 def uniqueness(found: list, work: str, bad=None):
