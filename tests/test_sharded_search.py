@@ -1,0 +1,164 @@
+"""A sharded index (build-index merge: none) searched as (query block x shard) tasks gives what the merged
+index gives: search, dedup and unique; a dedup killed half-way searches only its unfinished blocks again."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from index import shards
+from jobs import cli
+from tests.conftest import common_args
+from tests.test_reliability import run_in_background
+
+N_RANDOM, N_NEAR = 200, 20
+COPIES = ["copy0", "copy1", "v0100"]  # one vector, one content_hash
+PLANTED = sorted([[f"near{i:02d}", f"v{i:04d}"] for i in range(N_NEAR)] + [COPIES])  # cosine >= 0.95
+
+
+def write_corpus(path: Path) -> None:
+    """200 random unit vectors (16-d), 20 near copies of the first 20, 2 exact copies of v0100 (same
+    content_hash) and one row that failed to embed."""
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(N_RANDOM, 16))
+    vectors = np.vstack([base, base[:N_NEAR] + rng.normal(scale=0.05, size=(N_NEAR, 16)), base[[100, 100]]])
+    ids = [f"v{i:04d}" for i in range(N_RANDOM)] + [f"near{i:02d}" for i in range(N_NEAR)] + ["copy0", "copy1"]
+    hashes = [f"h{i}" for i in range(N_RANDOM + N_NEAR)] + ["h100", "h100"]
+    rows = pd.DataFrame({"id": ids, "source": "synthetic", "content_hash": hashes, "model": "synthetic-16",
+                         "embedding": list((vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)),
+                         "status": "ok", "error": None})
+    broken = pd.DataFrame({"id": ["broken"], "source": "synthetic", "content_hash": [None], "model": "synthetic-16",
+                           "embedding": [None], "status": "decode_error", "error": "not an image"})
+    pd.concat([rows, broken], ignore_index=True).to_parquet(path)
+
+
+@pytest.fixture(scope="module")
+def indexes(spark, tmp_path_factory):
+    """{factory: {"merged": folder, "sharded": folder (4 shards)}} of one corpus, and the corpus."""
+    root = tmp_path_factory.mktemp("sharded")
+    write_corpus(root / "emb.parquet")
+    built = {}
+    for factory in ("Flat", "IVF8,Flat"):
+        for name, merge in (("merged", ["--set", "merge=memory"]), ("sharded", ["--set", "merge=none", "--set", "num_shards=4"])):
+            out = root / f"{factory.replace(',', '-')}-{name}"
+            assert cli.main(["build-index", "--embeddings", str(root / "emb.parquet"), "--output", str(out),
+                             "--factory", factory, "--set", "nprobe=8", *merge, *common_args(root)]) == 0
+            built.setdefault(factory, {})[name] = out
+    assert len(list((built["Flat"]["sharded"] / "shards").glob("shard-*.faiss"))) == 4
+    return root / "emb.parquet", built
+
+
+def table(path: Path, by: list[str]) -> pd.DataFrame:
+    return pd.read_parquet(path).sort_values(by).reset_index(drop=True)
+
+
+def assert_same_neighbours(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Row for row: the same queries, ranks, statuses and scores (up to float noise), and the same neighbour
+    wherever its score is not tied (the exact copies tie; the sharded merge orders them by faiss id, the
+    merged index by its own insertion order: both are exact answers)."""
+    columns = ["query_id", "rank", "status", "error"]
+    assert a[columns].equals(b[columns])
+    assert np.allclose(a.score, b.score, atol=1e-5, equal_nan=True)
+    rounded = a.assign(s=a.score.round(5))
+    tied = rounded.duplicated(["query_id", "s"], keep=False) | rounded.s.eq(rounded.groupby("query_id").s.transform("last"))
+    assert a.neighbor_id[~tied].fillna("").equals(b.neighbor_id[~tied].fillna(""))
+    assert (~tied).sum() > len(a) / 2
+
+
+@pytest.mark.parametrize("factory,exclude,k", [("Flat", False, 5), ("Flat", True, 5), ("IVF8,Flat", True, 5),
+                                               ("Flat", True, 300)])
+def test_sharded_search_equals_the_merged_index(indexes, tmp_path, factory, exclude, k):
+    emb, built = indexes
+    found = {}
+    for name, folder in built[factory].items():
+        out = tmp_path / name
+        assert cli.main(["search", "--index", str(folder), "--queries", str(emb), "--output", str(out), "--k", str(k),
+                         "--set", f"exclude_self={str(exclude).lower()}", "--set", "query_blocks=3",
+                         *common_args(tmp_path)]) == 0
+        found[name] = table(out, ["query_id", "rank"])
+    merged, sharded = found["merged"], found["sharded"]
+    assert_same_neighbours(sharded, merged)
+    ok = sharded[sharded.status == "ok"]
+    indexed = N_RANDOM + N_NEAR + 2
+    assert ok.groupby("query_id").size().eq(min(k, indexed - exclude)).all() and ok.query_id.nunique() == indexed
+    assert sharded[sharded.query_id == "broken"][["status", "error"]].values.tolist() == [["decode_error", "not an image"]]
+    assert (ok.query_id != ok.neighbor_id).all() if exclude else (ok[ok["rank"] == 1].score > 0.999).all()
+
+
+def test_merge_partial_drops_the_query_and_keeps_the_best(tmp_path):
+    scores = np.array([[0.9, 0.5, 0.8, 0.7]], np.float32)  # two shards' top-2, side by side
+    ids = np.array([[1, 2, 3, -1]])
+    best = shards.merge_partial(scores, ids, 3, "ip", own=np.array([1]))
+    assert best[1].tolist() == [[3, 2, -1]] and np.allclose(best[0][0, :2], [0.8, 0.5])
+
+
+def test_rerank_of_a_sharded_index_is_refused_before_any_work(indexes, tmp_path, capsys):
+    emb, built = indexes
+    code = cli.main(["search", "--index", str(built["Flat"]["sharded"]), "--queries", str(emb), "--output",
+                     str(tmp_path / "nb"), "--set", "rerank=average-qe", *common_args(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "key 'rerank'" in err and "4 shards" in err and "rerank: none" in err
+    assert not (tmp_path / "nb").exists()
+
+
+def groups_of(path: Path) -> list[list[str]]:
+    return sorted(sorted(g) for g in pd.read_parquet(path).groupby("group_id").id.apply(list))
+
+
+def test_sharded_dedup_and_unique_equal_the_merged_index(indexes, tmp_path):
+    emb, built = indexes
+    for name, folder in built["Flat"].items():
+        for job in ("dedup", "unique"):
+            threshold = ["--threshold", "0.95"] if job == "dedup" else []
+            assert cli.main([job, "--embeddings", str(emb), "--index", str(folder), "--output", str(tmp_path / f"{job}-{name}"),
+                             "--set", "query_blocks=2", *threshold, *common_args(tmp_path)]) == 0
+    groups = groups_of(tmp_path / "dedup-sharded")
+    assert groups == groups_of(tmp_path / "dedup-merged")
+    assert groups == PLANTED
+    ranks = {name: table(tmp_path / f"unique-{name}", ["rank"]) for name in ("merged", "sharded")}
+    columns = ["id", "rank", "status"]
+    assert ranks["sharded"][columns].equals(ranks["merged"][columns])
+    nearest = {name: ranks[name].nearest_id.where(~ranks[name].nearest_id.isin(COPIES), "a copy") for name in ranks}
+    assert nearest["sharded"].equals(nearest["merged"])  # the three copies tie: any of them is the nearest
+    assert np.allclose(ranks["sharded"].nearest_score, ranks["merged"].nearest_score, atol=1e-5, equal_nan=True)
+    assert not list((tmp_path / "_sparkamp_staging").glob("*-blocks"))  # checkpoints removed after success
+
+
+def searched_blocks(log: str) -> list[tuple[int, str]]:
+    return re.findall(r"searched block (\d+) shard (\S+) \(", log)
+
+
+def test_a_killed_dedup_searches_only_its_unfinished_blocks_again(indexes, tmp_path):
+    """SIGKILL of the driver's process group once half its (block, shard) tasks are done; the re-run reuses
+    them and searches only the others."""
+    emb, built = indexes
+    out = tmp_path / "groups"
+    args = ["dedup", "--embeddings", str(emb), "--index", str(built["Flat"]["sharded"]), "--output", str(out),
+            "--threshold", "0.95", "--set", "query_blocks=8", "--set", "master=local[2]", *common_args(tmp_path)]
+    first = run_in_background(args, tmp_path / "first.log")
+    blocks = tmp_path / "_sparkamp_staging" / "groups-blocks"
+    deadline, done = time.time() + 300, []
+    while time.time() < deadline and first.poll() is None and len(done) < 16:
+        done = list(blocks.glob("*/_b*.done"))
+        time.sleep(0.02)
+    assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    finished = {m.name for m in blocks.glob("*/_b*.done")}
+    assert 16 <= len(finished) < 32, f"{len(finished)} of 32 blocks done when killed"
+    assert not out.exists()
+
+    second = run_in_background(args, tmp_path / "second.log")
+    assert second.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    log = (tmp_path / "second.log").read_text()
+    assert f"{len(finished)} of 32 blocks reused, {32 - len(finished)} searched" in log
+    again = {f"_b{int(b):05d}-s{int(shard[-11:-6]):05d}.done" for b, shard in searched_blocks(log)}
+    assert len(searched_blocks(log)) == 32 - len(finished) and not again & finished
+    assert groups_of(out) == PLANTED
+    assert not blocks.exists()  # removed once the job succeeded
