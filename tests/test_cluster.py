@@ -3,9 +3,11 @@ mid-job loses and duplicates nothing."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from jobs import cli
 from jobs.samples import datasets
 from tests.cluster import ROOT, StandaloneCluster, free_port, submit
 from tests.conftest import common_args
+from tests.test_sharded_search import assert_same_neighbours, write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +63,39 @@ def test_pipeline_on_the_cluster_equals_local(spark, cluster, fashion, tmp_path)
     same = (nb["cluster"].neighbor_id.to_numpy() == nb["local"].neighbor_id.to_numpy()).mean()
     assert same > 0.99  # float noise may swap near-ties
     assert np.allclose(nb["cluster"].score, nb["local"].score, atol=1e-4)
+
+
+def shard_logs(cluster: StandaloneCluster) -> dict[Path, tuple[set, list]]:
+    """Per executor stderr log that searched shards: (shard files it opened, (block, shard) pairs it searched)."""
+    found = {}
+    for log in cluster.folder.glob("work-*/app-*/*/stderr"):
+        text = log.read_text(errors="replace")
+        searched = re.findall(r"searched block (\d+) shard (\S+) \(", text)
+        if searched:
+            found[log] = (set(re.findall(r"opened shard (\S+)", text)), searched)
+    return found
+
+
+def test_a_sharded_index_searched_on_the_cluster_equals_the_merged_index(spark, cluster, tmp_path):
+    """4 shards x 2 query blocks = 8 tasks over 2 executors: each executor opens only the shards of its tasks."""
+    write_corpus(tmp_path / "emb.parquet")
+    nb = {}
+    for name, merge in (("merged", "merge=memory"), ("sharded", "merge=none")):
+        index = str(tmp_path / name)
+        assert cli.main(["build-index", "--embeddings", str(tmp_path / "emb.parquet"), "--output", index, "--factory",
+                         "Flat", "--set", merge, "--set", "num_shards=4", *common_args(tmp_path)]) == 0
+        args = ["--index", index, "--queries", str(tmp_path / "emb.parquet"), "--output", str(tmp_path / f"nb-{name}"),
+                "--k", "5", "--set", "query_blocks=2", *common_args(tmp_path)]
+        assert (submit(cluster, "search", *args) if name == "sharded" else cli.main(["search", *args])) == 0, name
+        nb[name] = pd.read_parquet(tmp_path / f"nb-{name}").sort_values(["query_id", "rank"]).reset_index(drop=True)
+    assert_same_neighbours(nb["sharded"], nb["merged"])
+
+    logs = shard_logs(cluster)
+    names = {f"shards/shard-{i:05d}.faiss" for i in range(4)}
+    searched = [pair for _, pairs in logs.values() for pair in pairs]
+    assert sorted(searched) == sorted((str(b), s) for b in range(2) for s in names)  # each task once
+    for log, (opened, pairs) in logs.items():
+        assert opened and opened <= {shard for _, shard in pairs}, log  # opened only what its tasks searched
 
 
 def active_stage(ui_port: int) -> dict | None:
