@@ -80,9 +80,9 @@ class Config(QueryBlockKeys):
     @property
     def options(self) -> neighbours.SearchOptions:
         return neighbours.SearchOptions(self.k, self.exclude_self, self.nprobe, self.ef_search, self.batch_size,
-                                        self.num_partitions, self.query_blocks,
+                                        self.num_partitions,
                                         Rerank(self.rerank_method, self.rerank_top, self.qe_top, self.qe_alpha,
-                                               self.rerank_graph_k))
+                                               self.rerank_graph_k), self.query_blocks)
 
     @property
     def rerank_method(self) -> str:

@@ -30,8 +30,8 @@ class SearchOptions:
     ef_search: int = 0            # HNSW search depth; 0 = the manifest's
     batch_size: int = 4096        # queries per index.search call (faiss is slower on small blocks)
     num_partitions: int = 0       # Spark partitions of the queries; 0 = as read, at least the cores
-    query_blocks: int = 0         # sharded index: query blocks (tasks = blocks x shards); 0 = from the query count
     rerank: Rerank = field(default_factory=Rerank)  # the keys rerank, rerank_top, qe_top, qe_alpha, rerank_graph_k
+    query_blocks: int = 0         # sharded index: query blocks (tasks = blocks x shards); 0 = from the query count
 
     def check(self) -> None:
         """ConfigError naming the option (= config key) when it is out of range."""
