@@ -39,23 +39,31 @@ def nprobes(trained: bytes, opts: IndexOptions) -> tuple[int, ...]:
     return tuple(recall.nprobe_candidates(factory.nlist(shards.deserialize(trained)), opts.nprobe))
 
 
-def add_shards(rows, trained: bytes, folder: str, queries: np.ndarray, opts: IndexOptions) -> list[dict]:
-    """`opts.num_shards` shards (> 0: layout.resolved options) of `rows` (faiss_id, embedding; partitioned by
-    id, sorted within), written by `partitions.shard_writer`: [SHARD_SCHEMA rows as dicts] by shard name.
-    ConfigError when ids repeat (found while adding: no extra pass)."""
+def add_shards(rows, trained: bytes, folder: str, queries: np.ndarray, opts: IndexOptions,
+               shuffle: bool = True) -> list[dict]:
+    """`opts.num_shards` shards (> 0: layout.resolved options) of `rows` (faiss_id, embedding), written by
+    `partitions.shard_writer`: [SHARD_SCHEMA rows as dicts] by shard name. With `shuffle` the rows are
+    hash-partitioned by id (a shuffle of every vector); without, a shard is a group of whole input partitions
+    (`coalesce`: no shuffle; layout.plan decides). Ids must be unique (check_hashes)."""
     spark = rows.sparkSession
     shipped = spark.sparkContext.broadcast(trained), spark.sparkContext.broadcast(queries)
     task = partitions.ShardTask(folder, RECALL_K, opts.metric, opts.resume, nprobes(trained, opts), opts.ef_search)
-    result = (rows.select("faiss_id", "embedding").repartition(opts.num_shards, "faiss_id")
-              .sortWithinPartitions("faiss_id").mapInPandas(partitions.shard_writer(*shipped, task),
-                                                           partitions.SHARD_SCHEMA).collect())
+    frame = rows.select("faiss_id", "embedding")
+    frame = frame.repartition(opts.num_shards, "faiss_id") if shuffle else frame.coalesce(opts.num_shards)
+    result = frame.mapInPandas(partitions.shard_writer(*shipped, task), partitions.SHARD_SCHEMA).collect()
     for broadcast in shipped:
         broadcast.unpersist()
-    repeated = sum(r["repeated"] for r in result)
-    if repeated:
-        raise ConfigError(f"key 'embeddings': {repeated} rows repeat an id of another row (or two ids "
-                          f"share a 64-bit hash); ids must be unique")
     return sorted((r.asDict() for r in result), key=lambda r: r["shard"])
+
+
+def check_hashes(ok_rows, count: int) -> None:
+    """ConfigError unless the `count` ok rows' ids (unique: contracts checked them) have distinct 63-bit
+    faiss ids (partitions.faiss_id_column): a hash collision would merge two items. Reads the id column
+    only and shuffles 8-byte hashes, not vectors."""
+    distinct = ok_rows.select(partitions.faiss_id_column()).distinct().count()
+    if distinct != count:
+        raise ConfigError(f"key 'embeddings': {count - distinct} ids share a 64-bit hash (xxhash64) with "
+                          "another id; rename one of each pair")
 
 
 SHARD_FIELDS = ("sha256", "ntotal", "bytes", "min_id", "max_id")

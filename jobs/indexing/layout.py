@@ -14,25 +14,31 @@ from jobs.indexing.options import IndexOptions
 
 @dataclass(frozen=True)
 class Layout:
-    """`merge`: memory | ondisk | none (auto resolved), why, and the shards to add (= Spark partitions)."""
+    """`merge`: memory | ondisk | none (auto resolved), why, the shards to add (= Spark partitions), and
+    whether the rows are shuffled into them (else each shard is a group of whole input partitions)."""
 
     merge: str
     reason: str
     shards: int
+    shuffle: bool = True
 
 
-def plan(opts: IndexOptions, factory_string: str, rows: int, dim: int, cores: int) -> Layout:
-    """The layout for `rows` vectors of `dim` built as `factory_string` on a cluster of `cores`.
+def plan(opts: IndexOptions, factory_string: str, rows: int, dim: int, cores: int, inputs: int) -> Layout:
+    """The layout for `rows` vectors of `dim` built as `factory_string` on a cluster of `cores`, read as
+    `inputs` Spark partitions.
 
-    Shards: `num_shards`, or 2 x the cores, more so that no shard holds over `shard_bytes` of float32
-    vectors (a worker holds one shard at a time: its memory is bounded whatever the corpus). `merge: auto`
-    merges in memory when the whole index (estimated, factory.index_bytes) fits in `shard_bytes` (one
-    shard's worth: nothing is gained by splitting it) and otherwise keeps the shards: the driver never holds
-    more than a shard. ConfigError when auto would keep the shards of an incremental build."""
-    limit = factory.parse_size(opts.shard_bytes)
-    count = opts.num_shards or max(2 * cores, -(-rows * dim * 4 // limit))
+    Shards: `num_shards` (hash-partitioned by id: a shuffle), or else about `shard_bytes` of float32 vectors
+    each (a worker holds one shard at a time: its memory is bounded whatever the corpus), at least 2 x the
+    cores: when the input has at least that many partitions, on average no larger, a shard is a group of
+    whole input partitions (`coalesce`: no shuffle of the vectors, sizes follow the input's); otherwise the
+    rows are hash-partitioned by id. `merge: auto` merges in memory when the
+    whole index (estimated, factory.index_bytes) fits in `shard_bytes` (one shard's worth: nothing is gained
+    by splitting it) and otherwise keeps the shards: the driver never holds more than a shard. ConfigError
+    when auto would keep the shards of an incremental build."""
+    limit, vector_bytes = factory.parse_size(opts.shard_bytes), rows * dim * 4
+    count, shuffle = _shards(opts.num_shards, vector_bytes, limit, cores, inputs)
     if opts.merge != "auto":
-        return Layout(opts.merge, "given in the config", count)
+        return Layout(opts.merge, "given in the config", count, shuffle)
     size = factory.index_bytes(factory_string, rows, dim)
     if factory.is_hnsw(factory_string):
         merge, reason = "none", "HNSW graphs cannot be merged: the shards are searched together"
@@ -45,7 +51,19 @@ def plan(opts: IndexOptions, factory_string: str, rows: int, dim: int, cores: in
     if opts.incremental and merge != "memory":
         raise ConfigError(f"key 'incremental': updates a merged index, but merge: auto keeps this one as "
                           f"shards ({reason}); set merge: memory or a larger shard_bytes")
-    return Layout(merge, reason, count)
+    return Layout(merge, reason, count, shuffle)
+
+
+def _shards(given: int, vector_bytes: int, limit: int, cores: int, inputs: int) -> tuple[int, bool]:
+    """(shards, shuffle): see `plan`."""
+    if given:
+        return given, True
+    wanted = max(2 * cores, -(-vector_bytes // limit))
+    per_input = vector_bytes / max(inputs, 1)
+    if per_input > limit or inputs < wanted:
+        return wanted, True  # input partitions too large to be shards, or too few to share the work
+    together = max(1, int(limit // max(per_input, 1)))  # whole input partitions per shard
+    return max(-(-inputs // together), wanted), False
 
 
 def _size(count: int) -> str:

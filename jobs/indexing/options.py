@@ -32,7 +32,7 @@ class IndexOptions:
     min_recall: float = 0.0       # an index below it is not published
     recall_queries: int = 1000    # rows sampled as queries to measure recall@10
     resume: bool = False          # reuse shards an interrupted build with the same inputs finished
-    incremental: bool = False     # update the index at the path (merge: memory), else build it whole
+    incremental: bool = False     # update the index at the path (merge: memory or auto), else build it whole
 
     def check(self) -> None:
         """ConfigError naming the option (= config key) and what it accepts; runs before any work."""

@@ -15,7 +15,7 @@ from udfs import reranking
 from udfs.batches import rebatch
 from udfs.reranking import Rerank
 
-SHARD_SCHEMA = ("shard string, sha256 string, ntotal long, bytes long, min_id long, max_id long, repeated long, "
+SHARD_SCHEMA = ("shard string, sha256 string, ntotal long, bytes long, min_id long, max_id long, "
                 "scores binary, ids binary, approx_scores binary, approx_ids binary")
 SHARD_BLOCK_ROWS = 8192  # vectors added (and exactly scanned) per block: fewer, larger blocks are faster
 NO_NEIGHBOURS = "no_neighbours"
@@ -48,7 +48,7 @@ def vectors_of(frame: pd.DataFrame) -> np.ndarray:
 
 
 def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Frames], Frames]:
-    """A mapInPandas function: one partition of (faiss_id, embedding) → one shard file, the exact top-k of
+    """A mapInPandas function: one partition of (faiss_id, embedding), in any order → one shard file, the exact top-k of
     the recall queries over it (so ground truth costs no extra pass over the data) and the shard's own
     approximate top-k at each of `task.nprobes` (index.recall.partial_topk: recall is measured without
     loading the whole index anywhere).
@@ -69,7 +69,7 @@ def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Frame
         uri = store.join(task.folder, name)
         marker = uri + ".sha256"
         reuse = task.resume and store.exists(marker)
-        scan, seen = shards.ExactTopK(queries.value, task.k, task.metric), _SortedIds()
+        scan, seen = shards.ExactTopK(queries.value, task.k, task.metric), _Ids()
         blocks = scan.passing(seen.blocks(rebatch(frames, SHARD_BLOCK_ROWS)))
         if reuse:
             for _ in blocks:
@@ -89,25 +89,22 @@ def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Frame
                                      (scores, ids))
         yield pd.DataFrame({"shard": [name], "sha256": [digest], "ntotal": [seen.count],
                             "bytes": [store.size(uri)], "min_id": [seen.low], "max_id": [seen.high],
-                            "repeated": [seen.repeated], "scores": [scores.tobytes()], "ids": [ids.tobytes()],
+                            "scores": [scores.tobytes()], "ids": [ids.tobytes()],
                             "approx_scores": [np.stack([a[0] for a in approx]).tobytes()],
                             "approx_ids": [np.stack([a[1] for a in approx]).tobytes()]})
     return write_shard
 
 
-class _SortedIds:
-    """Blocks (faiss ids [n], vectors [n, dim]) of frames sorted by id, counting rows and repeated ids:
-    a repeated id (or a hash collision) sits next to its twin."""
+class _Ids:
+    """Blocks (faiss ids [n], vectors [n, dim]) of frames, counting rows and keeping the id range."""
 
     def __init__(self) -> None:
-        self.count, self.repeated, self.last = 0, 0, -1
-        self.low, self.high = MAX_INT64, -1
+        self.count, self.low, self.high = 0, MAX_INT64, -1
 
     def blocks(self, frames: Frames) -> Iterator[shards.Block]:
         for frame in frames:
             ids, vectors = frame["faiss_id"].to_numpy(np.int64), vectors_of(frame)
-            self.repeated += int(np.count_nonzero(np.diff(ids) == 0)) + int(ids[0] == self.last)
-            self.last, self.count = int(ids[-1]), self.count + len(ids)
+            self.count += len(ids)
             self.low, self.high = min(self.low, int(ids.min())), max(self.high, int(ids.max()))
             yield ids, vectors
 

@@ -50,7 +50,7 @@ def _joined(rows: list[dict], number: int, digest: str, ntotal: int, size: int, 
     exact_scores, exact_ids = _merged(rows, "scores", "ids", queries, k, metric)
     approx_scores, approx_ids = _merged(rows, "approx_scores", "approx_ids", queries, k, metric)
     return {"shard": f"{MERGED}/{shards.shard_name(number)}", "sha256": digest, "ntotal": ntotal, "bytes": size,
-            "min_id": min(r["min_id"] for r in rows), "max_id": max(r["max_id"] for r in rows), "repeated": 0,
+            "min_id": min(r["min_id"] for r in rows), "max_id": max(r["max_id"] for r in rows),
             "scores": exact_scores, "ids": exact_ids, "approx_scores": approx_scores, "approx_ids": approx_ids}
 
 
