@@ -1,6 +1,6 @@
 """Index benchmark: build-index and search through Spark vs single-process faiss, recall, merge peak RSS.
 
-    .venv/bin/python bench/index.py [--quick] [--work DIR] [--no-md]
+    .venv/bin/python bench/index.py [--quick] [--build-only] [--sizes N ...] [--work DIR] [--no-md]
 
 For each size (quick: 100k; full: 100k and 1M) of seeded, clustered, L2-normalised 384-d vectors,
 written once as an embeddings table: `sparkamp build-index` (factory auto) in-process on local[2]
@@ -8,7 +8,9 @@ vs build_empty/train/add_with_ids in this process with 2 faiss threads; recall@1
 and re-checked here against IndexFlatIP; `sparkamp search` vs raw `index.search` on the same queries.
 At the largest size, a `merge: none` build's shards are merged in memory and on disk, each in a child
 process whose peak RSS is read. The results replace the script's own section of BENCHMARKS.md
-(`--quick`: 100k vectors, 2,000 queries, printed only).
+(`--quick`: 100k vectors, 2,000 queries, printed only). `--build-only` measures the builds alone (Spark
+stage by stage vs one process, with and without the one-process cost of the recall ground truth) and
+writes its own section, `## bench/index.py --build-only`.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
-from bench.index_report import CLUSTERS, DIM, JOB, NOISE, RAW, report, update_section  # noqa: E402
+from bench.index_report import CLUSTERS, DIM, JOB, NOISE, RAW, build_report, report, update_section  # noqa: E402
 from index import factory, searcher, shards, store  # noqa: E402
 
 log = logging.getLogger("bench.index")
@@ -110,6 +112,18 @@ def single_build(vectors: np.ndarray, factory_string: str, train_size: int) -> d
     index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
     done = time.perf_counter()
     return {"train": trained - start, "add": done - trained, "total": done - start}
+
+
+def single_ground_truth(vectors: np.ndarray, queries: int, k: int = K) -> float:
+    """Seconds of the exact top-k of `queries` seeded sample rows over every vector, 2 faiss threads: the
+    ground truth a build measures recall@10 against (build-index's default recall_queries is 1,000)."""
+    import faiss
+
+    faiss.omp_set_num_threads(2)
+    sample = vectors[np.sort(np.random.default_rng(SEED + 1).choice(len(vectors), queries, False))]
+    start = time.perf_counter()
+    faiss.knn(sample, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    return time.perf_counter() - start
 
 
 def verify_recall(folder: str, vectors: np.ndarray, queries: np.ndarray) -> float:
@@ -243,6 +257,24 @@ def cpu_by_pid() -> tuple[dict[int, int], dict[int, float]]:
     return parents, cpu
 
 
+def measure_build(work: Path, n: int, other: OtherLoad) -> dict[str, Any]:
+    """--build-only: the Spark build (factory auto, every default), one process's train + add and its
+    ground truth, recall re-checked."""
+    log.info("%d vectors: writing the embeddings table", n)
+    vectors, held_out = make_data(work, n, 1000)
+    log.info("%d vectors: sparkamp build-index (factory auto), then single-process", n)
+    with other.during(f"{n:,} Spark build"):
+        build_s, meta = spark_build(work, n, str(work / f"idx-{n}"))
+    with other.during(f"{n:,} single build"):
+        single = single_build(vectors, meta["factory"], meta["config"]["train_size"])
+        truth_s = single_ground_truth(vectors, meta["config"]["recall_queries"])
+    result = {"n": n, "build_s": build_s, "meta": meta, "single": single, "truth_s": truth_s,
+              "recall": verify_recall(str(work / f"idx-{n}"), vectors, held_out)}
+    shutil.rmtree(work / f"emb-{n}")
+    shutil.rmtree(work / f"idx-{n}")
+    return result
+
+
 def measure_size(work: Path, n: int, queries: int, merge: bool, other: OtherLoad) -> dict[str, Any]:
     log.info("%d vectors: writing the embeddings table and %d queries", n, queries)
     vectors, held_out = make_data(work, n, queries)
@@ -289,6 +321,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100k vectors and 2,000 queries only")
     parser.add_argument("--sizes", type=int, nargs="+", help="vector counts (default 100000 1000000)")
+    parser.add_argument("--build-only", action="store_true",
+                        help="the builds alone (Spark vs one process); its own BENCHMARKS.md section")
     parser.add_argument("--queries", type=int, help="search queries (default 10,000; quick 2,000)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-md", action="store_true", help="print only; leave BENCHMARKS.md alone")
@@ -310,14 +344,16 @@ def main(argv: list[str]) -> None:
         work = Path(tmp)
         spark, other = start_spark(work), OtherLoad()
         try:
-            results = [measure_size(work, n, args.queries, n == max(args.sizes), other) for n in args.sizes]
+            results = [measure_build(work, n, other) if args.build_only else
+                       measure_size(work, n, args.queries, n == max(args.sizes), other) for n in args.sizes]
         finally:
             spark.stop()
-    body = report(args, results, other)
+    body = build_report(args, results, other) if args.build_only else report(args, results, other)
     print(body)
+    heading = "## bench/index.py" + (" --build-only" if args.build_only else "")
     if not (args.no_md or args.quick):  # only the full run owns the BENCHMARKS.md section
-        update_section(ROOT / "BENCHMARKS.md", "## bench/index.py", body)
-        log.info("updated the '## bench/index.py' section of %s", ROOT / "BENCHMARKS.md")
+        update_section(ROOT / "BENCHMARKS.md", heading, body)
+        log.info("updated the %r section of %s", heading, ROOT / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
-"""Scale benchmark: seconds per item and peak RSS of embed-texts, embed-images, build-index, search and
-dedup as the corpus grows, each job run as users run it (`sparkamp <job> --set master=local[2]`).
+"""Scale benchmark: seconds per item and peak RSS of embed-texts, embed-images, build-index, search,
+dedup and unique as the corpus grows, each job run as users run it (`sparkamp <job> --set master=local[2]`).
 
     .venv/bin/python bench/scale.py [--quick] [--vectors N ...] [--texts N ...] [--images N ...]
+                                    [--jobs JOB,...] [--shard-bytes SIZE]
                                     [--work DIR] [--no-md] [--save FILE] [--render FILE]
 
-Vectors (build-index; search: k=10 other items for a tenth of the items; dedup: all items) are
+e.g. the sharded-index check from 1M to 4M vectors, without the embedding jobs:
+
+    .venv/bin/python bench/scale.py --vectors 1000000 4000000 --jobs build-index,search,dedup,unique
+
+Vectors (build-index; search: k=10 other items for a tenth of the items; dedup, unique: all items) are
 bench/index.py's seeded clustered 384-d vectors with 1% planted near-duplicates; texts are WordNet
 noun glosses (a seeded sample, or all 82,115); images are Fashion-MNIST PNGs (t10k, then train).
 Each job is a child process whose tree (the Python driver, its JVM, the Python worker daemon and
@@ -39,13 +44,14 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 from bench.index import CHUNK, OtherLoad, clustered, cpu_by_pid, proc_status, write_table  # noqa: E402
 from bench.index_report import CLUSTERS, DIM  # noqa: E402
-from bench.scale_report import THRESHOLD, Plan, Results, Run, report, update_section  # noqa: E402
+from bench.scale_report import JOBS, THRESHOLD, Plan, Results, Run, report, update_section  # noqa: E402
 
 log = logging.getLogger("bench.scale")
 SEED, K, POLL = 0, 10, 0.2
 QUERY_FRACTION, DUP_FRACTION = 0.1, 0.01
 DUP_NOISE = 0.01  # per dimension, on a unit 384-d vector: a planted copy has cosine ≈ 0.98
 SPARKAMP = str(ROOT / ".venv" / "bin" / "sparkamp")
+VECTOR_JOBS = ("build-index", "search", "dedup", "unique")
 
 
 # ---- inputs -------------------------------------------------------------------------------------
@@ -221,21 +227,26 @@ def has_precision_key() -> bool:
 
 
 def vector_runs(work: Path, n: int, plan: Plan) -> list[Run]:
-    """build-index, search (k=10 others of a tenth of the items) and dedup (all items, with that
-    index) over n vectors."""
+    """Of `plan.jobs`: build-index, search (k=10 others of a tenth of the items), dedup and unique (all items,
+    with that index) over n vectors. The index is built whenever a job needs it, kept only if asked for."""
     emb, idx = work / f"emb-{n}", str(work / f"idx-{n}")
     queries = emb.with_name(emb.name + "-queries")
     plan.planted[n] = write_vectors(emb, n)
-    runs = [sparkamp(work, "build-index", n, "--embeddings", str(emb), "--output", idx,
-                     inline=plan.inline),
-            sparkamp(work, "search", n, "--index", idx, "--queries", str(queries), "--k", str(K),
-                     "--exclude-self", "--output", str(work / f"nb-{n}"), inline=plan.inline),
-            sparkamp(work, "dedup", n, "--embeddings", str(emb), "--index", idx, "--threshold",
-                     str(THRESHOLD), "--output", str(work / f"dup-{n}"), inline=plan.inline)]
+    shard_bytes = ["--set", f"shard_bytes={plan.shard_bytes}"] if plan.shard_bytes else []
+    build = sparkamp(work, "build-index", n, "--embeddings", str(emb), "--output", idx, *shard_bytes,
+                     inline=plan.inline)
     meta = json.loads(Path(idx, "manifest.json").read_text())
     size = sum(f.stat().st_size for f in Path(idx).rglob("*") if f.is_file()) / 2**20
-    runs[0].stats.update(factory=meta["factory"], nprobe=meta["nprobe"], index_mib=size)
-    for folder in (emb, queries, Path(idx), work / f"nb-{n}", work / f"dup-{n}"):
+    build.stats.update(factory=meta["factory"], nprobe=meta["nprobe"], index_mib=size, merge=meta["merge"],
+                       shard_mib=max((s.get("bytes", 0) for s in meta["shards"]), default=0) / 2**20)
+    runs = [build] if "build-index" in plan.jobs else []
+    argv = {"search": ["--index", idx, "--queries", str(queries), "--k", str(K), "--exclude-self"],
+            "dedup": ["--embeddings", str(emb), "--index", idx, "--threshold", str(THRESHOLD)],
+            "unique": ["--embeddings", str(emb), "--index", idx]}
+    for job in (j for j in VECTOR_JOBS[1:] if j in plan.jobs):
+        runs.append(sparkamp(work, job, n, *argv[job], "--output", str(work / f"{job}-out-{n}"), inline=plan.inline))
+        runs[-1].stats.update(index_mib=size, merge=meta["merge"], shards=len(meta["shards"]))
+    for folder in (emb, queries, Path(idx), *(work / f"{job}-out-{n}" for job in VECTOR_JOBS)):
         shutil.rmtree(folder, ignore_errors=True)
     return runs
 
@@ -278,12 +289,12 @@ def measure(work: Path, plan: Plan, other: OtherLoad) -> list[Run]:
 
 def measure_all(work: Path, plan: Plan, other: OtherLoad) -> list[Run]:
     runs = []
-    for n in plan.vectors:
-        log.info("%d vectors: build-index, search, dedup", n)
+    for n in plan.vectors if set(VECTOR_JOBS) & set(plan.jobs) else []:
+        log.info("%d vectors: %s", n, ", ".join(j for j in VECTOR_JOBS if j in plan.jobs))
         with other.during(f"{n:,} vectors"):
             runs += vector_runs(work, n, plan)
     for job, sizes in (("embed-texts", plan.texts), ("embed-images", plan.images)):
-        for n in sizes:
+        for n in sizes if job in plan.jobs else []:
             log.info("%s: %d items", job, n)
             with other.during(f"{job} {n:,}"):
                 runs.append(embed_run(work, job, n, plan))
@@ -297,11 +308,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--vectors", type=int, nargs="*", help="vector counts (default 10k 100k 1M)")
     parser.add_argument("--texts", type=int, nargs="*", help="WordNet glosses (default 10k, all 82,115)")
     parser.add_argument("--images", type=int, nargs="*", help="Fashion-MNIST images (default 10k, all 70k)")
+    parser.add_argument("--jobs", default=",".join(JOBS),
+                        help=f"comma-separated jobs to measure (default all: {','.join(JOBS)})")
+    parser.add_argument("--shard-bytes", default="", help="build-index's shard_bytes (default: the job's)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-md", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--save", type=Path, help="also write the measurements to this JSON file")
     parser.add_argument("--render", type=Path, help="measure nothing: report a --save file")
     args = parser.parse_args(argv)
+    args.jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
+    if set(args.jobs) - set(JOBS):
+        parser.error(f"--jobs: unknown {sorted(set(args.jobs) - set(JOBS))}; choose from {', '.join(JOBS)}")
     quick = args.quick
     args.vectors = args.vectors if args.vectors is not None else [2_000, 10_000] if quick else [
         10_000, 100_000, 1_000_000]
@@ -318,7 +335,7 @@ def main(argv: list[str]) -> None:
         results = Results.load(args.render)
     else:
         plan = Plan(args.vectors, args.texts, args.images, "bf16" if has_precision_key() else "fp32",
-                    inline=args.quick)
+                    inline=args.quick, jobs=args.jobs, shard_bytes=args.shard_bytes)
         start, other = time.perf_counter(), OtherLoad()
         with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.work) as tmp:
             runs = measure(Path(tmp), plan, other)

@@ -10,10 +10,14 @@ from bench.benchmarks_md import update_section  # noqa: F401  (bench/scale.py im
 from bench.index_report import CLUSTERS, DIM, NOISE, machine, table, verdict
 
 THRESHOLD, COST_TARGET, RSS_TARGET = 0.95, 1.3, 1.25
-JOBS = ("embed-texts", "embed-images", "build-index", "search", "dedup")
-# Stages that run on the driver alone, whatever the cluster's size (the rest runs in tasks).
-DRIVER_STAGES = {"build-index": ("train", "merge", "measure recall", "publish"),
+JOBS = ("embed-texts", "embed-images", "build-index", "search", "dedup", "unique")
+# Stages that run on the driver alone, whatever the cluster's size (the rest runs in tasks): build-index
+# plans, trains on its sample, merges (memory only: 0 for a sharded index), tunes recall from the shards'
+# partial top-k and publishes; search, dedup and unique run every stage as Spark tasks (grouping and
+# ranking in Spark). Older runs named dedup's driver grouping `group + write`.
+DRIVER_STAGES = {"build-index": ("plan", "train", "merge", "measure recall", "publish"),
                  "dedup": ("group + write",)}
+TARGET_CAPS = {"build-index": 870_000, "dedup": 330_000}  # items/s on any cluster: 10x the 1M run of issue 15
 
 
 @dataclass
@@ -55,6 +59,8 @@ class Plan:
     text_chars: float = 0.0  # mean characters per text
     image_bytes: float = 0.0  # mean bytes per image file
     inline: bool = False  # every job in the benchmark's process on one session (--quick)
+    jobs: list[str] = field(default_factory=lambda: list(JOBS))  # the jobs measured (--jobs)
+    shard_bytes: str = ""  # build-index's shard_bytes (--shard-bytes; "" = the job's default)
 
 
 @dataclass
@@ -90,9 +96,9 @@ def size_rows(runs: list[Run]) -> list[list[Any]]:
             marginal = "—" if prev is None else \
                 f"{1e6 * (r.job_s - prev.job_s) / (r.rows_ok - prev.rows_ok):,.0f}"
             rows.append([job, r.n, r.rows_ok, r.wall_s, r.job_s, round(r.us_per_item),
-                         f"{r.us_per_item / series[0].us_per_item:.2f}", marginal,
-                         round(r.peak("driver")), round(r.peak("jvm")), round(r.peak("worker")),
-                         round(r.peak("worker", anon=True)), len(r.rss.get("worker", []))])
+                         f"{r.us_per_item / series[0].us_per_item:.2f}", marginal, round(r.driver_s, 1),
+                         round(r.peak("driver")), round(r.peak("driver", anon=True)), round(r.peak("jvm")),
+                         round(r.peak("worker")), round(r.peak("worker", anon=True)), len(r.rss.get("worker", []))])
     return rows
 
 
@@ -109,11 +115,16 @@ def check_rows(runs: list[Run]) -> list[list[Any]]:
             steps = [(b.job_s - a.job_s) / (b.rows_ok - a.rows_ok) for a, b in zip(series, series[1:])]
             rows.append([job, "marginal µs/item, last step ÷ first", f"{series[1].n:,} → {last.n:,}",
                          f"{steps[-1] / steps[0]:.2f}", verdict(steps[-1] / steps[0], COST_TARGET, False)])
-        anon = last.peak("worker", anon=True) / first.peak("worker", anon=True)
         rows.append([job, "worker peak RSS (VmHWM), largest ÷ smallest", span, f"{rss:.2f}",
                      verdict(rss, RSS_TARGET, False)])
-        rows.append([job, "worker peak anon RSS, largest ÷ smallest", span, f"{anon:.2f}",
-                     verdict(anon, RSS_TARGET, False)])
+        for role in ("worker", "driver"):
+            anon = last.peak(role, anon=True) / max(first.peak(role, anon=True), 1e-9)
+            rows.append([job, f"{role} peak anon RSS, largest ÷ smallest", span, f"{anon:.2f}",
+                         verdict(anon, RSS_TARGET, False)])
+        if first.driver_s:
+            grew = last.driver_s / first.driver_s
+            rows.append([job, "driver-only s, largest ÷ smallest", span, f"{grew:.2f}",
+                         verdict(grew, RSS_TARGET, False)])
     return rows
 
 
@@ -161,9 +172,9 @@ def cost_observations(jobs: dict[str, list[Run]]) -> list[str]:
             + ": a Flat index costs ∝ n per query, an IVF one ∝ nprobe × n ÷ lists.")
     dedups = jobs.get("dedup", [])
     if dedups:
-        lines.append("- dedup's `group + write` is mostly fixed: " + ", ".join(
-            f"{r.stages.get('group + write', 0):.1f} s for {r.stats.get('duplicated_items', 0):,.0f} "
-            f"duplicated items at {r.n:,}" for r in dedups) + ".")
+        lines.append("- dedup's stages: " + "; ".join(
+            f"{r.n:,}: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.stages.items())
+            + f" ({r.stats.get('duplicated_items', 0):,.0f} duplicated items)" for r in dedups) + ".")
     return lines
 
 
@@ -172,15 +183,15 @@ def memory_observations(jobs: dict[str, list[Run]]) -> list[str]:
     builds, lines, index = jobs.get("build-index", []), [], 0.0
     if builds:
         b = builds[-1]
-        shard = b.n / max(b.stats.get("shards", 1), 1) * (4 * DIM + 8) / 2**20
+        shard = b.stats.get("shard_mib") or b.n / max(b.stats.get("shards", 1), 1) * (4 * DIM + 8) / 2**20
         index = b.stats.get("index_mib", 0.0)
-        lines.append(f"- build-index at {b.n:,}: {b.stats.get('shards', 0):.0f} shards of ~{shard:,.0f} "
-                     f"MiB (num_shards 0 = 2 x cores, whatever the corpus), so a worker's share grows "
-                     f"with n: largest worker {b.peak('worker'):,.0f} MiB = "
-                     f"{b.peak('worker') / shard:,.1f}x its shard (anon {b.peak('worker', True):,.0f}); "
-                     f"the driver {b.peak('driver'):,.0f} MiB = {b.peak('driver') / max(index, 1):.1f}x "
-                     f"the {index:,.0f} MiB index with `merge: memory`.")
-    for job in ("search", "dedup"):
+        lines.append(f"- build-index at {b.n:,}: {b.stats.get('shards', 0):.0f} shards, the largest ~{shard:,.0f} "
+                     f"MiB (shard_bytes bounds a shard whatever the corpus): largest worker "
+                     f"{b.peak('worker'):,.0f} MiB = {b.peak('worker') / max(shard, 1):,.1f}x its shard (anon "
+                     f"{b.peak('worker', True):,.0f}); the driver {b.peak('driver'):,.0f} MiB (anon "
+                     f"{b.peak('driver', True):,.0f}) with merge `{b.stats.get('merge', '?')}` of a "
+                     f"{index:,.0f} MiB index.")
+    for job in ("search", "dedup", "unique"):
         for r in jobs.get(job, [])[-1:]:
             lines.append(f"- {job} at {r.n:,}: largest worker {r.peak('worker'):,.0f} MiB, of which "
                          f"anonymous {r.peak('worker', True):,.0f}; the rest is file-backed pages: "
@@ -228,11 +239,14 @@ def report(results: Results) -> str:
              f"CPU-seconds during this run ({results.other_s / (2 * results.seconds):.0%} of the 2 "
              "cores), by phase in the notes.", ""]
     lines += table(["job", "corpus", "items", "wall s", "job s", "µs/item", "growth", "marginal µs/item",
-                    "driver Py MiB", "JVM MiB", "worker MiB", "worker anon MiB", "workers"],
+                    "driver-only s", "driver Py MiB", "driver anon MiB", "JVM MiB", "worker MiB",
+                    "worker anon MiB", "workers"],
                    size_rows(runs))
     lines += [f"Targets: cost per item (job s ÷ items) grows ≤ {COST_TARGET}× from the smallest to the "
               f"largest size; worker RSS does not grow (taken here as ≤ {RSS_TARGET}×), for the largest "
-              "Python worker's VmHWM and for its anonymous RSS:", ""]
+              "Python worker's VmHWM and for its anonymous RSS; the driver's Python process's anonymous RSS "
+              f"and the driver-only seconds (`{'`, `'.join(DRIVER_STAGES['build-index'])}` of build-index) "
+              f"grow ≤ {RSS_TARGET}× too:", ""]
     lines += table(["job", "figure", "sizes", "ratio", "target"], check_rows(runs))
     lines += [merge_pointer(Path(__file__).resolve().parent.parent / "BENCHMARKS.md"), ""]
     jobs = by_job(runs)
@@ -248,10 +262,10 @@ def extrapolation(runs: list[Run], plan: Any) -> list[str]:
     last = {job: series[-1] for job, series in by_job(runs).items()}
     lines = ["### Extrapolation to a cluster", "",
              "Assumptions: an executor core runs tasks as fast as a core here (one task per core, "
-             "local[2] = 2 cores); the driver-only stages (build-index: train on the sample, merge, "
-             "recall, publish; dedup: grouping the pairs on the driver, then writing) do not speed up "
-             "with cores; every other second divides among the cores (Amdahl); network and shuffle keep "
-             "up. Per job at its largest size measured here:", ""]
+             "local[2] = 2 cores); the driver-only stages (build-index: plan, train on the sample, merge "
+             "(small indexes only), recall from the shards' partial top-k, publish) do not speed up with "
+             "cores; every other second divides among the cores (Amdahl); network and shuffle keep up. Per "
+             "job at its largest size measured here:", ""]
     lines += table(["job", "corpus", "items/s, 2 cores", "items/s per core (tasks)", "driver-only s",
                     "cores where driver = tasks", *(f"items/s, {c:,} cores" for c in cores)],
                    amdahl_rows(runs, cores))
@@ -271,33 +285,54 @@ def extrapolation(runs: list[Run], plan: Any) -> list[str]:
             "input is a few hundred bytes per text, so it stays CPU-bound to thousands of cores; the "
             "driver only lists, counts and publishes."),
         "build-index": lambda r: (
-            f"- build-index ({r.stats.get('factory', '?')} at {r.n:,}): adding shards divides among "
-            f"cores; the driver trains on a sample (train_size 100k, collected with toPandas: "
-            f"{r.stages.get('train', 0):.1f} s; it grows with the lists auto picks, not with n) and "
-            f"merges ({r.stages.get('merge', 0):.1f} s, growing with n); with `merge: memory` the whole "
-            f"index sits in the driver's RAM (driver peak here {r.peak('driver'):,.0f} MiB; "
-            "IVF,Flat at 384-d takes 1.5 KB per vector, 150 GB per 100M), so past one machine's RAM "
-            "use `merge: ondisk` or a PQ factory. The driver-only part takes half the time at about "
-            f"{2 * (r.job_s - r.driver_s) / max(r.driver_s, 1e-9):,.0f} cores; as the merge grows "
-            f"with n like the tasks do, it alone caps a build at about "
-            f"{r.n / max(r.stages.get('merge', 0), 1e-9):,.0f} vectors/s on any cluster."),
+            f"- build-index ({r.stats.get('factory', '?')}, merge `{r.stats.get('merge', '?')}`, largest shard "
+            f"{r.stats.get('shard_mib', 0):,.0f} MiB at {r.n:,}): adding shards (each also giving its exact and "
+            f"approximate top-k of the recall queries) divides among cores; the driver plans, trains on a sample "
+            f"(train_size 100k: {r.stages.get('train', 0):.1f} s; it grows with the lists auto picks, not with n), "
+            f"merges only a small index (`merge` {r.stages.get('merge', 0):.1f} s), tunes recall from the partials "
+            f"({r.stages.get('measure recall', 0):.1f} s) and publishes ({r.stages.get('publish', 0):.1f} s); "
+            f"driver peak {r.peak('driver'):,.0f} MiB ({r.peak('driver', True):,.0f} anonymous). "
+            + cap_sentence(by_job(runs)["build-index"], "vectors")),
         "search": lambda r: (
-            f"- search: {r.rows_ok / r.job_s / 2:,.0f} queries/s per core here; every Python worker "
-            f"opens the whole index (largest worker {r.peak('worker'):,.0f} MiB at {r.n:,} vectors, "
-            f"{r.peak('worker', True):,.0f} MiB of it anonymous; the file-backed rest, mostly the "
-            "memory-mapped index, is shared by a machine's workers through the page cache), so the "
-            "index must fit in "
-            "each executor machine's memory; past that the factory must shrink it (PQ through "
-            "memory_budget) or the index be split across machines. Queries divide among cores with "
-            "no driver work."),
+            f"- search: {r.rows_ok / r.job_s / 2:,.0f} queries/s per core here, index merge "
+            f"`{r.stats.get('merge', '?')}` ({r.stats.get('shards', 0):.0f} shards); largest worker "
+            f"{r.peak('worker'):,.0f} MiB at {r.n:,} vectors, {r.peak('worker', True):,.0f} MiB of it "
+            "anonymous (the file-backed rest, the memory-mapped index files, is shared by a machine's workers "
+            "through the page cache). Queries divide among cores with no driver-only stage."),
         "dedup": lambda r: (
-            f"- dedup: the k-NN divides among cores like search; the duplicate pairs' ids are "
-            f"collected to the driver (toLocalIterator) and grouped there in Python "
-            f"({r.stats.get('duplicated_items', 0):,.0f} duplicated items at {r.n:,}: "
-            f"`group + write` {r.stages.get('group + write', 0):.1f} s), which grows with the "
-            "number of duplicates and is the first bottleneck of a large dedup."),
+            f"- dedup: the k-NN divides among cores like search; pairs are grouped into duplicate groups in "
+            f"Spark ({r.stats.get('duplicated_items', 0):,.0f} duplicated items at {r.n:,}); largest worker "
+            f"{r.peak('worker'):,.0f} MiB ({r.peak('worker', True):,.0f} anonymous), driver "
+            f"{r.peak('driver', True):,.0f} MiB anonymous. " + cap_sentence(by_job(runs)["dedup"], "items")),
+        "unique": lambda r: (
+            f"- unique: the k-NN of every item divides among cores like dedup's; ranks come from a "
+            f"range-partitioned sort in Spark; largest worker {r.peak('worker'):,.0f} MiB "
+            f"({r.peak('worker', True):,.0f} anonymous), driver {r.peak('driver', True):,.0f} MiB anonymous. "
+            + cap_sentence(by_job(runs)["unique"], "items")),
     }
     return [*lines, *(bullets[job](r) for job, r in last.items()), ""]
+
+
+def cap_sentence(series: list[Run], unit: str) -> str:
+    """The throughput the driver-only seconds allow on any cluster (Amdahl with infinite cores), from the
+    run's own numbers, with its verdict against TARGET_CAPS."""
+    last, job = series[-1], series[-1].job
+    target = TARGET_CAPS.get(job)
+    wanted = f" (target ≥ {target:,} {unit}/s: " if target else " ("
+    if not last.driver_s:
+        return (f"No driver-only stage: on a large enough cluster the tasks' own seconds bound it, not one "
+                f"process{wanted}{'met' if target else 'no target'}, as far as stage seconds tell).")
+    at_n = last.n / last.driver_s
+    text = f"Its driver-only stages take {last.driver_s:.1f} s at {last.n:,}: at most {at_n:,.0f} {unit}/s on any cluster"
+    if len(series) > 1 and last.driver_s > series[-2].driver_s:
+        prev = series[-2]
+        marginal = (last.n - prev.n) / (last.driver_s - prev.driver_s)
+        text += (f"; they grew {last.driver_s / prev.driver_s:.2f}x for {last.n / prev.n:.0f}x the corpus, so a "
+                 f"growing corpus is capped near {marginal:,.0f} {unit}/s (Δn ÷ Δ driver s)")
+        at_n = marginal
+    elif len(series) > 1:
+        text += f"; they did not grow from {series[-2].n:,} (so the cap rises with n)"
+    return text + (f"{wanted}{verdict(at_n, target, True)})." if target else ".")
 
 
 def notes(results: Results) -> list[str]:
@@ -326,8 +361,9 @@ def notes(results: Results) -> list[str]:
         "memory-mapped files, which the page cache shares between workers).",
         f"- Vectors: bench/index.py's data ({CLUSTERS} Gaussian clusters, noise σ={NOISE}, unit "
         f"{DIM}-d) in 100k-row Parquet files, the last 1% of each file a planted near copy (cosine ≈ "
-        f"0.98) of an earlier row. build-index: factory auto ({factories}). search: `--k 10 "
-        "--exclude-self` with the first tenth of each file as queries (items = queries). dedup: "
+        f"0.98) of an earlier row. build-index: factory auto ({factories}), shard_bytes "
+        f"{plan.shard_bytes or 'default'}. search: `--k 10 "
+        "--exclude-self` with the first tenth of each file as queries (items = queries). unique: all items. dedup: "
         f"`--threshold {THRESHOLD}` with the built index; duplicated items found of those planted "
         f"(copies and their originals; an original drawn twice makes one group of 3): {found}.",
         f"- Texts: a seeded sample of WordNet noun glosses (`word: first sentence of the gloss`, "

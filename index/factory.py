@@ -203,3 +203,16 @@ def set_search_params(index: "object", nprobe: int, ef_search: int) -> None:
             faiss.ParameterSpace().set_index_parameter(index, "efSearch", ef_search)
         except RuntimeError:  # no HNSW inside
             pass
+
+
+def index_bytes(factory_string: str, n: int, dim: int) -> int:
+    """Estimated bytes of an index of `factory_string` holding n `dim`-d vectors: per vector its code (PQm:
+    m bytes, SQ8: dim, SQ4: dim / 2, SQfp16: 2 dim, else 4 dim float32) + an 8-byte id (+ 2M 4-byte links
+    for an HNSW graph), plus the IVF centroids. An estimate for planning (merge: auto), not a measurement."""
+    pq, sq = re.search(r"PQ(\d+)", factory_string), re.search(r"SQ(fp16|\d+)", factory_string)
+    code = int(pq.group(1)) if pq else (2 * dim if sq.group(1) == "fp16" else dim * int(sq.group(1)) // 8) \
+        if sq else 4 * dim
+    hnsw = re.search(r"HNSW(\d*)", factory_string) if is_hnsw(factory_string) else None
+    links = 2 * int(hnsw.group(1) or 32) * 4 if hnsw else 0
+    ivf = re.search(r"IVF(\d+)", factory_string)
+    return n * (code + 8 + links) + (int(ivf.group(1)) * dim * 4 if ivf else 0)

@@ -24,9 +24,10 @@ class Manifest:
     metric: str
     factory: str
     ntotal: int
-    merge: str                                   # memory | ondisk | none
+    merge: str                                   # memory | ondisk | none (a sharded index)
     files: dict[str, str] = field(default_factory=dict)   # index file name → sha256
-    shards: list[dict[str, Any]] = field(default_factory=list)  # name, sha256, ntotal
+    # name, sha256, ntotal, bytes, min_id, max_id (faiss ids; ranges of hash-partitioned shards overlap)
+    shards: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -34,6 +35,7 @@ class Manifest:
     nprobe: int = 0
     ef_search: int = 0
     factory_reason: str = ""
+    merge_reason: str = ""                       # why merge: auto chose memory or none
     left_out: dict[str, int] = field(default_factory=dict)  # ok rows not indexed, by status (non_finite, ...)
     created_at: str = ""
     format_version: int = FORMAT_VERSION

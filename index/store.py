@@ -100,6 +100,12 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
+def size(uri: str) -> int:
+    """Bytes of the file at `uri`."""
+    fs, path = resolve(uri)
+    return int(fs.get_file_info(path).size)
+
+
 def sha256(uri: str) -> str:
     fs, path = resolve(uri)
     digest = hashlib.sha256()

@@ -18,8 +18,9 @@ from jobs.indexing.options import IndexOptions  # noqa: E402
 from jobs.tables import contracts, publish  # noqa: E402
 
 NAME = "build-index"
-PLAN = ("read ok rows, leave out unusable vectors → train on a sample (driver) → add shards (executors) "
-        "→ merge → recall → publish")
+PLAN = ("read ok rows, leave out unusable vectors → plan the shards and merge (driver) → train on a sample "
+        "(driver) → add shards, each with its partial top-k of the recall queries (executors) → tree merge "
+        "(executors, shards_to_keep) or merge (driver, small indexes) → recall from the partials → publish")
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,17 @@ class Config(JobConfig):
                        "HNSW32, Flat, ...)", flag="--factory")
     metric: Literal["ip", "l2"] = key("ip", "ip (cosine on normalised vectors) or l2", flag="--metric")
     memory_budget: str = key("4G", "RAM the index may take when searched; guides `factory: auto`")
-    merge: Literal["memory", "ondisk", "none"] = key("memory", "one index file, IVF lists on disk, or "
-                                                     "keep the shards and search them together")
+    merge: Literal["auto", "memory", "ondisk", "none"] = key(
+        "auto", "auto: memory when the whole index (estimated) fits in shard_bytes, else none; memory: one "
+        "index file; ondisk: IVF lists in one file searched from disk; none: keep the shards (a sharded "
+        "index, searched shard by shard); the choice and its reason go to the manifest (merge_reason)")
+    shard_bytes: str = key("128M", "most float32 vectors one shard holds (e.g. 256M, 1G): sizes the shards "
+                           "when num_shards is 0, and is merge: auto's threshold")
     num_shards: int = key(0, "shards (= Spark partitions) to add in; 0 = 2 x the cluster's cores, "
-                          "or more so that no shard holds over 128 MiB of vectors")
+                          "or more so that no shard holds over shard_bytes of vectors")
+    shards_to_keep: int = key(0, "a sharded index: merge its shards on the executors (a tree merge, in "
+                              "parallel tasks) into this many larger shards; 0 = keep every shard; "
+                              "IVF and Flat only (HNSW graphs cannot be merged)")
     train_size: int = key(100_000, "training sample size (seeded)")
     seed: int = key(0, "seed for the training and recall samples and k-means")
     nprobe: int = key(0, "IVF lists searched; 0 = the smallest reaching target_recall at build")
@@ -44,7 +52,7 @@ class Config(JobConfig):
     resume: bool = key(False, "reuse shards finished by an earlier, interrupted run with the same inputs")
     incremental: bool = key(False, "update the index at `output`: remove changed and deleted ids, add a "
                             "shard of new and changed rows with its trained state, re-merge (merge: "
-                            "memory); a full build when there is none or it differs")
+                            "memory, or auto when it merges); a full build when there is none or it differs")
 
     def validate(self) -> None:
         super().validate()
@@ -68,6 +76,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     summary.rows_in, summary.statuses = table.n_rows, info.statuses
     summary.stats.update({"recall_at_10": info.recall_at_10 or 0.0, "nprobe": info.nprobe, "shards": info.shards,
                           **{f"incremental_{k}": v for k, v in info.updated.items()}})
+    summary.notes.update({"factory": f"{info.factory} ({info.factory_reason})",
+                          "merge": f"{info.merge} ({info.merge_reason})"})
     summary.outputs.append(cfg.output)
 
 

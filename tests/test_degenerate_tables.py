@@ -238,7 +238,7 @@ def test_factory_strings_at_config_time_and_train_size(spark, tmp_path, capsys):
         assert cli.main([*args, "--factory", good]) == 0
     assert cli.main([*args, "--factory", "IVF,Flat"]) == 2
     assert "key 'factory': 'IVF,Flat': could not parse index string IVF,Flat" in capsys.readouterr().err
-    assert cli.main([*args, "--factory", "HNSW32"]) == 2
+    assert cli.main([*args, "--factory", "HNSW32", "--set", "merge=memory"]) == 2
     assert "HNSW graphs cannot be merged" in capsys.readouterr().err
     code, said = sparkamp(tmp_path, "build-index", "--embeddings", emb, "--output", str(tmp_path / "index"),
                           "--factory", "IVF16,Flat", "--set", "train_size=10")

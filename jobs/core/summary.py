@@ -44,6 +44,7 @@ class RunSummary:
     statuses: dict[str, int] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # decisions worth a line (e.g. build-index's merge)
 
     def timed(self, stage: str):
         """Times one stage and logs it: `with summary.timed("embed + write"):`."""
@@ -79,6 +80,8 @@ class RunSummary:
             log.info("  %-28s %8.1f s", stage, seconds)
         for name, value in sorted(self.stats.items()):
             log.info("  %-28s %10.4g", name, value)
+        for name, text in self.notes.items():
+            log.info("  %-28s %s", name, text)
         for output in self.outputs:
             log.info("  output: %s", output)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index import factory, manifest, searcher, shards, store
+from index import factory, manifest, recall, searcher, shards, store
 from index.manifest import Manifest
 from jobs.core.config import ConfigError
 from jobs.core.summary import JobFailed
@@ -18,7 +18,6 @@ from jobs.tables import publish
 
 log = logging.getLogger(__name__)
 RECALL_K = 10
-SHARD_BYTES = 128 * 2**20  # vectors per shard (auto): ~87k 384-d or ~26k 1280-d float32 rows
 
 
 class PoorIndexError(JobFailed):
@@ -35,30 +34,39 @@ class Shape:
     choice: factory.Choice
 
 
-def shard_count(spark, vector_bytes: int) -> int:
-    """2 x the cluster's cores, or more so that no shard holds over SHARD_BYTES of vectors: a worker
-    holds one shard at a time, so its memory stays bounded whatever the corpus size."""
-    return max(2 * spark.sparkContext.defaultParallelism, -(-vector_bytes // SHARD_BYTES))
+def nprobes(trained: bytes, opts: IndexOptions) -> tuple[int, ...]:
+    """The nprobe values recall is measured at (index.recall.nprobe_candidates of the trained index)."""
+    return tuple(recall.nprobe_candidates(factory.nlist(shards.deserialize(trained)), opts.nprobe))
 
 
 def add_shards(rows, trained: bytes, folder: str, queries: np.ndarray, opts: IndexOptions,
-               vector_bytes: int = 0) -> list[dict]:
-    """One shard per partition of `rows` (faiss_id, embedding; partitioned by id, sorted within), written
-    by `partitions.shard_writer`: [{shard, sha256, ntotal, scores, ids}] by shard name. ConfigError when
-    ids repeat (found while adding: no extra pass)."""
+               shuffle: bool = True) -> list[dict]:
+    """`opts.num_shards` shards (> 0: layout.resolved options) of `rows` (faiss_id, embedding), written by
+    `partitions.shard_writer`: [SHARD_SCHEMA rows as dicts] by shard name. With `shuffle` the rows are
+    hash-partitioned by id (a shuffle of every vector); without, a shard is a group of whole input partitions
+    (`coalesce`: no shuffle; layout.plan decides). Ids must be unique (check_hashes)."""
     spark = rows.sparkSession
-    count = opts.num_shards or shard_count(spark, vector_bytes)
     shipped = spark.sparkContext.broadcast(trained), spark.sparkContext.broadcast(queries)
-    fn = partitions.shard_writer(*shipped, folder, RECALL_K, opts.metric, opts.resume)
-    result = (rows.select("faiss_id", "embedding").repartition(count, "faiss_id")
-              .sortWithinPartitions("faiss_id").mapInPandas(fn, partitions.SHARD_SCHEMA).collect())
+    task = partitions.ShardTask(folder, RECALL_K, opts.metric, opts.resume, nprobes(trained, opts), opts.ef_search)
+    frame = rows.select("faiss_id", "embedding")
+    frame = frame.repartition(opts.num_shards, "faiss_id") if shuffle else frame.coalesce(opts.num_shards)
+    result = frame.mapInPandas(partitions.shard_writer(*shipped, task), partitions.SHARD_SCHEMA).collect()
     for broadcast in shipped:
         broadcast.unpersist()
-    repeated = sum(r["repeated"] for r in result)
-    if repeated:
-        raise ConfigError(f"key 'embeddings': {repeated} rows repeat an id of another row (or two ids "
-                          f"share a 64-bit hash); ids must be unique")
     return sorted((r.asDict() for r in result), key=lambda r: r["shard"])
+
+
+def check_hashes(ok_rows, count: int) -> None:
+    """ConfigError unless the `count` ok rows' ids (unique: contracts checked them) have distinct 63-bit
+    faiss ids (partitions.faiss_id_column): a hash collision would merge two items. Reads the id column
+    only and shuffles 8-byte hashes, not vectors."""
+    distinct = ok_rows.select(partitions.faiss_id_column()).distinct().count()
+    if distinct != count:
+        raise ConfigError(f"key 'embeddings': {count - distinct} ids share a 64-bit hash (xxhash64) with "
+                          "another id; rename one of each pair")
+
+
+SHARD_FIELDS = ("sha256", "ntotal", "bytes", "min_id", "max_id")
 
 
 def merge(folder: str, trained: bytes, shard_rows: list[dict], shape: Shape, opts: IndexOptions,
@@ -69,13 +77,13 @@ def merge(folder: str, trained: bytes, shard_rows: list[dict], shape: Shape, opt
     index does not hold `shape.rows` vectors or a shard changed after it was written."""
     meta = Manifest(model=shape.model, dim=shape.dim, metric=opts.metric, factory=shape.choice.factory,
                     ntotal=sum(r["ntotal"] for r in shard_rows), merge=opts.merge,
-                    shards=[{"name": r["shard"], "sha256": r["sha256"], "ntotal": r["ntotal"]} for r in shard_rows],
+                    shards=[{"name": r["shard"], **{f: r[f] for f in SHARD_FIELDS}} for r in shard_rows],
                     factory_reason=shape.choice.reason)
     uris = [store.join(folder, r["shard"]) for r in shard_rows]
-    for uri, row in zip(uris, shard_rows):
-        if store.sha256(uri) != row["sha256"]:
-            raise JobFailed(f"{uri} changed after it was written (sha256 mismatch)")
-    if opts.merge != "none":
+    if opts.merge != "none":  # kept shards are not re-read on the driver: every searcher checks their sha256
+        for uri, row in zip(uris, shard_rows):
+            if store.sha256(uri) != row["sha256"]:
+                raise JobFailed(f"{uri} changed after it was written (sha256 mismatch)")
         local = store.is_local(folder)  # a local folder is written in place: no copy of the index
         scratch = store.resolve(folder)[1] if local else store.scratch_dir()
         if opts.merge == "memory":
@@ -101,21 +109,37 @@ def merge(folder: str, trained: bytes, shard_rows: list[dict], shape: Shape, opt
 
 def measure_recall(meta: Manifest, folder: str, shard_rows: list[dict], queries: np.ndarray,
                    opts: IndexOptions) -> None:
-    """recall@10 (recall@n below 10 vectors; ties count, see searcher.recall_at_k) of the built index vs
-    the exact search of the query sample (`shard_rows`: each partition's exact top-k); auto-tunes nprobe."""
+    """recall@10 (recall@n below 10 vectors; ties count, see searcher.recall_at_k) of the built index, loaded
+    here, vs the exact search of the query sample (`shard_rows`: each partition's exact top-k); auto-tunes
+    nprobe. An incremental update measures this way (its merged index is on the driver anyway)."""
     exact = partitions.exact_from_shards(shard_rows, len(queries), RECALL_K, opts.metric)
     manifest.write(folder, meta)
     loaded = searcher.load(folder, opts.nprobe, opts.ef_search)
     nlist = max((factory.nlist(p) for p in loaded.parts), default=0)
-    candidates = [opts.nprobe] if opts.nprobe or not nlist else \
-        [p for p in (2 ** i for i in range(20)) if p < nlist] + [nlist]
-    for nprobe in candidates:
+    for nprobe in recall.nprobe_candidates(nlist, opts.nprobe):
         searcher.configure(loaded, nprobe, opts.ef_search)
-        recall = searcher.recall_at_k(exact, searcher.search_ids(loaded, queries, RECALL_K), RECALL_K)
-        log.info("recall@10 %.4f at nprobe %d", recall, nprobe)
-        if recall >= opts.target_recall:
+        found = searcher.recall_at_k(exact, searcher.search_ids(loaded, queries, RECALL_K), RECALL_K)
+        log.info("recall@10 %.4f at nprobe %d", found, nprobe)
+        if found >= opts.target_recall:
             break
-    meta.recall_at_10, meta.nprobe, meta.ef_search = round(recall, 4), nprobe, opts.ef_search
+    meta.recall_at_10, meta.nprobe, meta.ef_search = round(found, 4), nprobe, opts.ef_search
+
+
+def recall_from_partials(meta: Manifest, shard_rows: list[dict], n_queries: int, candidates: tuple[int, ...],
+                         opts: IndexOptions) -> None:
+    """recall@10 and the tuned nprobe (as measure_recall finds them) from each shard's exact and approximate
+    partial top-k (`shard_rows`, partitions.shard_writer's), merged (index.recall.tune): nothing loads the
+    index."""
+    exact = partitions.exact_from_shards(shard_rows, n_queries, RECALL_K, opts.metric)
+    shape = (len(candidates), n_queries, RECALL_K)
+    partials = [list(zip(np.frombuffer(r["approx_scores"], np.float32).reshape(shape),
+                         np.frombuffer(r["approx_ids"], np.int64).reshape(shape))) for r in shard_rows]
+    if not partials:  # no vector indexed: nothing to find, as a search of the empty index finds
+        partials = [[(np.full((n_queries, RECALL_K), np.nan, np.float32),
+                      np.full((n_queries, RECALL_K), -1, np.int64))] * len(candidates)]
+    found, nprobe = recall.tune(exact, partials, list(candidates), RECALL_K, opts.metric, opts.target_recall)
+    log.info("recall@10 %.4f at nprobe %d (from %d shards' partial top-k)", found, nprobe, len(shard_rows))
+    meta.recall_at_10, meta.nprobe, meta.ef_search = round(found, 4), nprobe, opts.ef_search
 
 
 def publish_index(spark, meta: Manifest, folder: str, path: str, run_id: str, min_recall: float) -> None:

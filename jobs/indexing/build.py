@@ -9,9 +9,9 @@ import json
 import logging
 from datetime import datetime, timezone
 
-from index import manifest
+from index import manifest, store
 from jobs.core.summary import new_run_id, timed
-from jobs.indexing import assembly, partitions, training, update
+from jobs.indexing import assembly, layout, partitions, training, tree_merge, update
 from jobs.indexing.assembly import Shape
 from jobs.indexing.options import IndexInfo, IndexOptions
 from jobs.tables import publish
@@ -32,21 +32,30 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
     spark, stages = table.rows.sparkSession, {} if stages is None else stages
     run_id = run_id or new_run_id()
     publish.prepare_output(spark, path, "overwrite")
-    good, left_out = table.usable(opts.metric, "the index")
-    rows = good.select(partitions.faiss_id_column(), "id", "embedding", "content_hash")
-    count = table.n_ok - sum(left_out.values())
-    shape = Shape(table.model, table.dim, count, training.choose(opts, count, table.dim))
-    log.info("index: %s (%s)", shape.choice.factory, shape.choice.reason)
+    with timed(stages, "check vectors", "build-index"):  # a pass over the vectors (executors)
+        good, left_out = table.usable(opts.metric, "the index")
+        rows = good.select(partitions.faiss_id_column(), "id", "embedding", "content_hash")
+        count = table.n_ok - sum(left_out.values())
+    with timed(stages, "plan", "build-index"):  # the factory and the layout (driver)
+        shape = Shape(table.model, table.dim, count, training.choose(opts, count, table.dim))
+        plan = layout.plan(opts, shape.choice.factory, count, table.dim, spark.sparkContext.defaultParallelism,
+                           rows.rdd.getNumPartitions())
+    log.info("index: %s (%s); merge: %s (%s); %d shards (%s)", shape.choice.factory, shape.choice.reason,
+             plan.merge, plan.reason, plan.shards, "rows shuffled by id" if plan.shuffle else "input partitions")
     folder = _work_folder(spark, path, opts, run_id, {
         "embeddings": table.location, "factory": shape.choice.factory, "metric": opts.metric, "seed": opts.seed,
-        "shards": opts.num_shards, "rows": shape.rows})
+        "shards": opts.num_shards, "shard_bytes": opts.shard_bytes, "rows": shape.rows})
+    given, opts = opts, layout.resolved(opts, plan)
     prev = update.previous(path, shape.model, shape.dim, opts, shape.choice.factory) if opts.incremental else None
     try:
+        with timed(stages, "check ids", "build-index"):
+            assembly.check_hashes(table.ok, table.n_ok)
         if prev is None:
-            meta, updated = _build(rows, shape, folder, opts, stages), {}
+            meta, updated = _build(rows, shape, folder, opts, stages, plan.shuffle), {}
         else:
             meta, updated = update.update(path, prev, rows, shape, folder, opts, stages)
-        meta.left_out, meta.source, meta.config = left_out, table.location, dataclasses.asdict(opts)
+        meta.left_out, meta.source, meta.config = left_out, table.location, dataclasses.asdict(given)
+        meta.merge_reason = plan.reason
         meta.stage_seconds = {k: round(v, 3) for k, v in stages.items()}
         meta.created_at = datetime.now(timezone.utc).isoformat()
         with timed(stages, "publish", "build-index"):
@@ -58,18 +67,29 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
     return IndexInfo.of(path, meta, {"ok": meta.ntotal, **left_out, **table.not_ok}, updated)
 
 
-def _build(rows, shape: Shape, folder: str, opts: IndexOptions, stages: dict[str, float]) -> manifest.Manifest:
+def _build(rows, shape: Shape, folder: str, opts: IndexOptions, stages: dict[str, float],
+           shuffle: bool) -> manifest.Manifest:
+    """Train (driver), add shards (executors: each also gives its exact and approximate top-k of the recall
+    queries), write ids, merge or keep the shards (a tree merge on executors with shards_to_keep), tune
+    recall from the shards' partial top-k (driver: no index loaded)."""
     with timed(stages, "train", "build-index"):
         trained = training.train(rows, shape.rows, shape.dim, shape.choice.factory, opts, folder)
-    queries = training.sample_vectors(rows, opts.recall_queries, shape.rows, opts.seed + 1)
+    with timed(stages, "sample recall queries", "build-index"):
+        queries = training.sample_vectors(rows, opts.recall_queries, shape.rows, opts.seed + 1)
     with timed(stages, "add shards", "build-index"):
-        shard_rows = assembly.add_shards(rows, trained, folder, queries, opts, shape.rows * shape.dim * 4)
+        shard_rows = assembly.add_shards(rows, trained, folder, queries, opts, shuffle)
     with timed(stages, "write ids", "build-index"):
         rows.select("faiss_id", "id", "content_hash").write.mode("overwrite").parquet(f"{folder}/{manifest.IDS}")
+    if opts.merge == "none" and opts.shards_to_keep:
+        with timed(stages, "tree merge", "build-index"):
+            shard_rows = tree_merge.merge_groups(rows.sparkSession, folder, trained, shard_rows, opts.shards_to_keep,
+                                                 assembly.RECALL_K, opts.metric)
+            if any(r["shard"].startswith(tree_merge.MERGED) for r in shard_rows):
+                store.delete_dir(store.join(folder, "shards"))
     with timed(stages, "merge", "build-index"):
         meta = assembly.merge(folder, trained, shard_rows, shape, opts)
     with timed(stages, "measure recall", "build-index"):
-        assembly.measure_recall(meta, folder, shard_rows, queries, opts)
+        assembly.recall_from_partials(meta, shard_rows, len(queries), assembly.nprobes(trained, opts), opts)
     return meta
 
 

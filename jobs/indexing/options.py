@@ -9,7 +9,7 @@ from index.manifest import Manifest
 from jobs.core.config import ConfigError, JobConfig, key, require_non_negative, require_positive
 from jobs.core.paths import check_input_exists, check_output_not_input
 
-MERGES = ("memory", "ondisk", "none")
+MERGES = ("auto", "memory", "ondisk", "none")
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,11 @@ class IndexOptions:
     factory: str = "auto"         # `auto` (from rows, dim, memory_budget) or a faiss factory string
     metric: str = "ip"            # ip (cosine on normalised vectors) or l2
     memory_budget: str = "4G"     # RAM the index may take when searched; guides `auto`
-    merge: str = "memory"         # one index file, IVF lists on disk (ondisk), or keep the shards (none)
-    num_shards: int = 0           # 0 = 2 x the cluster's cores, more so no shard holds over 128 MiB
+    merge: str = "auto"           # auto (memory when the index fits in shard_bytes, else none), one index
+                                  # file (memory), IVF lists on disk (ondisk), or keep the shards (none)
+    shard_bytes: str = "128M"     # most float32 vectors a shard holds; also merge: auto's threshold
+    num_shards: int = 0           # 0 = 2 x the cluster's cores, more so no shard holds over shard_bytes
+    shards_to_keep: int = 0       # a sharded index: merge the shards on the executors into this many (0 = all)
     train_size: int = 100_000     # training sample (seeded)
     seed: int = 0                 # of the training and recall samples and k-means
     nprobe: int = 0               # IVF lists searched; 0 = the smallest reaching target_recall
@@ -29,7 +32,7 @@ class IndexOptions:
     min_recall: float = 0.0       # an index below it is not published
     recall_queries: int = 1000    # rows sampled as queries to measure recall@10
     resume: bool = False          # reuse shards an interrupted build with the same inputs finished
-    incremental: bool = False     # update the index at the path (merge: memory), else build it whole
+    incremental: bool = False     # update the index at the path (merge: memory or auto), else build it whole
 
     def check(self) -> None:
         """ConfigError naming the option (= config key) and what it accepts; runs before any work."""
@@ -38,22 +41,28 @@ class IndexOptions:
         if self.merge not in MERGES:
             raise ConfigError(f"key 'merge' expects one of {', '.join(MERGES)}, got {self.merge!r}")
         require_positive(self, "train_size", "recall_queries")
-        require_non_negative(self, "num_shards", "nprobe", "ef_search")
-        try:
-            factory.parse_size(self.memory_budget)
-        except ValueError as exc:
-            raise ConfigError(f"key 'memory_budget': {exc}") from None
+        require_non_negative(self, "num_shards", "shards_to_keep", "nprobe", "ef_search")
+        for name in ("memory_budget", "shard_bytes"):
+            try:
+                if factory.parse_size(getattr(self, name)) <= 0:
+                    raise ValueError(f"{getattr(self, name)!r} is not a positive size")
+            except ValueError as exc:
+                raise ConfigError(f"key '{name}': {exc}") from None
         try:  # that it parses; the table's rows and dim are checked when it is read
             if self.factory != "auto":
                 factory.check_parses(self.factory, self.metric)
         except factory.FactoryError as exc:
             raise ConfigError(f"key 'factory': {exc}; write `auto` or a faiss factory string such as "
                               "IVF1024,Flat, OPQ48,IVF4096,PQ48 or HNSW32") from None
-        if self.incremental and self.merge != "memory":
-            raise ConfigError("key 'incremental': needs merge: memory (the previous index is loaded, "
+        if self.incremental and self.merge not in ("memory", "auto"):
+            raise ConfigError("key 'incremental': needs merge: memory or auto (the previous index is loaded, "
                               "updated and merged again)")
-        if factory.is_hnsw(self.factory) and self.merge != "none":
-            raise ConfigError("key 'merge': HNSW graphs cannot be merged; use merge: none with HNSW")
+        if factory.is_hnsw(self.factory) and self.merge not in ("none", "auto"):
+            raise ConfigError("key 'merge': HNSW graphs cannot be merged; use merge: none or auto with HNSW")
+        if self.shards_to_keep and (self.merge not in ("none", "auto") or factory.is_hnsw(self.factory)):
+            raise ConfigError(f"key 'shards_to_keep': merges the shards of a sharded index (merge: none or "
+                              f"auto) of IVF or Flat; it cannot apply to merge: {self.merge} with factory "
+                              f"{self.factory} (HNSW graphs cannot be merged); set shards_to_keep: 0")
         if self.merge == "ondisk" and self.factory != "auto" and "IVF" not in self.factory:
             raise ConfigError("key 'merge': ondisk needs an IVF index (factory auto or IVF...)")
         for name in ("target_recall", "min_recall"):
@@ -71,9 +80,10 @@ class IndexInfo:
     metric: str
     factory: str
     factory_reason: str
+    merge_reason: str
     ntotal: int                    # vectors in the index
     merge: str
-    shards: int                    # shard files added (merged away unless merge: none)
+    shards: int                    # shard files (merged away unless merge: none)
     recall_at_10: float | None     # measured at build against an exact search (None: nothing to search)
     nprobe: int
     ef_search: int

@@ -4,21 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from index import searcher, shards, store
+from index import recall, searcher, shards, store
 from udfs import reranking
 from udfs.batches import rebatch
 from udfs.reranking import Rerank
 
-SHARD_SCHEMA = "shard string, sha256 string, ntotal long, repeated long, scores binary, ids binary"
+SHARD_SCHEMA = ("shard string, sha256 string, ntotal long, bytes long, min_id long, max_id long, "
+                "scores binary, ids binary, approx_scores binary, approx_ids binary")
 SHARD_BLOCK_ROWS = 8192  # vectors added (and exactly scanned) per block: fewer, larger blocks are faster
 NO_NEIGHBOURS = "no_neighbours"
 MAX_INT64 = 0x7FFFFFFFFFFFFFFF
 Frames = Iterator[pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """What every shard-writing task is told: where shards go, the recall top-k and metric, whether to
+    reuse finished shards, and the search settings its partial top-k are taken at."""
+
+    folder: str
+    k: int
+    metric: str
+    resume: bool
+    nprobes: tuple[int, ...] = (0,)   # ascending (index.recall.nprobe_candidates)
+    ef_search: int = 0
 
 
 def faiss_id_column():
@@ -32,15 +47,17 @@ def vectors_of(frame: pd.DataFrame) -> np.ndarray:
     return np.stack(frame["embedding"].to_numpy()).astype(np.float32, copy=False)
 
 
-def shard_writer(trained: Any, queries: Any, folder: str, k: int, metric: str,
-                 resume: bool) -> Callable[[Frames], Frames]:
-    """A mapInPandas function: one partition of (faiss_id, embedding), sorted by id → one shard file +
-    the exact top-k of the recall queries over it (so ground truth costs no extra pass over the data).
+def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Frames], Frames]:
+    """A mapInPandas function: one partition of (faiss_id, embedding), in any order → one shard file, the exact top-k of
+    the recall queries over it (so ground truth costs no extra pass over the data) and the shard's own
+    approximate top-k at each of `task.nprobes` (index.recall.partial_topk: recall is measured without
+    loading the whole index anywhere).
 
     The shard is `index.shards.fill` of a copy of the trained empty index, written as
     `shards/shard-<partition>.faiss` with a `.sha256` done-marker written last; with `resume`, a shard
-    whose marker exists is reused (only scanned). `trained` (bytes) and `queries` (float32 [q, dim])
-    are Spark broadcasts: shipped once per executor. Returns one SHARD_SCHEMA row, none when empty.
+    whose marker exists is reused (read back, scanned). `trained` (bytes) and `queries` (float32 [q, dim])
+    are Spark broadcasts: shipped once per executor. Returns one SHARD_SCHEMA row (partials as float32 /
+    int64 [len(nprobes), q, k] bytes), none when empty.
     """
     def write_shard(frames: Frames) -> Frames:
         from pyspark import TaskContext
@@ -49,9 +66,10 @@ def shard_writer(trained: Any, queries: Any, folder: str, k: int, metric: str,
 
         cache.set_faiss_threads()
         name = f"shards/{shards.shard_name(TaskContext.get().partitionId())}"
-        marker = store.join(folder, name + ".sha256")
-        reuse = resume and store.exists(marker)
-        scan, seen = shards.ExactTopK(queries.value, k, metric), _SortedIds()
+        uri = store.join(task.folder, name)
+        marker = uri + ".sha256"
+        reuse = task.resume and store.exists(marker)
+        scan, seen = shards.ExactTopK(queries.value, task.k, task.metric), _Ids()
         blocks = scan.passing(seen.blocks(rebatch(frames, SHARD_BLOCK_ROWS)))
         if reuse:
             for _ in blocks:
@@ -62,27 +80,32 @@ def shard_writer(trained: Any, queries: Any, folder: str, k: int, metric: str,
             return
         if reuse:
             digest = store.read_bytes(marker).decode().strip()
+            index = shards.deserialize(store.read_bytes(uri))
         else:
-            digest = store.write_index(store.join(folder, name), index)
+            digest = store.write_index(uri, index)
             store.write_bytes(marker, digest.encode())
         scores, ids = scan.result()
-        yield pd.DataFrame({"shard": [name], "sha256": [digest], "ntotal": [seen.count], "repeated": [seen.repeated],
-                            "scores": [scores.tobytes()], "ids": [ids.tobytes()]})
+        approx = recall.partial_topk(index, queries.value, task.k, list(task.nprobes), task.ef_search,
+                                     (scores, ids))
+        yield pd.DataFrame({"shard": [name], "sha256": [digest], "ntotal": [seen.count],
+                            "bytes": [store.size(uri)], "min_id": [seen.low], "max_id": [seen.high],
+                            "scores": [scores.tobytes()], "ids": [ids.tobytes()],
+                            "approx_scores": [np.stack([a[0] for a in approx]).tobytes()],
+                            "approx_ids": [np.stack([a[1] for a in approx]).tobytes()]})
     return write_shard
 
 
-class _SortedIds:
-    """Blocks (faiss ids [n], vectors [n, dim]) of frames sorted by id, counting rows and repeated ids:
-    a repeated id (or a hash collision) sits next to its twin."""
+class _Ids:
+    """Blocks (faiss ids [n], vectors [n, dim]) of frames, counting rows and keeping the id range."""
 
     def __init__(self) -> None:
-        self.count, self.repeated, self.last = 0, 0, -1
+        self.count, self.low, self.high = 0, MAX_INT64, -1
 
     def blocks(self, frames: Frames) -> Iterator[shards.Block]:
         for frame in frames:
             ids, vectors = frame["faiss_id"].to_numpy(np.int64), vectors_of(frame)
-            self.repeated += int(np.count_nonzero(np.diff(ids) == 0)) + int(ids[0] == self.last)
-            self.last, self.count = int(ids[-1]), self.count + len(ids)
+            self.count += len(ids)
+            self.low, self.high = min(self.low, int(ids.min())), max(self.high, int(ids.max()))
             yield ids, vectors
 
 

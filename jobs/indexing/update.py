@@ -69,8 +69,7 @@ def update(path: str, prev: Manifest, rows, shape: Shape, folder: str, opts: Ind
     queries = training.sample_vectors(rows, opts.recall_queries, shape.rows, opts.seed + 1)
     changed = counts.get("new", 0) + counts.get("changed", 0)
     with timed(stages, "add shards", "build-index"):
-        shard_rows = assembly.add_shards(added, trained, folder, queries, opts, changed * shape.dim * 4) \
-            if changed else []
+        shard_rows = assembly.add_shards(added, trained, folder, queries, opts) if changed else []
     with timed(stages, "write ids", "build-index"):
         rows.select("faiss_id", "id", "content_hash").write.mode("overwrite").parquet(f"{folder}/{manifest.IDS}")
     with timed(stages, "merge", "build-index"):

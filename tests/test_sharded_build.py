@@ -1,0 +1,149 @@
+"""build-index's sharded index: shard_bytes, merge auto and its reason, the tree merge on executors, recall
+measured from each shard's partial top-k, the keys' refusals."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from index import factory, recall, searcher, shards, store
+from jobs import cli
+from tests.test_index import clustered
+from tests.test_index_jobs import build, write_embeddings
+
+DIM, ROWS = 32, 3000  # 3000 x 32 float32 = 375 KiB of vectors
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sharded") / "emb"
+    return write_embeddings(folder, clustered(ROWS, DIM, 30, seed=11), [f"doc-{i:05d}" for i in range(ROWS)],
+                            files=(3, 2, 1))
+
+
+class Said(logging.Handler):
+    """What the jobs and their summaries log (INFO and above) while attached: capsys misses it once an
+    earlier test's CLI handler holds a closed stream."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.loggers, self.messages = [logging.getLogger(n) for n in ("jobs", "sparkamp")], []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> "Said":
+        for logger in self.loggers:
+            logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for logger in self.loggers:
+            logger.removeHandler(self)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.messages)
+
+
+def manifest_of(folder) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def test_shard_bytes_sizes_the_shards_and_merge_auto_keeps_them(spark, tmp_path, source):
+    with Said() as said:
+        assert build(tmp_path, source, str(tmp_path / "idx"), "--factory", "IVF16,Flat",
+                     "--set", "shard_bytes=40K") == 0
+    meta = manifest_of(tmp_path / "idx")
+    assert meta["merge"] == "none" and meta["config"]["merge"] == "auto"
+    assert meta["merge_reason"].startswith("the index (~400 KiB) exceeds shard_bytes (40 KiB): kept as shards")
+    assert len(meta["shards"]) == 10  # ceil(384,000 / 40,960)
+    assert sum(s["ntotal"] for s in meta["shards"]) == ROWS == meta["ntotal"]
+    for shard in meta["shards"]:
+        path = tmp_path / "idx" / shard["name"]
+        assert shard["bytes"] == path.stat().st_size and shard["sha256"] == store.sha256(str(path))
+        assert shard["ntotal"] * DIM * 4 <= 1.3 * 40 * 1024  # hash-partitioned: about shard_bytes at most
+        assert 0 <= shard["min_id"] <= shard["max_id"]
+    assert not (tmp_path / "idx" / "index.faiss").exists()
+    assert "  merge                        none (the index (~400 KiB) exceeds" in said.text  # the job summary
+
+
+def test_merge_auto_merges_a_small_index_in_memory(spark, tmp_path, source):
+    assert build(tmp_path, source, str(tmp_path / "idx"), "--factory", "IVF16,Flat") == 0
+    meta = manifest_of(tmp_path / "idx")
+    assert meta["merge"] == "memory" and "index.faiss" in meta["files"]
+    assert meta["merge_reason"] == "the index (~400 KiB) fits in shard_bytes (128 MiB): merged into one file"
+
+
+def test_tree_merge_on_executors_keeps_the_same_vectors(spark, tmp_path, source):
+    args = ["--factory", "IVF16,Flat", "--set", "shard_bytes=40K", "--set", "nprobe=16"]
+    assert build(tmp_path, source, str(tmp_path / "all"), *args) == 0
+    assert build(tmp_path, source, str(tmp_path / "three"), *args, "--set", "shards_to_keep=3") == 0
+    kept = manifest_of(tmp_path / "three")
+    assert [s["name"] for s in kept["shards"]] == [f"merged/shard-0000{i}.faiss" for i in range(3)]
+    assert [s["ntotal"] for s in kept["shards"]] == [
+        sum(s["ntotal"] for s in manifest_of(tmp_path / "all")["shards"][lo:hi]) for lo, hi in ((0, 4), (4, 7), (7, 10))]
+    assert not (tmp_path / "three" / "shards").exists()
+    a, b = searcher.load(str(tmp_path / "all")), searcher.load(str(tmp_path / "three"))
+    queries = clustered(200, DIM, 30, seed=12)
+    (d_a, i_a), (d_b, i_b) = searcher.search(a, queries, 10), searcher.search(b, queries, 10)
+    assert np.allclose(d_a, d_b, atol=1e-6) and [set(r) for r in i_a] == [set(r) for r in i_b]
+    assert kept["recall_at_10"] == manifest_of(tmp_path / "all")["recall_at_10"] == 1.0
+
+
+@pytest.mark.parametrize("factory_string", ["IDMap2,Flat", "IVF32,Flat"])
+def test_recall_from_partials_equals_recall_of_the_merged_index(factory_string):
+    data = clustered(4000, DIM, 40, seed=0)
+    ids = np.arange(4000, dtype=np.int64) * 5 + 1
+    index = factory.build_empty(factory_string, DIM, "ip")
+    factory.train(index, data[:2000], seed=0)
+    trained, queries, parts = shards.serialize(index), data[::40], np.array_split(np.arange(4000), 4)
+    filled = [shards.fill(trained, [(ids[p], data[p])]) for p in parts]
+    exact_parts = [shards.exact_topk(queries, [(ids[p], data[p])], 10, "ip") for p in parts]
+    candidates = recall.nprobe_candidates(factory.nlist(index), 0)
+    partials = [recall.partial_topk(s, queries, 10, candidates, 0, e) for s, e in zip(filled, exact_parts)]
+    exact = shards.merge_topk(exact_parts, 10, "ip")
+    merged = shards.merge_in_memory(trained, (shards.fill(trained, [(ids[p], data[p])]) for p in parts))
+    for target in (0.5, 0.9, 0.99, 1.0):
+        old = None  # the old way: the merged index searched at each nprobe until target is reached
+        for nprobe in candidates:
+            factory.set_search_params(merged, nprobe, 0)
+            old = (searcher.recall_at_k(exact, merged.search(queries, 10), 10), nprobe)
+            if old[0] >= target:
+                break
+        assert recall.tune(exact, partials, candidates, 10, "ip", target) == old
+    assert candidates == ([0] if factory_string.startswith("IDMap") else [1, 2, 4, 8, 16, 32])
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["--set", "shard_bytes=abc"], "key 'shard_bytes': 'abc' is not a size"),
+    (["--set", "shards_to_keep=-1"], "shards_to_keep"),
+    (["--factory", "HNSW32", "--set", "shards_to_keep=2"], "key 'shards_to_keep': merges the shards of a "
+                                                           "sharded index (merge: none or auto) of IVF or Flat"),
+    (["--set", "merge=memory", "--set", "shards_to_keep=2"], "it cannot apply to merge: memory"),
+])
+def test_bad_sharding_keys_exit_2_naming_the_key(tmp_path, source, capsys, extra, said):
+    assert cli.main(["build-index", "--embeddings", source, "--output", str(tmp_path / "never"), "--dry-run",
+                     *extra]) == 2
+    assert said in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
+def test_input_partitions_become_shards_without_a_shuffle(spark, tmp_path):
+    vectors, names = clustered(ROWS, DIM, 30, seed=13), [f"doc-{i:05d}" for i in range(ROWS)]
+    emb = write_embeddings(tmp_path / "emb", vectors, names, files=(1,) * 8)  # 8 files: 8 input partitions
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "200000")  # one file per partition, unsplit
+    try:  # (Spark packs small files into about one partition per core otherwise)
+        assert build(tmp_path, emb, str(tmp_path / "sharded"), "--factory", "IDMap2,Flat",
+                     "--set", "shard_bytes=100K") == 0
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    meta = manifest_of(tmp_path / "sharded")  # 2 whole files of 48,000 bytes per shard (hashing would not
+    assert meta["merge"] == "none" and [s["ntotal"] for s in meta["shards"]] == [750] * 4  # split them evenly)
+    assert build(tmp_path, emb, str(tmp_path / "merged"), "--factory", "IDMap2,Flat", "--set", "merge=memory") == 0
+    a, b = searcher.load(str(tmp_path / "sharded")), searcher.load(str(tmp_path / "merged"))
+    (d_a, i_a), (d_b, i_b) = searcher.search(a, vectors[:100], 10), searcher.search(b, vectors[:100], 10)
+    assert np.allclose(d_a, d_b, atol=1e-6) and [set(r) for r in i_a] == [set(r) for r in i_b]
+    assert list(i_a[:, 0]) == names[:100]  # each vector finds itself first
+    assert meta["recall_at_10"] == manifest_of(tmp_path / "merged")["recall_at_10"] == 1.0
