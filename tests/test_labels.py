@@ -176,6 +176,18 @@ def test_contrastive_pairs_are_balanced_and_never_self():
     assert np.array_equal(same, pairs[:, 2] == 1) and pairs[:, 2].mean() == 0.5
 
 
+def test_oversampled_pairs_cover_every_pair_and_balance_the_kinds():
+    """setfit >= 1.0's default: 8 examples of 4 labels have 144 same-label pairs (32 self-pairs) and 384
+    others; the positives are repeated up to 384, every unordered pair appears."""
+    labels = np.repeat(np.arange(4), 8)
+    pairs = finetune.pairs_for(labels, finetune.FineTuneOptions(sampling="oversampling", seed=3))
+    assert pairs.shape == (768, 3) and pairs[:, 2].sum() == 384
+    assert np.array_equal(labels[pairs[:, 0]] == labels[pairs[:, 1]], pairs[:, 2] == 1)
+    assert len({(i, j) for i, j, _ in pairs}) == 32 * 33 // 2
+    with pytest.raises(ValueError, match="sampling 'pairs'; accepted: random, oversampling"):
+        finetune.pairs_for(labels, finetune.FineTuneOptions(sampling="pairs"))
+
+
 def test_padding_does_not_change_a_short_texts_embedding():
     """Mean pooling must ignore padding: a short text batched with a long one embeds as it does alone."""
     model = texts.load_text_model(texts.TextModelSpec())

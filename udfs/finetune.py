@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -91,11 +92,14 @@ def pairs_for(labels: np.ndarray, opts: FineTuneOptions) -> np.ndarray:
     return contrastive_pairs(labels, opts.pairs_per_example, opts.seed)
 
 
-def fine_tune(encoder, texts: list[str], labels: np.ndarray, opts: FineTuneOptions) -> FineTuneStats:
+def fine_tune(encoder, texts: list[str], labels: np.ndarray, opts: FineTuneOptions,
+              on_step: Callable[[int], None] | None = None) -> FineTuneStats:
     """Trains a SentenceTransformer in place with sentence-transformers' CosineSimilarityLoss on
     contrastive pairs of `texts` (pairs_for), with the optimiser, schedule and clipping of
     sentence-transformers' `fit` (FineTuneOptions); stops after `epochs` or `max_seconds`, whichever
-    comes first. ValueError for an unknown `opts.sampling`."""
+    comes first. `on_step(steps done)`, when given, runs after each step with the encoder in eval mode
+    (a learning curve's probe; its time counts against max_seconds). ValueError for an unknown
+    `opts.sampling`."""
     import torch
     from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
     from transformers import get_linear_schedule_with_warmup
@@ -130,6 +134,11 @@ def fine_tune(encoder, texts: list[str], labels: np.ndarray, opts: FineTuneOptio
                 optimiser.step()
                 schedule.step()
                 steps, loss_value = steps + 1, float(loss.detach())
+                if on_step is not None:
+                    encoder.eval()
+                    with torch.no_grad():
+                        on_step(steps)
+                    encoder.train()
             if stopped:
                 break
     finally:
