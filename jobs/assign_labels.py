@@ -64,7 +64,8 @@ class Config(JobConfig):
     self_training: int = key(0, "rounds of self-training on the table's own confident predictions "
                              "(transductive; no labels needed); 0 = off")
     self_training_fraction: float = key(0.5, "self-training: most confident share of each label kept")
-    self_training_sample: int = key(20_000, "self-training: rows of the table brought to the driver")
+    self_training_sample: int = key(20_000, "self-training: rows of the table brought to the driver (setfit: "
+                                    "texts embedded there with the fine-tuned encoder, ~60/s on 2 cores)")
     setfit_pairs: int = key(20, "setfit: contrastive pairs drawn per example and kind (same/other)")
     setfit_epochs: int = key(1, "setfit: passes over the pairs")
     setfit_max_seconds: float = key(600.0, "setfit: stop fine-tuning after this long")
@@ -91,8 +92,6 @@ class Config(JobConfig):
         self.scoring.check()
         require_non_negative(self, "examples_per_class")
         self.fit.check()
-        if self.self_training and self.method == "setfit":
-            raise ConfigError("key 'self_training' works on an embeddings table; setfit scores texts")
         inputs.check_text_keys(self.encoding, self.delimiter)
         if not self.head:
             sets.check_label_inputs(self.method, sets.read_label_set(self.labels), bool(self.examples))

@@ -1,11 +1,12 @@
 """Fitting each assign-labels method's head on the driver: zero-shot, Zmap, Wmap, logistic, centroid, SetFit."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -140,18 +141,12 @@ def setfit(cfg: FitOptions, inputs: Inputs, folder: str, stats: dict[str, float]
            params: dict) -> tuple[Head, tuple[str, ...]]:
     """Fine-tunes a fresh copy of the encoder on contrastive pairs, saves it under folder/encoder, and
     fits a logistic head on the fine-tuned embeddings of the examples."""
-    import torch
-
     ex = inputs.examples
     model = texts.load_text_model(texts.spec_from_label(inputs.model, cfg.model_path))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)  # the driver's cores are free while it fine-tunes
     opts = finetune.FineTuneOptions(cfg.setfit_pairs, cfg.setfit_epochs, max_seconds=cfg.setfit_max_seconds,
                                     seed=cfg.seed)
-    try:
+    with all_cores():
         tuned = finetune.fine_tune(model.encoder, ex.texts, ex.labels, opts)
-    finally:
-        torch.set_num_threads(threads)
     stats.update(setfit_pairs=tuned.pairs, setfit_steps=tuned.steps, setfit_seconds=round(tuned.seconds, 1),
                  setfit_stopped_early=int(tuned.stopped_early))
     model.encoder.save(os.path.join(folder, "encoder"), safe_serialization=True)
@@ -162,6 +157,20 @@ def setfit(cfg: FitOptions, inputs: Inputs, folder: str, stats: dict[str, float]
                 params={**params, "encoder": "encoder", "base_model": inputs.model, "pairs": tuned.pairs,
                         "steps": tuned.steps, "stopped_early": tuned.stopped_early})
     return head, files
+
+
+@contextlib.contextmanager
+def all_cores() -> Iterator[None]:
+    """torch uses every core of the driver inside the block (they are free while it fine-tunes or embeds on
+    the driver), and its former thread count after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _files(root: str) -> list[Path]:

@@ -13,11 +13,11 @@ from udfs.heads import Head
 log = logging.getLogger(__name__)
 
 
-def self_train(embedded, cfg: FitOptions, head: Head, ex: Examples, stats: dict[str, float]) -> Head:
-    """Rounds of: label a sample of the table (`embedded`: its ok rows' embeddings), keep each label's most
-    confident share, refit a logistic head on those (plus the real examples). Transductive: it uses the
-    table, never the gold (Yarowsky-style self-training; the head is heads.fit_logreg)."""
-    sample = corpus_sample(embedded, cfg.self_training_sample, cfg.seed)
+def self_train(sample: np.ndarray, cfg: FitOptions, head: Head, ex: Examples, stats: dict[str, float]) -> Head:
+    """Rounds of: label `sample` ([m, d] embeddings of the table's rows, corpus_sample or text_sample), keep
+    each label's most confident share, refit a logistic head on those (plus the real examples, when
+    `ex.vectors` holds them in the same space). Transductive: it uses the table, never the gold
+    (Yarowsky-style self-training; the head is heads.fit_logreg)."""
     n = len(head.labels)
     for round_ in range(cfg.self_training):
         scores = head.scores(sample)
@@ -48,3 +48,12 @@ def corpus_sample(embedded, limit: int, seed: int) -> np.ndarray:
 
     rows = embedded.select("embedding").orderBy(F.rand(seed)).limit(limit).collect()
     return np.array([r[0] for r in rows], dtype=np.float32)
+
+
+def text_sample(items, limit: int, seed: int) -> list[str]:
+    """<= limit texts of `items` (DataFrame with text and status columns; its ok rows), drawn uniformly
+    with `seed`: what a fine-tuned encoder embeds on the driver for self-training."""
+    from pyspark.sql import functions as F
+
+    rows = items.filter(F.col("status") == "ok").select("text").orderBy(F.rand(seed)).limit(limit).collect()
+    return [r[0] for r in rows]
