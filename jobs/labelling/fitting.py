@@ -91,10 +91,11 @@ def self_training_inputs(request: LabelRequest, model: str, tables: tuple, stagi
     if request.method != "setfit":
         return corpus_sample(tables[0], fit.self_training_sample, fit.seed), examples
     tuned = texts.load_text_model(texts.spec_from_label(model, os.path.join(staging, "encoder")))
+    sample = text_sample(tables[1], fit.self_training_sample, fit.seed, request.columns.encoding)
     with methods.all_cores():
-        sample = texts.embed_texts(tuned, text_sample(tables[1], fit.self_training_sample, fit.seed), 32)
         vectors = texts.embed_texts(tuned, examples.texts, 32).embeddings
-    return sample.embeddings, dataclasses.replace(examples, vectors=vectors)
+        embedded = texts.embed_texts(tuned, sample, 32).embeddings if sample else vectors[:0]
+    return embedded, dataclasses.replace(examples, vectors=vectors)
 
 
 def fit_head(request: LabelRequest, model: str, source, folder: str, stats: dict[str, float]) -> Head:
