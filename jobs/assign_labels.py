@@ -60,7 +60,9 @@ class Config(JobConfig):
     wmap_lambda: float = key(1.0, "wmap: pull towards the identity (large = the input map unchanged)")
     wmap_base: Literal["zmap", "none"] = key("zmap", "wmap: fitted after Zmap, or on the raw embeddings")
     logreg_c: float = key(1.0, "logreg/setfit/self-training: inverse regularisation strength")
-    prior_weight: float = key(1.0, "centroid: weight of the label-text embedding added to each centroid")
+    prior_weight: float = key(1.0, "centroid: weight of the label-text embedding added to each centroid; "
+                              "setfit: each label's text joins its examples, weighing this × half their "
+                              "median count per label; 0 = off")
     self_training: int = key(0, "rounds of self-training on the table's own confident predictions "
                              "(transductive; no labels needed); 0 = off")
     self_training_fraction: float = key(0.5, "self-training: most confident share of each label kept")
