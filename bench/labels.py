@@ -5,6 +5,12 @@ assign-labels`; accuracy and macro-F1 from `sparkamp evaluate`.
 
     .venv/bin/python bench/labels.py                  # 7,600 test rows, 10 seeds, 3 SetFit seeds
     .venv/bin/python bench/labels.py --quick          # 2,000 test rows, 2 seeds, 1 short SetFit (~5 min)
+    .venv/bin/python bench/labels.py --quick --seeds 10 --setfit-seeds 3 --setfit-pairs 20
+
+Seeds are fixed (0..n-1) and every row where examples are sampled reports accuracy and macro-F1 over
+them. SetFit runs twice per seed: alone, and followed by self_training=2 on its own embeddings of the
+test texts (self_training_sample = the test rows). SetFit's ablations and learning curve are
+bench/setfit_curve.py's (chosen on the training rows, not the test rows).
 
 `--quick` also fits Zmap on 5k words instead of 20k (every zmap/wmap run embeds them on the driver) and
 fixes wmap_lambda at 10, the value the full run's sweep picks.
