@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -113,7 +114,11 @@ def report(paths: list[str]) -> str:
     """Markdown: per setting and evaluation set, a row per head and a column per checkpoint (steps of 16
     pairs): accuracy ×100, mean over the seeds that reached it (their count in brackets when fewer);
     the last column adds macro-F1."""
-    lines = [json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()]
+    merged: dict[tuple, dict] = {}  # a run's checkpoint: its heads, scored when it ran and later (posthoc)
+    for r in (json.loads(line) for p in paths for line in Path(p).read_text().splitlines() if line.strip()):
+        at = (*(r[k] for k in SETTING), r.get("on", "dev"), r["seed"], r["step"])
+        merged[at] = {**r, "heads": {**merged.get(at, {}).get("heads", {}), **r["heads"]}}
+    lines = list(merged.values())
     key = lambda r: json.dumps({**{k: r[k] for k in SETTING}, "on": r.get("on", "dev")})  # noqa: E731
     out = []
     for group in dict.fromkeys(key(r) for r in lines):
@@ -140,11 +145,19 @@ SETTING = ("per_class", "pairs", "epochs", "lr", "sampling", "warmup")
 
 
 def posthoc(npz: str) -> None:
-    """Every head of heads_of on the embeddings an earlier run kept (`probe`'s .npz), printed."""
+    """Every head of heads_of on the embeddings an earlier run kept (`probe`'s OUT.seedS.stepN.npz or
+    OUT.seedS.testN.npz), printed and appended to OUT as a line of that run (report merges the heads)."""
     with np.load(npz) as saved:
         result = scored(heads_of(saved["ex"], saved["ex_y"], saved["dev"], saved["prior"]), saved["dev_y"])
     for name, (acc, f1) in result.items():
         print(f"{npz}: {name}: accuracy {acc:.1f}, macro-F1 {f1:.1f}")
+    out, seed, where = re.fullmatch(r"(.+)\.seed(\d+)\.((?:step|test)\d+)\.npz", npz).groups()
+    runs = [json.loads(line) for line in Path(out).read_text().splitlines() if line.strip()]
+    on = where if where.startswith("test") else "dev"
+    run = next(r for r in runs if r["seed"] == int(seed) and r.get("on", "dev") == on
+               and (on != "dev" or r["step"] == int(where[4:])))
+    with open(out, "a") as f:
+        f.write(json.dumps({**run, "heads": result}) + "\n")
 
 
 def main() -> None:
