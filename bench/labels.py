@@ -5,6 +5,12 @@ assign-labels`; accuracy and macro-F1 from `sparkamp evaluate`.
 
     .venv/bin/python bench/labels.py                  # 7,600 test rows, 10 seeds, 3 SetFit seeds
     .venv/bin/python bench/labels.py --quick          # 2,000 test rows, 2 seeds, 1 short SetFit (~5 min)
+    .venv/bin/python bench/labels.py --quick --seeds 10 --setfit-seeds 3 --setfit-pairs 20
+
+Seeds are fixed (0..n-1) and every row where examples are sampled reports accuracy and macro-F1 over
+them. SetFit runs twice per seed: alone, and followed by self_training=2 on its own embeddings of the
+test texts (self_training_sample = the test rows). SetFit's ablations and learning curve are
+bench/setfit_curve.py's (chosen on the training rows, not the test rows).
 
 `--quick` also fits Zmap on 5k words instead of 20k (every zmap/wmap run embeds them on the driver) and
 fixes wmap_lambda at 10, the value the full run's sweep picks.
@@ -164,13 +170,15 @@ def run_all(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
             [bench.assign("zero-shot", str(LABELS))]),
         Row(f"zmap α=10{args.zmap_note}, names + descriptions", 0, zero, 78,
             [bench.assign("zmap", str(LABELS), "zmap_alpha=10", *args.zmap)]),
-        Row("zero-shot + self_training=2 (transductive)", 0, zero, 78,
+        Row("zero-shot + self_training=2 (transductive)", 0, zero, 86,
             [bench.assign("zero-shot", str(LABELS), "self_training=2")]),
+        Row("zero-shot + self_training=5 (transductive)", 0, zero, 86,
+            [bench.assign("zero-shot", str(LABELS), "self_training=5")]),
     ]
     sweep: list[tuple] = []
     rows += wmap_rows(bench, args, sweep)
-    for n, target, setfit_seeds, pairs in ((8, 84, args.setfit_seeds, args.setfit_pairs_8),
-                                           (64, 88, args.setfit_seeds_64, 5)):
+    for n, target, setfit_seeds, pairs in ((8, 86, args.setfit_seeds, args.setfit_pairs_8),
+                                           (64, 89, args.setfit_seeds_64, 5)):
         setfit_paper = "82.9 (SetFit MPNet)" if n == 8 else "88.0 (SetFit)"
         probe = "74.3 (frozen probe)" if n == 8 else "—"
         rows.append(bench.seeds(Row("logreg", n, probe, target), "logreg", args.seeds))
@@ -178,9 +186,11 @@ def run_all(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
                                 args.seeds, "prior_weight=1"))
         rows.append(bench.seeds(Row("centroid + self_training=2", n, setfit_paper, target), "centroid",
                                 args.seeds, "prior_weight=1", "self_training=2"))
-        if setfit_seeds:
-            rows.append(bench.seeds(Row(f"setfit, setfit_pairs={pairs}", n, setfit_paper, target), "setfit",
-                                    setfit_seeds, f"setfit_pairs={pairs}", "setfit_max_seconds=900"))
+        for rounds in (0, 2) if setfit_seeds else ():
+            name = f"setfit, setfit_pairs={pairs}" + (f" + self_training={rounds}" if rounds else "")
+            rows.append(bench.seeds(Row(name, n, setfit_paper, target), "setfit", setfit_seeds,
+                                    f"setfit_pairs={pairs}", "setfit_max_seconds=1800", f"self_training={rounds}",
+                                    f"self_training_sample={args.test_rows}"))
     return rows, sweep
 
 
@@ -192,9 +202,8 @@ def verdict(row: Row) -> str:
 
 
 def report(args, rows: list[Row], sweep: list[tuple], embed: dict, seconds: float) -> list[str]:
-    command = ".venv/bin/python bench/labels.py" + (" --quick" if args.quick else "") + \
-        ("" if args.quick or (args.seeds, args.setfit_seeds) == (10, 3) else
-         f" --seeds {args.seeds} --setfit-seeds {args.setfit_seeds}")
+    command = ".venv/bin/python bench/labels.py" + (" --quick" if args.quick else "") + "".join(
+        f" --{flag.replace('_', '-')} {value}" for flag, value in args.given)
     lines = ["## bench/labels.py" + (" --quick" if args.quick else ""), "",
              f"Command: `{command}`  ", f"Date: {datetime.datetime.now().astimezone():%Y-%m-%dT%H:%M%z}  ",
              f"Machine: {machine()} (`lscpu`); Spark local[2]; whole run {seconds / 60:.1f} min", "",
@@ -254,8 +263,10 @@ def report(args, rows: list[Row], sweep: list[tuple], embed: dict, seconds: floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10, help="example draws per few-shot setting")
-    parser.add_argument("--setfit-seeds", type=int, default=3, help="SetFit runs at 8/class")
+    parser.add_argument("--seeds", type=int, help="example draws per few-shot setting (default 10, --quick 2)")
+    parser.add_argument("--setfit-seeds", type=int, help="SetFit runs at 8/class (default 3, --quick 1)")
+    parser.add_argument("--setfit-pairs", type=int, help="setfit_pairs at 8/class (default 20, --quick 5)")
+    parser.add_argument("--setfit-seeds-64", type=int, help="SetFit runs at 64/class (default 1, --quick 0)")
     parser.add_argument("--quick", action="store_true",
                         help="2,000 test rows, 2 seeds, 1 SetFit seed at 8/class with setfit_pairs=5, "
                              "no SetFit at 64/class, Zmap on 5k words, wmap_lambda 10")
@@ -264,10 +275,13 @@ def main() -> None:
                              "2 threads stall whenever another process holds a core")
     parser.add_argument("--work", help="where the temporary work folder goes (default: the system's)")
     args = parser.parse_args()
-    if args.quick:
-        args.seeds, args.setfit_seeds = 2, 1
-    args.setfit_pairs_8 = 5 if args.quick else 20
-    args.setfit_seeds_64 = 0 if args.quick else 1
+    args.given = [(k, v) for k, v in vars(args).items()
+                  if v is not None and k in ("seeds", "setfit_seeds", "setfit_pairs", "setfit_seeds_64")]
+    for name, full, quick in (("seeds", 10, 2), ("setfit_seeds", 3, 1), ("setfit_pairs", 20, 5),
+                              ("setfit_seeds_64", 1, 0)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    args.setfit_pairs_8, args.test_rows = args.setfit_pairs, 2_000 if args.quick else 7_600
     args.wmap_lambdas = (10.0,) if args.quick else WMAP_LAMBDAS  # 10: the full run's choice
     # Zmap embeds its vocabulary on the driver in every zmap/wmap run (~30 s for 20k words)
     args.zmap = ("vocab_size=5000",) if args.quick else ()
@@ -283,7 +297,7 @@ def main() -> None:
     spark.sparkContext.setLogLevel("ERROR")
     with tempfile.TemporaryDirectory(prefix="bench-labels-", dir=args.work) as tmp:
         work = Path(tmp)
-        data = prepare(work, 2_000 if args.quick else 7_600)
+        data = prepare(work, args.test_rows)
         embeddings = str(work / "test-emb")
         start = time.perf_counter()
         cli("embed-texts", "--input", data.test, "--output", embeddings)

@@ -140,6 +140,29 @@ def test_setfit_fine_tunes_saves_and_reloads(fortunes, tmp_path):
     assert np.allclose(first.score.fillna(-1), second.score.fillna(-1), atol=1e-4)
 
 
+def test_setfit_then_self_training_on_its_own_embeddings(fortunes, tmp_path):
+    """setfit + self_training: the table's texts are embedded with the fine-tuned encoder on the driver and
+    the head is refitted on its confident predictions; the saved head scores them the same way again."""
+    head_dir = tmp_path / "st-head"
+    args = ["--texts", str(fortunes / "texts.parquet"), "--labels", str(fortunes / "names.yaml")]
+    out = label(fortunes, tmp_path, "setfit-st", *args, "--method", "setfit", "--examples",
+                str(fortunes / "pool.csv"), "--set", "examples_per_class=8", "--set", "setfit_pairs=2",
+                "--set", "self_training=2", "--set", "self_training_sample=300", "--set", f"head_output={head_dir}",
+                "--set", "setfit_max_seconds=3600")  # a loaded machine must not stop it early
+    manifest = json.loads((head_dir / "manifest.json").read_text())
+    assert manifest["method"] == "setfit+self-training" and manifest["params"]["steps"] == 10
+    # every text but the blank one (left out as the scoring UDF leaves it out): 200 of the 201 rows
+    assert manifest["params"]["self_training_rows"] == 200 and manifest["params"]["encoder"] == "encoder"
+    assert accuracy(fortunes, out, tmp_path) > 0.6  # chance is 0.2
+    table = pd.read_parquet(out)
+    assert set(table.dropna(subset=["label"]).method) == {"setfit+self-training"}
+    assert table.set_index("id").status["blank"] == "empty"
+    again = label(fortunes, tmp_path, "st-again", "--texts", str(fortunes / "texts.parquet"), "--head",
+                  str(head_dir))
+    first, second = (pd.read_parquet(p).sort_values("id").reset_index(drop=True) for p in (out, again))
+    assert first[["id", "label", "status"]].equals(second[["id", "label", "status"]])
+
+
 def test_image_heads_from_class_folders_and_labelled_ids(spark, fashion, tmp_path):
     folder, classes = fashion
     emb = tmp_path / "emb"

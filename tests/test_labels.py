@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jobs.core.config import ConfigError
+from jobs.labelling import methods
 from jobs.labelling.sets import read_label_set
 from udfs import finetune, heads, texts
 from udfs.classification import NONE, classification_metrics
@@ -174,6 +175,30 @@ def test_contrastive_pairs_are_balanced_and_never_self():
     assert np.all(pairs[:, 0] != pairs[:, 1])
     same = labels[pairs[:, 0]] == labels[pairs[:, 1]]
     assert np.array_equal(same, pairs[:, 2] == 1) and pairs[:, 2].mean() == 0.5
+
+
+def test_oversampled_pairs_cover_every_pair_and_balance_the_kinds():
+    """setfit >= 1.0's default: 8 examples of 4 labels have 144 same-label pairs (32 self-pairs) and 384
+    others; the positives are repeated up to 384, every unordered pair appears."""
+    labels = np.repeat(np.arange(4), 8)
+    pairs = finetune.pairs_for(labels, finetune.FineTuneOptions(sampling="oversampling", seed=3))
+    assert pairs.shape == (768, 3) and pairs[:, 2].sum() == 384
+    assert np.array_equal(labels[pairs[:, 0]] == labels[pairs[:, 1]], pairs[:, 2] == 1)
+    assert len({(i, j) for i, j, _ in pairs}) == 32 * 33 // 2
+    with pytest.raises(ValueError, match="sampling 'pairs'; accepted: random, oversampling"):
+        finetune.pairs_for(labels, finetune.FineTuneOptions(sampling="pairs"))
+
+
+def test_label_texts_join_the_examples_as_weighted_copies():
+    """setfit's head: a label text weighing k is k copies of it (sklearn's sample_weight), k = half the
+    median examples per label × prior_weight."""
+    rng = np.random.default_rng(0)
+    x, y, prior = rng.normal(size=(12, 5)), np.repeat(np.arange(3), 4), rng.normal(size=(3, 5))
+    xs, ys, weights = methods.with_label_texts(x, y, prior, 1.0)
+    assert xs.shape == (15, 5) and ys[12:].tolist() == [0, 1, 2] and weights.tolist() == [1.0] * 12 + [2.0] * 3
+    copies = heads.fit_logreg(np.vstack([x, prior, prior]), np.concatenate([y, [0, 1, 2] * 2]), 3, 1.0, 0)
+    weighted = heads.fit_logreg(xs, ys, 3, 1.0, 0, weights)
+    assert np.allclose(copies[0], weighted[0], atol=1e-3) and np.allclose(copies[1], weighted[1], atol=1e-3)
 
 
 def test_padding_does_not_change_a_short_texts_embedding():

@@ -4,18 +4,29 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+SAMPLINGS = ("random", "oversampling")
+NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")  # sentence-transformers' fit leaves these alone
 
 
 @dataclass(frozen=True)
 class FineTuneOptions:
+    """The loop of the SetFit paper's runs (sentence-transformers' `fit`: AdamW with weight decay 0.01
+    except biases and LayerNorm, linear warm-up over 10 % then linear decay to 0, gradients clipped at
+    norm 1), bounded by `max_seconds`."""
+
     pairs_per_example: int = 20   # SetFit's num_iterations: one positive and one negative pair each
     epochs: int = 1
     batch_size: int = 16
     learning_rate: float = 2e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0    # 0 = no clipping
+    sampling: str = "random"      # or "oversampling": every pair once, the rarer kind repeated (setfit >= 1.0)
     max_seconds: float = 600.0    # stop early (and say so) rather than run unbounded on a driver
     seed: int = 0
 
@@ -53,19 +64,57 @@ def contrastive_pairs(labels: np.ndarray, per_example: int, seed: int) -> np.nda
     return pairs[rng.permutation(len(pairs))]
 
 
-def fine_tune(encoder, texts: list[str], labels: np.ndarray, opts: FineTuneOptions) -> FineTuneStats:
+def oversampled_pairs(labels: np.ndarray, seed: int) -> np.ndarray:
+    """[p, 3] int rows (i, j, same): every unordered pair i <= j once in an order drawn with `seed`,
+    the rarer kind (positive, usually) cycled until there are as many of it as of the other, shuffled: the setfit library's ContrastiveDataset with sampling_strategy
+    "oversampling" (its default since 1.0). 8 examples of 4 labels: 144 positives (32 self-pairs),
+    384 negatives → 768 pairs. The count grows with the square of the examples: 256 → 49k pairs."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    i, j = np.triu_indices(len(labels))
+    order = rng.permutation(len(i))
+    i, j = i[order], j[order]
+    same = labels[i] == labels[j]
+    pos = np.stack([i[same], j[same], np.ones(same.sum(), np.int64)], axis=1)
+    neg = np.stack([i[~same], j[~same], np.zeros((~same).sum(), np.int64)], axis=1)
+    n = max(len(pos), len(neg))
+    pos, neg = (np.resize(kind, (n if len(kind) else 0, 3)) for kind in (pos, neg))  # repeats from the start
+    pairs = np.concatenate([pos, neg]).astype(np.int64)
+    return pairs[rng.permutation(len(pairs))]  # the library's trainer shuffles them too
+
+
+def pairs_for(labels: np.ndarray, opts: FineTuneOptions) -> np.ndarray:
+    """The training pairs `opts.sampling` asks for (contrastive_pairs or oversampled_pairs)."""
+    if opts.sampling not in SAMPLINGS:
+        raise ValueError(f"sampling {opts.sampling!r}; accepted: {', '.join(SAMPLINGS)}")
+    if opts.sampling == "oversampling":
+        return oversampled_pairs(labels, opts.seed)
+    return contrastive_pairs(labels, opts.pairs_per_example, opts.seed)
+
+
+def fine_tune(encoder, texts: list[str], labels: np.ndarray, opts: FineTuneOptions,
+              on_step: Callable[[int], None] | None = None) -> FineTuneStats:
     """Trains a SentenceTransformer in place with sentence-transformers' CosineSimilarityLoss on
-    contrastive pairs of `texts`; stops after `epochs` or `max_seconds`, whichever comes first."""
+    contrastive pairs of `texts` (pairs_for), with the optimiser, schedule and clipping of
+    sentence-transformers' `fit` (FineTuneOptions); stops after `epochs` or `max_seconds`, whichever
+    comes first. `on_step(steps done)`, when given, runs after each step with the encoder in eval mode
+    (a learning curve's probe; its time counts against max_seconds). ValueError for an unknown
+    `opts.sampling`."""
     import torch
     from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
+    from transformers import get_linear_schedule_with_warmup
 
     torch.manual_seed(opts.seed)
-    pairs = contrastive_pairs(labels, opts.pairs_per_example, opts.seed)
+    pairs = pairs_for(labels, opts)
     loss_fn = CosineSimilarityLoss(encoder)
-    optimiser = torch.optim.AdamW(encoder.parameters(), lr=opts.learning_rate)
+    named = list(encoder.named_parameters())
+    optimiser = torch.optim.AdamW(
+        [{"params": [p for n, p in named if not any(nd in n for nd in NO_DECAY)], "weight_decay": opts.weight_decay},
+         {"params": [p for n, p in named if any(nd in n for nd in NO_DECAY)], "weight_decay": 0.0}],
+        lr=opts.learning_rate)
     total_steps = opts.epochs * -(-len(pairs) // opts.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up over 10 %, then linear decay
-        optimiser, lambda s: min((s + 1) / max(1, total_steps // 10), max(0.0, (total_steps - s) / total_steps)))
+    schedule = get_linear_schedule_with_warmup(optimiser, int(np.ceil(total_steps * opts.warmup_ratio)),
+                                               total_steps)
     device = next(encoder.parameters()).device
     start, steps, loss_value, stopped = time.perf_counter(), 0, float("nan"), False
     encoder.train()
@@ -80,9 +129,16 @@ def fine_tune(encoder, texts: list[str], labels: np.ndarray, opts: FineTuneOptio
                 loss = loss_fn(features, torch.tensor(batch[:, 2], dtype=torch.float32, device=device))
                 optimiser.zero_grad()
                 loss.backward()
+                if opts.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(encoder.parameters(), opts.max_grad_norm)
                 optimiser.step()
                 schedule.step()
                 steps, loss_value = steps + 1, float(loss.detach())
+                if on_step is not None:
+                    encoder.eval()
+                    with torch.no_grad():
+                        on_step(steps)
+                    encoder.train()
             if stopped:
                 break
     finally:

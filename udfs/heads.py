@@ -92,15 +92,17 @@ def fit_wmap(docs: np.ndarray, targets: np.ndarray, lam: float) -> np.ndarray:
     return np.linalg.solve(d.T @ d + lam * eye, d.T @ t + lam * eye).astype(np.float32)
 
 
-def fit_logreg(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, seed: int) -> tuple:
+def fit_logreg(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, seed: int,
+               sample_weight: np.ndarray | None = None) -> tuple:
     """Multinomial logistic regression (scikit-learn) on normalised embeddings [n, d] with int labels
     [n] → (weights [c, d], bias [c]). Class-balanced: each example weighs n / (classes × its class's
     count), so a label with 1 example against others with 3 is still predicted (unweighted, its prior
-    and the regularisation drowned it: 4/6 right on such a set, 6/6 balanced)."""
+    and the regularisation drowned it: 4/6 right on such a set, 6/6 balanced); `sample_weight` [n]
+    multiplies that (a weight of k counts a row as k copies of it)."""
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight="balanced")
-    model.fit(normalise(x), y)
+    model.fit(normalise(x), y, sample_weight=sample_weight)
     weights = np.zeros((n_classes, x.shape[1]), dtype=np.float32)
     bias = np.full(n_classes, -1e4, dtype=np.float32)  # a class with no example is never chosen
     if len(model.classes_) == 2:  # sklearn keeps one row for two classes: p1 = sigmoid(w·x + b)

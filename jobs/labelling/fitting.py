@@ -2,6 +2,7 @@
 method fitted, self-trained) and saved whole."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -10,12 +11,14 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from index import store
 from jobs.core.config import ConfigError
 from jobs.labelling import methods
-from jobs.labelling.examples import ExampleOptions, ExampleSource, read_examples
+from jobs.labelling.examples import ExampleOptions, Examples, ExampleSource, read_examples
 from jobs.labelling.methods import FitOptions
-from jobs.labelling.self_training import self_train
+from jobs.labelling.self_training import corpus_sample, self_train, text_sample
 from jobs.labelling.sets import NEEDS_LABEL_TEXT
 from udfs import cnn, heads, texts
 from udfs.heads import Head
@@ -78,6 +81,23 @@ def load_head(folder: str, model: str) -> Head:
     return head
 
 
+def self_training_inputs(request: LabelRequest, model: str, tables: tuple, staging: str,
+                         examples: Examples) -> tuple[np.ndarray, Examples]:
+    """(the [m, d] corpus sample self-training labels, the examples with vectors in the same
+    space). `tables` = (the embeddings table's ok rows, the text items). setfit: a sample of the items'
+    texts and the examples embedded on the driver with the fine-tuned encoder saved in `staging`
+    (self_training_sample bounds the driver's work: ~60 texts/s on 2 cores)."""
+    fit = request.fit
+    if request.method != "setfit":
+        return corpus_sample(tables[0], fit.self_training_sample, fit.seed), examples
+    tuned = texts.load_text_model(texts.spec_from_label(model, os.path.join(staging, "encoder")))
+    sample = text_sample(tables[1], fit.self_training_sample, fit.seed, request.columns.encoding)
+    with methods.all_cores():
+        vectors = texts.embed_texts(tuned, examples.texts, 32).embeddings
+        embedded = texts.embed_texts(tuned, sample, 32).embeddings if sample else vectors[:0]
+    return embedded, dataclasses.replace(examples, vectors=vectors)
+
+
 def fit_head(request: LabelRequest, model: str, source, folder: str, stats: dict[str, float]) -> Head:
     """The head `request` asks for, fitted on the driver for `source` (an embeddings table's rows of
     `model`; for setfit, the text items it will label) and saved whole at `folder` (any filesystem): a
@@ -102,7 +122,8 @@ def fit_head(request: LabelRequest, model: str, source, folder: str, stats: dict
     head, extra = methods.fit(method, methods.Inputs(request.label_set, names, examples, encoder, model),
                               staging, fit, stats)
     if fit.self_training:
-        head = self_train(embedded, fit, head, examples, stats)
+        sample, in_space = self_training_inputs(request, model, (embedded, source), staging, examples)
+        head = self_train(sample, fit, head, in_space, stats)
     heads.save(head, staging, extra)
     if local:
         shutil.rmtree(local, ignore_errors=True)

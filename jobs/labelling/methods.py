@@ -1,11 +1,12 @@
 """Fitting each assign-labels method's head on the driver: zero-shot, Zmap, Wmap, logistic, centroid, SetFit."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -139,29 +140,54 @@ def zmap(encoder: texts.TextModel, word_vectors: str, vocab_size: int, alpha: fl
 def setfit(cfg: FitOptions, inputs: Inputs, folder: str, stats: dict[str, float],
            params: dict) -> tuple[Head, tuple[str, ...]]:
     """Fine-tunes a fresh copy of the encoder on contrastive pairs, saves it under folder/encoder, and
-    fits a logistic head on the fine-tuned embeddings of the examples."""
-    import torch
-
+    fits a logistic head on the fine-tuned embeddings of the examples (with_label_texts: each label's text
+    joins them when there is a label set and prior_weight > 0; SetFit itself does not use label names)."""
     ex = inputs.examples
     model = texts.load_text_model(texts.spec_from_label(inputs.model, cfg.model_path))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)  # the driver's cores are free while it fine-tunes
     opts = finetune.FineTuneOptions(cfg.setfit_pairs, cfg.setfit_epochs, max_seconds=cfg.setfit_max_seconds,
                                     seed=cfg.seed)
-    try:
+    with all_cores():
         tuned = finetune.fine_tune(model.encoder, ex.texts, ex.labels, opts)
-    finally:
-        torch.set_num_threads(threads)
     stats.update(setfit_pairs=tuned.pairs, setfit_steps=tuned.steps, setfit_seconds=round(tuned.seconds, 1),
                  setfit_stopped_early=int(tuned.stopped_early))
     model.encoder.save(os.path.join(folder, "encoder"), safe_serialization=True)
     vectors = texts.embed_texts(model, ex.texts, 32).embeddings
-    weights, bias = heads.fit_logreg(vectors, ex.labels, len(inputs.names), cfg.logreg_c, cfg.seed)
+    x, y, weight = vectors, ex.labels, None
+    if inputs.label_set is not None and cfg.prior_weight > 0:
+        prior = label_vectors_of(inputs.label_set, lambda batch: texts.embed_texts(model, batch, 32).embeddings)
+        x, y, weight = with_label_texts(vectors, ex.labels, prior, cfg.prior_weight)
+        params["prior_weight"] = cfg.prior_weight
+    weights, bias = heads.fit_logreg(x, y, len(inputs.names), cfg.logreg_c, cfg.seed, weight)
     files = tuple(sorted(str(p.relative_to(folder)) for p in _files(os.path.join(folder, "encoder"))))
     head = Head("setfit", inputs.names, weights, bias=bias, embedding_model=f"{inputs.model}+setfit",
                 params={**params, "encoder": "encoder", "base_model": inputs.model, "pairs": tuned.pairs,
                         "steps": tuned.steps, "stopped_early": tuned.stopped_early})
     return head, files
+
+
+def with_label_texts(x: np.ndarray, y: np.ndarray, prior: np.ndarray, weight: float) -> tuple:
+    """(x [n + c, d], y [n + c], sample weights [n + c]): the examples plus each label's text vector
+    (`prior` [c, d], label_vectors) as one more example of its label, weighing `weight` × half the median
+    examples per label. On AG News' training rows (8/class, seed 0, frozen MiniLM) the label texts as
+    1, 2, 4, 8, 16 copies took logreg from 74.1 to 76.3, 76.7, 77.6, 77.0, 76.9 % (bench/setfit_curve.py)."""
+    counts = np.bincount(y, minlength=len(prior))
+    worth = weight * float(np.median(counts[counts > 0])) / 2
+    return (np.vstack([x, prior]), np.concatenate([y, np.arange(len(prior))]),
+            np.concatenate([np.ones(len(x)), np.full(len(prior), worth)]))
+
+
+@contextlib.contextmanager
+def all_cores() -> Iterator[None]:
+    """torch uses every core of the driver inside the block (they are free while it fine-tunes or embeds on
+    the driver), and its former thread count after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _files(root: str) -> list[Path]:

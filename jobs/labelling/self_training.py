@@ -7,18 +7,22 @@ import numpy as np
 
 from jobs.labelling.examples import Examples
 from jobs.labelling.methods import FitOptions
-from udfs import heads
+from udfs import heads, texts
 from udfs.heads import Head
+from udfs.status import RowError
 
 log = logging.getLogger(__name__)
 
 
-def self_train(embedded, cfg: FitOptions, head: Head, ex: Examples, stats: dict[str, float]) -> Head:
-    """Rounds of: label a sample of the table (`embedded`: its ok rows' embeddings), keep each label's most
-    confident share, refit a logistic head on those (plus the real examples). Transductive: it uses the
-    table, never the gold (Yarowsky-style self-training; the head is heads.fit_logreg)."""
-    sample = corpus_sample(embedded, cfg.self_training_sample, cfg.seed)
+def self_train(sample: np.ndarray, cfg: FitOptions, head: Head, ex: Examples, stats: dict[str, float]) -> Head:
+    """Rounds of: label `sample` ([m, d] embeddings of the table's rows, corpus_sample or text_sample), keep
+    each label's most confident share, refit a logistic head on those (plus the real examples, when
+    `ex.vectors` holds them in the same space). Transductive: it uses the table, never the gold
+    (Yarowsky-style self-training; the head is heads.fit_logreg)."""
     n = len(head.labels)
+    if not len(sample):
+        log.warning("self-training skipped: the table has no rows to learn from")
+        return head
     for round_ in range(cfg.self_training):
         scores = head.scores(sample)
         predicted, confidence = scores.argmax(axis=1), scores.max(axis=1)
@@ -48,3 +52,21 @@ def corpus_sample(embedded, limit: int, seed: int) -> np.ndarray:
 
     rows = embedded.select("embedding").orderBy(F.rand(seed)).limit(limit).collect()
     return np.array([r[0] for r in rows], dtype=np.float32)
+
+
+def text_sample(items, limit: int, seed: int, encoding: str = "utf-8") -> list[str]:
+    """<= limit texts of `items` (DataFrame with text and status columns, as assign-labels reads them:
+    status null on rows read well), drawn uniformly with `seed` and cleaned as the scoring UDF cleans them
+    (texts.clean_text; empty ones left out): what a fine-tuned encoder embeds on the driver for
+    self-training."""
+    from pyspark.sql import functions as F
+
+    rows = items.filter(F.col("status").isNull() & F.col("text").isNotNull()).select("text") \
+        .orderBy(F.rand(seed)).limit(limit).collect()
+    cleaned = []
+    for (value,) in rows:
+        try:
+            cleaned.append(texts.clean_text(value, texts.TextModelSpec().max_chars, encoding)[0])
+        except RowError:
+            continue
+    return cleaned
