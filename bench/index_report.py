@@ -98,6 +98,16 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], other: Any) 
                       *observations(results)])
 
 
+BUILD_STAGES = ("read embeddings", "check vectors", "plan", "check ids", "train", "sample recall queries",
+                "add shards", "write ids", "tree merge", "merge", "measure recall", "publish")
+
+
+def in_order(stages: dict[str, float]) -> list[tuple[str, float]]:
+    """A manifest's stage seconds (stored with sorted keys) in the order build-index runs them."""
+    rank = {name: i for i, name in enumerate(BUILD_STAGES)}
+    return sorted(stages.items(), key=lambda item: rank.get(item[0], len(rank)))
+
+
 def build_report(args: argparse.Namespace, results: list[dict[str, Any]], other: Any) -> str:
     """--build-only: the build table (issue 15: Spark ÷ one process ≤ 1.5), every stage, recall, notes."""
     lines = [f"Command: `{' '.join(['.venv/bin/python', 'bench/index.py', *args.argv])}`  ",
@@ -112,7 +122,7 @@ def build_report(args: argparse.Namespace, results: list[dict[str, Any]], other:
                      r["build_s"] / (r["single"]["total"] + r["truth_s"])] for r in results])
     lines += ["Spark build stages, s (manifest `stage_seconds`, in order; the job's validation and session "
               "overhead is the rest of its wall time): " + "; ".join(
-                  f"{r['n']:,}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["meta"]["stage_seconds"].items())
+                  f"{r['n']:,}: " + ", ".join(f"{k} {v:.1f}" for k, v in in_order(r["meta"]["stage_seconds"]))
                   for r in results), ""]
     lines += table(["vectors", "nprobe (tuned from partials)", "recall@10, manifest",
                     "recall@10, 1,000 held-out vs IndexFlatIP", "target"],

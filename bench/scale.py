@@ -324,6 +324,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         10_000, 100_000, 1_000_000]
     args.texts = args.texts if args.texts is not None else [500, 2_000] if quick else [10_000, 82_115]
     args.images = args.images if args.images is not None else [200, 800] if quick else [10_000, 70_000]
+    args.texts = args.texts if "embed-texts" in args.jobs else []
+    args.images = args.images if "embed-images" in args.jobs else []
     return args
 
 

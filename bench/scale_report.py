@@ -366,13 +366,14 @@ def notes(results: Results) -> list[str]:
         "--exclude-self` with the first tenth of each file as queries (items = queries). unique: all items. dedup: "
         f"`--threshold {THRESHOLD}` with the built index; duplicated items found of those planted "
         f"(copies and their originals; an original drawn twice makes one group of 3): {found}.",
-        f"- Texts: a seeded sample of WordNet noun glosses (`word: first sentence of the gloss`, "
+        *([f"- Texts: a seeded sample of WordNet noun glosses (`word: first sentence of the gloss`, "
         f"{plan.text_chars:,.0f} characters on average), JSON Lines; there is no 1M of real text "
         f"here, the largest measured is {max(plan.texts, default=0):,} (all: 82,115). Images: "
         f"Fashion-MNIST as PNGs (t10k, then train); sizes run: "
         f"{', '.join(f'{n:,}' for n in plan.images) or 'none'} of 70,000.",
         f"- Embeddings with `precision: {plan.precision}`"
-        + (" (the key exists in the jobs at the time of the run)." if plan.precision != "fp32" else "."),
+        + (" (the key exists in the jobs at the time of the run)." if plan.precision != "fp32" else ".")]
+          if plan.texts or plan.images else []),
         "- Other processes' CPU-seconds by phase: "
         + ", ".join(f"{k} {v:,.0f}" for k, v in results.other_by_phase.items()) + ".",
     ]

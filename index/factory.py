@@ -186,6 +186,17 @@ def nlist(index: "object") -> int:
     return int(ivf.nlist) if ivf is not None else 0
 
 
+def is_exact(index: "object") -> bool:
+    """Whether `index` searches exhaustively with exact distances: a flat index, bare or in an IDMap."""
+    import faiss
+
+    index = faiss.downcast_index(index)
+    inner = getattr(index, "index", None)
+    if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)) and isinstance(inner, faiss.Index):
+        index = faiss.downcast_index(inner)
+    return isinstance(index, faiss.IndexFlat)
+
+
 def is_hnsw(factory: str) -> bool:
     """An HNSW graph holds the vectors (not merely an IVF's coarse quantizer, as in IVF64_HNSW32)."""
     return "HNSW" in factory and "IVF" not in factory

@@ -22,8 +22,11 @@ def partial_topk(index: "object", queries: np.ndarray, k: int, nprobes: list[int
 
     IVF search at a larger nprobe probes a superset of the lists, so once the shard's result equals its
     exact top-k (ties counted, searcher.recall_at_k) every larger nprobe gives it too: `exact` is reused
-    and the shard is not searched again. Merging the shards' partials at one nprobe (shards.merge_topk)
-    gives the top-k of the merged index at that nprobe (one trained quantizer), ties aside."""
+    and the shard is not searched again; a flat shard is not searched at all. Merging the shards'
+    partials at one nprobe (shards.merge_topk) gives the top-k of the merged index at that nprobe (one
+    trained quantizer), ties aside."""
+    if factory.is_exact(index):  # a flat shard's top-k is its exact top-k: nothing to search again
+        return [exact] * len(nprobes)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     found: list[Result] = []
     for nprobe in nprobes:

@@ -34,7 +34,7 @@ class Config(JobConfig):
     merge: Literal["auto", "memory", "ondisk", "none"] = key(
         "auto", "auto: memory when the whole index (estimated) fits in shard_bytes, else none; memory: one "
         "index file; ondisk: IVF lists in one file searched from disk; none: keep the shards (a sharded "
-        "index, searched shard by shard); the choice and its reason go to the manifest (merge_reason)")
+        "index); the choice and its reason go to the manifest (merge_reason)")
     shard_bytes: str = key("128M", "most float32 vectors one shard holds (e.g. 256M, 1G): sizes the shards "
                            "when num_shards is 0, and is merge: auto's threshold")
     num_shards: int = key(0, "shards (= Spark partitions) to add in; 0 = 2 x the cluster's cores, "

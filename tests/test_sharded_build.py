@@ -147,3 +147,11 @@ def test_input_partitions_become_shards_without_a_shuffle(spark, tmp_path):
     assert np.allclose(d_a, d_b, atol=1e-6) and [set(r) for r in i_a] == [set(r) for r in i_b]
     assert list(i_a[:, 0]) == names[:100]  # each vector finds itself first
     assert meta["recall_at_10"] == manifest_of(tmp_path / "merged")["recall_at_10"] == 1.0
+
+
+def test_incremental_refuses_an_index_auto_would_keep_as_shards(spark, tmp_path, source):
+    with Said() as said:
+        assert build(tmp_path, source, str(tmp_path / "never"), "--factory", "IVF16,Flat",
+                     "--set", "incremental=true", "--set", "shard_bytes=40K") == 2
+    assert "key 'incremental': updates a merged index, but merge: auto keeps this one as shards" in said.text
+    assert not (tmp_path / "never").exists()
