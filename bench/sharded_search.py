@@ -30,7 +30,9 @@ def main() -> None:
     emb = a.folder / "emb"
     if not emb.exists():
         write_vectors(emb, a.rows)
-    common = ["--set", f"warehouse={a.folder / 'wh'}", "--set", f"runs_table={a.folder / 'runs'}"]
+    conf = a.folder / "spark.yaml"  # the training sample is collected: more than the default 1g driver heap
+    conf.write_text("spark:\n  spark.driver.memory: 6g\n  spark.ui.showConsoleProgress: 'false'\n")
+    common = ["--conf", str(conf), "--set", f"warehouse={a.folder / 'wh'}", "--set", f"runs_table={a.folder / 'runs'}"]
     result = {"rows": a.rows, "shards": a.shards, "nprobe": a.nprobe}
     for name, merge in (("merged", "merge=memory"), ("sharded", "merge=none")):
         index, seconds = str(a.folder / f"index-{name}"), {}
