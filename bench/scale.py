@@ -2,7 +2,7 @@
 dedup and unique as the corpus grows, each job run as users run it (`sparkamp <job> --set master=local[2]`).
 
     .venv/bin/python bench/scale.py [--quick] [--vectors N ...] [--texts N ...] [--images N ...]
-                                    [--jobs JOB,...] [--shard-bytes SIZE]
+                                    [--jobs JOB,...] [--shard-bytes SIZE] [--factory F]
                                     [--work DIR] [--no-md] [--save FILE] [--render FILE]
 
 e.g. the sharded-index check from 1M to 4M vectors, without the embedding jobs:
@@ -233,6 +233,7 @@ def vector_runs(work: Path, n: int, plan: Plan) -> list[Run]:
     queries = emb.with_name(emb.name + "-queries")
     plan.planted[n] = write_vectors(emb, n)
     shard_bytes = ["--set", f"shard_bytes={plan.shard_bytes}"] if plan.shard_bytes else []
+    shard_bytes += ["--set", f"factory={plan.factory}"] if plan.factory else []
     build = sparkamp(work, "build-index", n, "--embeddings", str(emb), "--output", idx, *shard_bytes,
                      inline=plan.inline)
     meta = json.loads(Path(idx, "manifest.json").read_text())
@@ -311,6 +312,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--jobs", default=",".join(JOBS),
                         help=f"comma-separated jobs to measure (default all: {','.join(JOBS)})")
     parser.add_argument("--shard-bytes", default="", help="build-index's shard_bytes (default: the job's)")
+    parser.add_argument("--factory", default="", help="build-index's factory at every size (default: auto, "
+                        "which changes with the size)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-md", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--save", type=Path, help="also write the measurements to this JSON file")
@@ -337,7 +340,8 @@ def main(argv: list[str]) -> None:
         results = Results.load(args.render)
     else:
         plan = Plan(args.vectors, args.texts, args.images, "bf16" if has_precision_key() else "fp32",
-                    inline=args.quick, jobs=args.jobs, shard_bytes=args.shard_bytes)
+                    inline=args.quick, jobs=args.jobs, shard_bytes=args.shard_bytes,
+                    factory=args.factory)
         start, other = time.perf_counter(), OtherLoad()
         with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.work) as tmp:
             runs = measure(Path(tmp), plan, other)

@@ -61,6 +61,7 @@ class Plan:
     inline: bool = False  # every job in the benchmark's process on one session (--quick)
     jobs: list[str] = field(default_factory=lambda: list(JOBS))  # the jobs measured (--jobs)
     shard_bytes: str = ""  # build-index's shard_bytes (--shard-bytes; "" = the job's default)
+    factory: str = ""      # build-index's factory at every size (--factory; "" = auto)
 
 
 @dataclass
@@ -361,7 +362,7 @@ def notes(results: Results) -> list[str]:
         "memory-mapped files, which the page cache shares between workers).",
         f"- Vectors: bench/index.py's data ({CLUSTERS} Gaussian clusters, noise σ={NOISE}, unit "
         f"{DIM}-d) in 100k-row Parquet files, the last 1% of each file a planted near copy (cosine ≈ "
-        f"0.98) of an earlier row. build-index: factory auto ({factories}), shard_bytes "
+        f"0.98) of an earlier row. build-index: factory {plan.factory or 'auto'} ({factories}), shard_bytes "
         f"{plan.shard_bytes or 'default'}. search: `--k 10 "
         "--exclude-self` with the first tenth of each file as queries (items = queries). unique: all items. dedup: "
         f"`--threshold {THRESHOLD}` with the built index; duplicated items found of those planted "
