@@ -171,9 +171,11 @@ def check_embeddings(df, check: EmbeddingsCheck, location: str) -> Embeddings:
     kind = rows.schema["embedding"].dataType.simpleString()
     if kind not in ("array<float>", "array<double>"):
         raise ConfigError(f"key '{check.key}': column embedding is {kind}, not an array of floats")
-    size, vector = F.size("embedding"), vectors.vector_check(check.dim, "ip")[0]
-    counted = [F.count(F.when(vector == name, 1)).alias(name) for name in vectors.STATUSES] if check.vectors else []
-    groups = rows.groupBy("status").agg(
+    size, counted, checked = F.size("embedding"), [], rows
+    if check.vectors:  # computed once in a projection: inside the aggregates Spark would evaluate it per count
+        checked = rows.withColumn("_vector", vectors.vector_check(check.dim, "ip")[0])
+        counted = [F.count(F.when(F.col("_vector") == name, 1)).alias(name) for name in vectors.STATUSES]
+    groups = checked.groupBy("status").agg(
         F.count("*").alias("n"), F.min(size).alias("lo"), F.max(size).alias("hi"),
         F.collect_set("model").alias("models"), F.count(F.when(size == check.dim, 1)).alias("fit"),
         *ids.id_stats(), *counted).collect()
