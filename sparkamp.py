@@ -130,8 +130,7 @@ def build_index(embeddings_df, path: str, **options: Any) -> IndexInfo:
 
     Example: `info = build_index(emb, "/tmp/index", factory="IVF64,Flat"); info.recall_at_10`"""
     opts = _typed(IndexOptions, options)
-    table = contracts.check_embeddings(embeddings_df, EmbeddingsCheck(purpose="to index",
-                                                                      hint="build one index per model"), _TABLE)
+    table = contracts.check_embeddings(embeddings_df, build.TO_INDEX, _TABLE)
     return build.build_index(table, path, opts)
 
 

@@ -98,7 +98,7 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]], other: Any) 
                       *observations(results)])
 
 
-BUILD_STAGES = ("read embeddings", "check vectors", "plan", "check ids", "train", "sample recall queries",
+BUILD_STAGES = ("read embeddings", "check vectors", "plan", "check ids", "sample", "train", "sample recall queries",
                 "add shards", "write ids", "tree merge", "merge", "measure recall", "publish")
 
 

@@ -46,8 +46,12 @@ def ivf_lists(n: int) -> int:
     return int(2 ** max(0, math.floor(math.log2(target))))
 
 
-def choose_factory(n: int, dim: int, memory_budget: int) -> Choice:
-    """Flat while small, IVF-Flat while the vectors fit the budget, IVF-PQ (OPQ) beyond."""
+def choose_factory(n: int, dim: int, memory_budget: int, *, sharded: bool = False) -> Choice:
+    """Flat while small, IVF-Flat while the vectors fit the budget, IVF-PQ (OPQ) beyond: `memory_budget`
+    (bytes) is the RAM the index may take in one searching process. With `sharded` (the index may be kept
+    as shards, each searched by one process at a time) the budget bounds one shard, not the whole index,
+    so IVF-Flat (no compression: recall reaches 1.0 at nprobe = nlist) is kept at any size. Raises
+    ValueError when not even 1 byte per vector fits (not sharded)."""
     flat_bytes = n * (4 * dim + 8)
     if n <= FLAT_MAX_ROWS and flat_bytes <= memory_budget:
         return Choice("IDMap2,Flat", f"{n} rows <= {FLAT_MAX_ROWS}: exact search, no training")
@@ -56,12 +60,18 @@ def choose_factory(n: int, dim: int, memory_budget: int) -> Choice:
     if ivf_bytes <= memory_budget:
         return Choice(f"IVF{nlist},Flat", f"{n} rows x {dim}-d = {ivf_bytes / 2**30:.2f} GiB fits "
                                           f"the {memory_budget / 2**30:.2f} GiB budget; nlist ~ 4 sqrt(n)")
+    if sharded:
+        return Choice(f"IVF{nlist},Flat", f"{n} rows x {dim}-d = {ivf_bytes / 2**30:.2f} GiB exceed the "
+                                          f"{memory_budget / 2**30:.2f} GiB budget, but the index is kept as "
+                                          "shards each searched within it: uncompressed for recall; "
+                                          "nlist ~ 4 sqrt(n)")
     for m in sorted((m for m in range(1, dim + 1) if dim % m == 0 and m <= 128), reverse=True):
         if n >= PQ_CENTROIDS and n * (m + 8) + nlist * dim * 4 <= memory_budget:
             opq = f"OPQ{m}," if dim // m >= 4 else ""
             return Choice(f"{opq}IVF{nlist},PQ{m}",
                           f"{flat_bytes / 2**30:.2f} GiB of raw vectors exceed the "
-                          f"{memory_budget / 2**30:.2f} GiB budget: {m} bytes per vector with PQ{m}")
+                          f"{memory_budget / 2**30:.2f} GiB budget of a merged index: {m} bytes per vector "
+                          f"with PQ{m}")
     raise ValueError(f"{n} vectors cannot fit {memory_budget} bytes even at 1 byte per vector"
                      + (f" (PQ needs {PQ_CENTROIDS} rows to train)" if n < PQ_CENTROIDS else "")
                      + "; raise memory_budget")
@@ -195,6 +205,13 @@ def is_exact(index: "object") -> bool:
     if isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2)) and isinstance(inner, faiss.Index):
         index = faiss.downcast_index(inner)
     return isinstance(index, faiss.IndexFlat)
+
+
+def is_compressed(index: "object") -> bool:
+    """Whether `index` is an IVF whose codes are smaller than the float32 vectors (PQ, SQ): its distances
+    are approximate, so even nprobe = nlist does not give the exact top-k. False for IVF-Flat and others."""
+    ivf = _ivf_or_none(index)
+    return ivf is not None and ivf.code_size < 4 * ivf.d
 
 
 def is_hnsw(factory: str) -> bool:

@@ -42,10 +42,11 @@ class Manifest:
 
     @property
     def index_files(self) -> list[str]:
-        """The files a searcher loads: the merged index, or every shard."""
+        """The files a searcher loads: the merged index, or every shard (never `trained.faiss`, the empty
+        trained index kept for incremental updates)."""
         if self.merge == "none":
             return [s["name"] for s in self.shards]
-        return [name for name in self.files if name.endswith(".faiss")]
+        return [name for name in self.files if name.endswith(".faiss") and name != "trained.faiss"]
 
 
 def write(folder: str, manifest: Manifest) -> None:

@@ -15,6 +15,9 @@ def nprobe_candidates(nlist: int, nprobe: int) -> list[int]:
     return [p for p in (2 ** i for i in range(31)) if p < nlist] + [nlist]
 
 
+PLATEAU = 0.001  # a shard's ladder stops when a doubling of nprobe gains less recall than this
+
+
 def partial_topk(index: "object", queries: np.ndarray, k: int, nprobes: list[int], ef_search: int,
                  exact: Result) -> list[Result]:
     """One shard's approximate top-k of `queries` [q, dim] at each of `nprobes` (ascending): a list of
@@ -22,32 +25,41 @@ def partial_topk(index: "object", queries: np.ndarray, k: int, nprobes: list[int
 
     IVF search at a larger nprobe probes a superset of the lists, so once the shard's result equals its
     exact top-k (ties counted, searcher.recall_at_k) every larger nprobe gives it too: `exact` is reused
-    and the shard is not searched again; a flat shard is not searched at all. Merging the shards'
-    partials at one nprobe (shards.merge_topk) gives the top-k of the merged index at that nprobe (one
-    trained quantizer), ties aside."""
+    and the shard is not searched again; a flat shard is not searched at all. A compressed shard (PQ, SQ:
+    factory.is_compressed) never equals its exact top-k: its ladder stops when its own recall@k gains less than PLATEAU over a
+    step (a doubling of nprobe), and that result is reused for every larger nprobe (the same object: a
+    later step would only add what quantisation loses anyway; index.recall.tune then picks the smaller
+    nprobe). Merging the shards' partials at one nprobe (shards.merge_topk) gives the top-k of the merged
+    index at that nprobe (one trained quantizer), ties aside."""
     if factory.is_exact(index):  # a flat shard's top-k is its exact top-k: nothing to search again
         return [exact] * len(nprobes)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     found: list[Result] = []
+    own, done, lossy = -1.0, False, factory.is_compressed(index)
     for nprobe in nprobes:
-        if found and recall_at_k(exact, found[-1], k) >= 1.0:
-            found.append(exact)
+        if done:
+            found.append(exact if own >= 1.0 else found[-1])
             continue
         factory.set_search_params(index, nprobe, ef_search)
-        scores, ids = index.search(queries, k)
-        found.append((scores, ids))
+        result = index.search(queries, k)
+        before, own = own, recall_at_k(exact, result, k)
+        done = own >= 1.0 or (lossy and bool(found) and own - before < PLATEAU)
+        found.append(result)
     return found
 
 
 def tune(exact: Result, partials: list[list[Result]], nprobes: list[int], k: int, metric: str,
          target: float) -> tuple[float, int]:
     """(recall@k, nprobe): the smallest nprobe of `nprobes` whose merged partial top-k reaches `target`
-    recall@k against `exact` (the merged exact top-k), or the last one. `partials`: per shard, a list
-    aligned with `nprobes` (partial_topk's result)."""
-    recall, chosen = 0.0, nprobes[-1]
-    for position, chosen in enumerate(nprobes):
+    recall@k against `exact` (the merged exact top-k); when none does, the smallest nprobe with the best
+    recall (a larger one would search longer for nothing). `partials`: per shard, a list aligned with
+    `nprobes` (partial_topk's result)."""
+    best = (-1.0, nprobes[-1])
+    for position, nprobe in enumerate(nprobes):
         merged = shards.merge_topk([shard[position] for shard in partials], k, metric)
         recall = recall_at_k(exact, merged, k)
         if recall >= target:
-            break
-    return recall, chosen
+            return recall, nprobe
+        if recall > best[0]:
+            best = (recall, nprobe)
+    return best

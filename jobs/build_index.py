@@ -13,14 +13,16 @@ from jobs import cli  # noqa: E402
 from jobs.core.config import ConfigError, JobConfig, key  # noqa: E402
 from jobs.core.paths import check_input_exists, check_output_not_input, is_table  # noqa: E402
 from jobs.core.summary import RunSummary  # noqa: E402
-from jobs.indexing.build import build_index  # noqa: E402
+from jobs.indexing.assembly import shortfall  # noqa: E402
+from jobs.indexing.build import TO_INDEX, build_index  # noqa: E402
 from jobs.indexing.options import IndexOptions  # noqa: E402
 from jobs.tables import contracts, publish  # noqa: E402
 
 NAME = "build-index"
 PLAN = ("read ok rows, leave out unusable vectors → plan the shards and merge (driver) → train on a sample "
         "(driver) → add shards, each with its partial top-k of the recall queries (executors) → tree merge "
-        "(executors, shards_to_keep) or merge (driver, small indexes) → recall from the partials → publish")
+        "(executors: into one file when it fits memory_budget, or shards_to_keep) → recall from the partials "
+        "→ publish")
 
 
 @dataclass(frozen=True)
@@ -30,13 +32,14 @@ class Config(JobConfig):
     factory: str = key("auto", "`auto` or a FAISS factory string (IVF1024,Flat, OPQ48,IVF4096,PQ48, "
                        "HNSW32, Flat, ...)", flag="--factory")
     metric: Literal["ip", "l2"] = key("ip", "ip (cosine on normalised vectors) or l2", flag="--metric")
-    memory_budget: str = key("4G", "RAM the index may take when searched; guides `factory: auto`")
+    memory_budget: str = key("4G", "RAM the index may take when searched in one process; guides `factory: "
+                             "auto` and `merge: auto` (merged when the index fits it, else shards)")
     merge: Literal["auto", "memory", "ondisk", "none"] = key(
-        "auto", "auto: memory when the whole index (estimated) fits in shard_bytes, else none; memory: one "
-        "index file; ondisk: IVF lists in one file searched from disk; none: keep the shards (a sharded "
-        "index); the choice and its reason go to the manifest (merge_reason)")
+        "auto", "auto: memory when the whole index (estimated) fits memory_budget, else none; memory: one "
+        "index file (merged by one executor task); ondisk: IVF lists in one file searched from disk; none: "
+        "keep the shards (a sharded index); the choice and its reason go to the manifest (merge_reason)")
     shard_bytes: str = key("128M", "most float32 vectors one shard holds (e.g. 256M, 1G): sizes the shards "
-                           "when num_shards is 0, and is merge: auto's threshold")
+                           "when num_shards is 0; a sharded index's searching process holds one at a time")
     num_shards: int = key(0, "shards (= Spark partitions) to add in; 0 = 2 x the cluster's cores, "
                           "or more so that no shard holds over shard_bytes of vectors")
     shards_to_keep: int = key(0, "a sharded index: merge its shards on the executors (a tree merge, in "
@@ -70,14 +73,15 @@ class Config(JobConfig):
 def run(spark, cfg: Config, summary: RunSummary) -> None:
     publish.prepare_output(spark, cfg.output, "overwrite")
     with summary.timed("read embeddings"):
-        table = contracts.read_embeddings(spark, cfg.embeddings, contracts.EmbeddingsCheck(
-            purpose="to index", hint="build one index per model"))
+        table = contracts.read_embeddings(spark, cfg.embeddings, TO_INDEX)
     info = build_index(table, cfg.output, cfg.options, stages=summary.stages, run_id=summary.run_id)
     summary.rows_in, summary.statuses = table.n_rows, info.statuses
     summary.stats.update({"recall_at_10": info.recall_at_10 or 0.0, "nprobe": info.nprobe, "shards": info.shards,
                           **{f"incremental_{k}": v for k, v in info.updated.items()}})
     summary.notes.update({"factory": f"{info.factory} ({info.factory_reason})",
                           "merge": f"{info.merge} ({info.merge_reason})"})
+    if shortfall(info.factory, info.recall_at_10, info.nprobe, cfg.target_recall):
+        summary.notes["recall"] = shortfall(info.factory, info.recall_at_10, info.nprobe, cfg.target_recall)
     summary.outputs.append(cfg.output)
 
 

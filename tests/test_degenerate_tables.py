@@ -144,6 +144,18 @@ def test_vector_check_finds_every_kind_of_bad_vector(spark, element):
         status = vectors.vector_check(3, metric)[0]
         got = {r["id"]: r["status"] for r in df.select("id", status.alias("status")).collect()}
         assert got == {k: ("ok" if metric == "l2" and v == "zero_vector" else v) for k, v in expected.items()}
+    from pyspark.sql import functions as F
+
+    from jobs.tables import contracts  # the same statuses, counted in the read's one pass (build-index's)
+    table = contracts.check_embeddings(df.withColumn("status", F.lit("ok")).withColumn("model", F.lit("m")),
+                                       contracts.EmbeddingsCheck(dim=3, vectors=True), "rows")
+    counts = {"missing_vector": 1, "wrong_dim": 1, "non_finite": 4, "zero_vector": 2}
+    assert table.vector_statuses == counts
+    for metric in ("ip", "l2"):
+        good, left_out = table.usable(metric, "the index")
+        assert left_out == {k: n for k, n in counts.items() if metric == "ip" or k != "zero_vector"}
+        assert sorted(r["id"] for r in good.collect()) == sorted(k for k, v in expected.items() if v == "ok" or (
+            metric == "l2" and v == "zero_vector"))
 
 
 def test_bad_vectors_are_left_out_with_their_status_in_every_job(spark, tmp_path):

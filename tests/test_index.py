@@ -22,6 +22,10 @@ def test_choose_factory_follows_size_and_budget():
     assert ivf.factory == "IVF2048,Flat" and "fits" in ivf.reason
     pq = factory.choose_factory(1_000_000, 384, factory.parse_size("100M"))
     assert "PQ" in pq.factory and pq.factory.startswith("OPQ")
+    big = factory.choose_factory(4_000_000, 384, factory.parse_size("4G"))  # merged: compressed to fit
+    assert big.factory == "IVF4096,PQ128" and "budget of a merged index" in big.reason
+    sharded = factory.choose_factory(4_000_000, 384, factory.parse_size("4G"), sharded=True)
+    assert sharded.factory == "IVF4096,Flat" and "kept as shards each searched within it" in sharded.reason
     with pytest.raises(ValueError, match="raise memory_budget"):
         factory.choose_factory(10_000_000, 384, factory.parse_size("10M"))
     with pytest.raises(ValueError, match=r"\(PQ needs 256 rows to train\); raise memory_budget"):

@@ -10,10 +10,13 @@ import pytest
 
 from index import factory, recall, searcher, shards, store
 from jobs import cli
+from jobs.indexing import partitions, training
+from jobs.indexing.options import IndexOptions
 from tests.test_index import clustered
 from tests.test_index_jobs import build, write_embeddings
 
 DIM, ROWS = 32, 3000  # 3000 x 32 float32 = 375 KiB of vectors
+SHARDED = ("--set", "shard_bytes=40K", "--set", "memory_budget=200K")  # the ~400 KiB index exceeds the budget
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +57,11 @@ def manifest_of(folder) -> dict:
 
 def test_shard_bytes_sizes_the_shards_and_merge_auto_keeps_them(spark, tmp_path, source):
     with Said() as said:
-        assert build(tmp_path, source, str(tmp_path / "idx"), "--factory", "IVF16,Flat",
-                     "--set", "shard_bytes=40K") == 0
+        assert build(tmp_path, source, str(tmp_path / "idx"), "--factory", "IVF16,Flat", *SHARDED) == 0
     meta = manifest_of(tmp_path / "idx")
     assert meta["merge"] == "none" and meta["config"]["merge"] == "auto"
-    assert meta["merge_reason"].startswith("the index (~400 KiB) exceeds shard_bytes (40 KiB): kept as shards")
+    assert meta["merge_reason"] == ("the index (~400 KiB) exceeds memory_budget (200 KiB): kept as 10 shards of "
+                                    "at most shard_bytes (40 KiB) of vectors")
     assert len(meta["shards"]) == 10  # ceil(384,000 / 40,960)
     assert sum(s["ntotal"] for s in meta["shards"]) == ROWS == meta["ntotal"]
     for shard in meta["shards"]:
@@ -70,15 +73,36 @@ def test_shard_bytes_sizes_the_shards_and_merge_auto_keeps_them(spark, tmp_path,
     assert "  merge                        none (the index (~400 KiB) exceeds" in said.text  # the job summary
 
 
-def test_merge_auto_merges_a_small_index_in_memory(spark, tmp_path, source):
-    assert build(tmp_path, source, str(tmp_path / "idx"), "--factory", "IVF16,Flat") == 0
+def test_merge_auto_merges_an_index_within_memory_budget_on_an_executor(spark, tmp_path, source):
+    with Said() as said:  # 10 shards of 40K, merged into one file by one executor task, moved into place
+        assert build(tmp_path, source, str(tmp_path / "idx"), "--factory", "IVF16,Flat", "--set", "shard_bytes=40K",
+                     "--set", "memory_budget=500K") == 0
     meta = manifest_of(tmp_path / "idx")
-    assert meta["merge"] == "memory" and "index.faiss" in meta["files"]
-    assert meta["merge_reason"] == "the index (~400 KiB) fits in shard_bytes (128 MiB): merged into one file"
+    assert meta["merge"] == "memory" and len(meta["shards"]) == 10  # the shards added, merged away
+    assert meta["merge_reason"] == "the index (~400 KiB) fits memory_budget (500 KiB): merged into one file"
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["ids.parquet", "index.faiss",
+                                                                    "manifest.json", "trained.faiss"]
+    assert meta["files"]["index.faiss"] == store.sha256(str(tmp_path / "idx" / "index.faiss"))
+    assert "tree merge" in meta["stage_seconds"] and "merge                        memory (the index" in said.text
+    loaded = searcher.load(str(tmp_path / "idx"))
+    assert len(loaded.parts) == 1 and loaded.parts[0].ntotal == ROWS and meta["recall_at_10"] >= 0.95
+
+
+def test_factory_auto_keeps_ivf_flat_when_the_index_may_be_sharded(spark, tmp_path, source):
+    with Said() as said:  # 3000 x (32 x 4 + 8) bytes exceed 200K: Flat would not fit one process, IVF,Flat shards
+        assert build(tmp_path, source, str(tmp_path / "idx"), *SHARDED) == 0
+    meta = manifest_of(tmp_path / "idx")
+    assert meta["factory"] == "IVF64,Flat" and "kept as shards each searched within it" in meta["factory_reason"]
+    assert meta["merge"] == "none" and meta["merge_reason"].startswith("the index (~406 KiB) exceeds memory_budget")
+    assert meta["recall_at_10"] >= 0.95 and "IVF64,Flat (" in said.text
+    forced = training.choose(IndexOptions(memory_budget="200K", merge="memory"), ROWS, DIM)  # one file: compress
+    assert forced.factory == "IVF64,PQ32" and "budget of a merged index" in forced.reason
+    incremental = training.choose(IndexOptions(memory_budget="200K", incremental=True), ROWS, DIM)
+    assert incremental.factory == "IVF64,PQ32"  # an update needs a merged index
 
 
 def test_tree_merge_on_executors_keeps_the_same_vectors(spark, tmp_path, source):
-    args = ["--factory", "IVF16,Flat", "--set", "shard_bytes=40K", "--set", "nprobe=16"]
+    args = ["--factory", "IVF16,Flat", *SHARDED, "--set", "nprobe=16"]
     assert build(tmp_path, source, str(tmp_path / "all"), *args) == 0
     assert build(tmp_path, source, str(tmp_path / "three"), *args, "--set", "shards_to_keep=3") == 0
     kept = manifest_of(tmp_path / "three")
@@ -117,6 +141,56 @@ def test_recall_from_partials_equals_recall_of_the_merged_index(factory_string):
     assert candidates == ([0] if factory_string.startswith("IDMap") else [1, 2, 4, 8, 16, 32])
 
 
+def test_a_compressed_shards_nprobe_ladder_stops_when_its_recall_stops_rising():
+    data = clustered(4000, DIM, 40, seed=1)
+    ids, parts = np.arange(4000, dtype=np.int64), np.array_split(np.arange(4000), 4)
+    index = factory.build_empty("IVF64,PQ4", DIM, "ip")
+    factory.train(index, data, seed=0)
+    trained, queries = shards.serialize(index), data[::20]
+    candidates = recall.nprobe_candidates(64, 0)  # 1, 2, 4, ..., 64
+    full, stopped, exact_parts = [], [], []
+    for p in parts:
+        shard, exact = shards.fill(trained, [(ids[p], data[p])]), shards.exact_topk(queries, [(ids[p], data[p])], 10, "ip")
+        ladder = []  # every nprobe searched: the old ladder
+        for nprobe in candidates:
+            factory.set_search_params(shard, nprobe, 0)
+            ladder.append(shard.search(queries, 10))
+        full.append(ladder)
+        stopped.append(recall.partial_topk(shard, queries, 10, candidates, 0, exact))
+        exact_parts.append(exact)
+    searches = [len({id(result) for result in ladder}) for ladder in stopped]
+    assert factory.is_compressed(shard) and all(3 <= n < len(candidates) for n in searches)  # stopped early
+    for full_ladder, ladder, n in zip(full, stopped, searches):
+        assert all(np.array_equal(a[1], b[1]) for a, b in zip(full_ladder[:n], ladder[:n]))  # the same searches
+    exact = shards.merge_topk(exact_parts, 10, "ip")
+    for target in (0.32, 0.325, 0.99):  # 0.99: PQ4 never reaches it (0.33 at best, from nprobe 4 on)
+        assert recall.tune(exact, stopped, candidates, 10, "ip", target) == \
+            recall.tune(exact, full, candidates, 10, "ip", target)
+    found, nprobe = recall.tune(exact, stopped, candidates, 10, "ip", 0.99)
+    assert 0.3 < found < 0.35 and nprobe == 4  # not nlist: a larger nprobe searches longer for nothing
+
+
+def test_a_recall_far_below_target_is_warned_with_what_to_change(spark, tmp_path, source):
+    with Said() as said:
+        assert build(tmp_path, source, str(tmp_path / "idx"), "--factory", "IVF16,PQ4") == 0
+    meta = manifest_of(tmp_path / "idx")
+    warned = (f"recall@10 {meta['recall_at_10']:.3f} at best (nprobe {meta['nprobe']}) is far below target_recall "
+              "0.95: IVF16,PQ4 compresses the vectors and cannot reach it; use a less compressed factory")
+    assert meta["recall_at_10"] < 0.9 and meta["nprobe"] < 16 and warned in said.text
+    assert f"  recall                       {warned}" in said.text  # the job summary's note
+
+
+def test_the_training_sample_and_the_recall_queries_come_from_one_seeded_pass(spark, source):
+    rows = spark.read.parquet(source).select(partitions.faiss_id_column(), "embedding")
+    train, queries = training.samples(rows, (1000, 100), ROWS, (0, 1))
+    assert train.shape == (1000, DIM) and queries.shape == (100, DIM) and train.dtype == np.float32
+    table = {v.tobytes() for v in clustered(ROWS, DIM, 30, seed=11)}  # the source's vectors, none other
+    assert all(v.tobytes() in table for v in (*train, *queries)) and len({v.tobytes() for v in train}) == 1000
+    again = training.samples(rows, (1000, 100), ROWS, (0, 1))
+    assert np.array_equal(again[0], train) and np.array_equal(again[1], queries)  # seeded
+    assert np.array_equal(training.sample_vectors(rows, 100, ROWS, 1), queries)  # the same sample alone
+
+
 @pytest.mark.parametrize("extra, said", [
     (["--set", "shard_bytes=abc"], "key 'shard_bytes': 'abc' is not a size"),
     (["--set", "shards_to_keep=-1"], "shards_to_keep"),
@@ -136,7 +210,7 @@ def test_input_partitions_become_shards_without_a_shuffle(spark, tmp_path):
     spark.conf.set("spark.sql.files.maxPartitionBytes", "200000")  # one file per partition, unsplit
     try:  # (Spark packs small files into about one partition per core otherwise)
         assert build(tmp_path, emb, str(tmp_path / "sharded"), "--factory", "IDMap2,Flat",
-                     "--set", "shard_bytes=100K") == 0
+                     "--set", "shard_bytes=100K", "--set", "memory_budget=100K") == 0
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
     meta = manifest_of(tmp_path / "sharded")  # 2 whole files of 48,000 bytes per shard (hashing would not
@@ -152,6 +226,6 @@ def test_input_partitions_become_shards_without_a_shuffle(spark, tmp_path):
 def test_incremental_refuses_an_index_auto_would_keep_as_shards(spark, tmp_path, source):
     with Said() as said:
         assert build(tmp_path, source, str(tmp_path / "never"), "--factory", "IVF16,Flat",
-                     "--set", "incremental=true", "--set", "shard_bytes=40K") == 2
+                     "--set", "incremental=true", *SHARDED) == 2
     assert "key 'incremental': updates a merged index, but merge: auto keeps this one as shards" in said.text
     assert not (tmp_path / "never").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +13,7 @@ from index import factory, manifest, recall, searcher, shards, store
 from index.manifest import Manifest
 from jobs.core.config import ConfigError
 from jobs.core.summary import JobFailed
-from jobs.indexing import partitions
+from jobs.indexing import partitions, tree_merge
 from jobs.indexing.options import IndexOptions
 from jobs.tables import publish
 
@@ -50,7 +51,7 @@ def add_shards(rows, trained: bytes, folder: str, queries: np.ndarray, opts: Ind
     task = partitions.ShardTask(folder, RECALL_K, opts.metric, opts.resume, nprobes(trained, opts), opts.ef_search)
     frame = rows.select("faiss_id", "embedding")
     frame = frame.repartition(opts.num_shards, "faiss_id") if shuffle else frame.coalesce(opts.num_shards)
-    result = frame.mapInPandas(partitions.shard_writer(*shipped, task), partitions.SHARD_SCHEMA).collect()
+    result = frame.mapInArrow(partitions.shard_writer(*shipped, task), partitions.SHARD_SCHEMA).collect()
     for broadcast in shipped:
         broadcast.unpersist()
     return sorted((r.asDict() for r in result), key=lambda r: r["shard"])
@@ -70,17 +71,26 @@ SHARD_FIELDS = ("sha256", "ntotal", "bytes", "min_id", "max_id")
 
 
 def merge(folder: str, trained: bytes, shard_rows: list[dict], shape: Shape, opts: IndexOptions,
-          base: "object | None" = None) -> Manifest:
+          base: "object | None" = None, whole: dict | None = None) -> Manifest:
     """The shards merged as `opts.merge` says, into `base` (the previous index less its removed ids, for an
     incremental update) or the trained empty index, written into `folder` with their sha256s; the shard
-    files go unless merge is none. Returns the manifest (recall not yet measured); JobFailed when the
+    files go unless merge is none. A build's `memory` merge comes here as `whole`, the row of the shards
+    already merged on an executor (build._build: tree_merge into one group), moved into place: the driver holds no
+    index (the issue-15 rule; an executor may hold what a searching process holds, memory_budget, about
+    twice that while merging). An incremental update (`base`) and `ondisk` (RAM bounded: memory-mapped
+    shards) merge here. Returns the manifest (recall not yet measured); JobFailed when the
     index does not hold `shape.rows` vectors or a shard changed after it was written."""
     meta = Manifest(model=shape.model, dim=shape.dim, metric=opts.metric, factory=shape.choice.factory,
                     ntotal=sum(r["ntotal"] for r in shard_rows), merge=opts.merge,
                     shards=[{"name": r["shard"], **{f: r[f] for f in SHARD_FIELDS}} for r in shard_rows],
                     factory_reason=shape.choice.reason)
     uris = [store.join(folder, r["shard"]) for r in shard_rows]
-    if opts.merge != "none":  # kept shards are not re-read on the driver: every searcher checks their sha256
+    if whole is not None:  # merged on an executor: moved here, never loaded on the driver
+        store.move(store.join(folder, whole["shard"]), store.join(folder, "index.faiss"))
+        meta.files["trained.faiss"] = store.sha256(store.join(folder, "trained.faiss"))  # for incremental
+        meta.files["index.faiss"] = whole["sha256"]
+        _drop_shard_folders(folder)
+    elif opts.merge != "none":  # kept shards are not re-read on the driver: every searcher checks their sha256
         for uri, row in zip(uris, shard_rows):
             if store.sha256(uri) != row["sha256"]:
                 raise JobFailed(f"{uri} changed after it was written (sha256 mismatch)")
@@ -101,10 +111,16 @@ def merge(folder: str, trained: bytes, shard_rows: list[dict], shape: Shape, opt
         for name in names:
             store.upload(os.path.join(scratch, name), store.join(folder, name))
             meta.files[name] = store.sha256(store.join(folder, name))
-        store.delete_dir(store.join(folder, "shards"))  # merged: not part of the published index
+        _drop_shard_folders(folder)
     if meta.ntotal != shape.rows:
         raise JobFailed(f"{shape.rows} ok rows but {meta.ntotal} vectors in the index")
     return meta
+
+
+def _drop_shard_folders(folder: str) -> None:
+    """The shards of a merged index go: not part of the published index."""
+    for name in ("shards", tree_merge.MERGED):
+        store.delete_dir(store.join(folder, name))
 
 
 def measure_recall(meta: Manifest, folder: str, shard_rows: list[dict], queries: np.ndarray,
@@ -123,6 +139,8 @@ def measure_recall(meta: Manifest, folder: str, shard_rows: list[dict], queries:
         if found >= opts.target_recall:
             break
     meta.recall_at_10, meta.nprobe, meta.ef_search = round(found, 4), nprobe, opts.ef_search
+    if shortfall(meta.factory, found, nprobe, opts.target_recall):
+        log.warning(shortfall(meta.factory, found, nprobe, opts.target_recall))
 
 
 def recall_from_partials(meta: Manifest, shard_rows: list[dict], n_queries: int, candidates: tuple[int, ...],
@@ -140,6 +158,27 @@ def recall_from_partials(meta: Manifest, shard_rows: list[dict], n_queries: int,
     found, nprobe = recall.tune(exact, partials, list(candidates), RECALL_K, opts.metric, opts.target_recall)
     log.info("recall@10 %.4f at nprobe %d (from %d shards' partial top-k)", found, nprobe, len(shard_rows))
     meta.recall_at_10, meta.nprobe, meta.ef_search = round(found, 4), nprobe, opts.ef_search
+    if shortfall(meta.factory, found, nprobe, opts.target_recall):
+        log.warning(shortfall(meta.factory, found, nprobe, opts.target_recall))
+
+
+SHORTFALL = 0.05  # recall@10 this far below target_recall is a factory problem, not a tuning one
+
+
+def shortfall(factory_string: str, found: float | None, nprobe: int, target: float) -> str:
+    """What to change when the best recall@10 `found` (at `nprobe`) is over SHORTFALL below `target`
+    (target_recall); "" otherwise. Logged as a warning at build, and a note in the job summary."""
+    if found is None or found >= target - SHORTFALL:
+        return ""
+    said = (f"recall@10 {found:.3f} at best (nprobe {nprobe}) is far below target_recall {target}: "
+            f"{factory_string} ")
+    if re.search(r"PQ|SQ", factory_string):
+        return said + ("compresses the vectors and cannot reach it; use a less compressed factory (IVF,Flat, "
+                       "SQ8 or a larger PQ m), or let factory: auto keep IVF,Flat (merge: auto or none, or a "
+                       "larger memory_budget)")
+    if factory.is_hnsw(factory_string):
+        return said + "searches too shallow a graph; raise ef_search"
+    return said + "does not reach it at any nprobe tried; set nprobe: 0 or use a Flat factory"
 
 
 def publish_index(spark, meta: Manifest, folder: str, path: str, run_id: str, min_recall: float) -> None:

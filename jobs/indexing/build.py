@@ -15,9 +15,11 @@ from jobs.indexing import assembly, layout, partitions, training, tree_merge, up
 from jobs.indexing.assembly import Shape
 from jobs.indexing.options import IndexInfo, IndexOptions
 from jobs.tables import publish
-from jobs.tables.contracts import Embeddings
+from jobs.tables.contracts import Embeddings, EmbeddingsCheck
 
 log = logging.getLogger(__name__)
+# how the build's table is read: its unusable vectors counted in the read's pass (Embeddings.usable)
+TO_INDEX = EmbeddingsCheck(purpose="to index", hint="build one index per model", vectors=True)
 
 
 def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(), *,
@@ -70,24 +72,31 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
 def _build(rows, shape: Shape, folder: str, opts: IndexOptions, stages: dict[str, float],
            shuffle: bool) -> manifest.Manifest:
     """Train (driver), add shards (executors: each also gives its exact and approximate top-k of the recall
-    queries), write ids, merge or keep the shards (a tree merge on executors with shards_to_keep), tune
-    recall from the shards' partial top-k (driver: no index loaded)."""
+    queries), write ids, merge (memory: into one file by one executor task; ondisk: on the driver, RAM bounded)
+    or keep the shards (a tree merge on executors with shards_to_keep), tune recall from the shards' partial
+    top-k (driver: no index loaded)."""
+    with timed(stages, "sample", "build-index"):  # the training sample and the recall queries: one pass
+        count = training.to_train(opts, shape.choice.factory, shape.dim, shape.rows, folder)
+        sample, queries = training.samples(rows, (count, opts.recall_queries), shape.rows, (opts.seed, opts.seed + 1))
     with timed(stages, "train", "build-index"):
-        trained = training.train(rows, shape.rows, shape.dim, shape.choice.factory, opts, folder)
-    with timed(stages, "sample recall queries", "build-index"):
-        queries = training.sample_vectors(rows, opts.recall_queries, shape.rows, opts.seed + 1)
+        trained = training.train(sample, shape.rows, shape.dim, shape.choice.factory, opts, folder)
+        del sample
     with timed(stages, "add shards", "build-index"):
         shard_rows = assembly.add_shards(rows, trained, folder, queries, opts, shuffle)
     with timed(stages, "write ids", "build-index"):
         rows.select("faiss_id", "id", "content_hash").write.mode("overwrite").parquet(f"{folder}/{manifest.IDS}")
-    if opts.merge == "none" and opts.shards_to_keep:
+    keep, whole = 1 if opts.merge == "memory" else opts.shards_to_keep if opts.merge == "none" else 0, None
+    if keep:  # merged on the executors (into one file for memory: the driver never loads the index)
         with timed(stages, "tree merge", "build-index"):
-            shard_rows = tree_merge.merge_groups(rows.sparkSession, folder, trained, shard_rows, opts.shards_to_keep,
-                                                 assembly.RECALL_K, opts.metric)
-            if any(r["shard"].startswith(tree_merge.MERGED) for r in shard_rows):
+            merged = tree_merge.merge_groups(rows.sparkSession, folder, trained, shard_rows, keep,
+                                             assembly.RECALL_K, opts.metric)
+            if opts.merge == "memory":
+                whole = merged[0]  # the manifest still lists the shards added
+            elif any(r["shard"].startswith(tree_merge.MERGED) for r in merged):
+                shard_rows = merged
                 store.delete_dir(store.join(folder, "shards"))
     with timed(stages, "merge", "build-index"):
-        meta = assembly.merge(folder, trained, shard_rows, shape, opts)
+        meta = assembly.merge(folder, trained, shard_rows, shape, opts, whole=whole)
     with timed(stages, "measure recall", "build-index"):
         assembly.recall_from_partials(meta, shard_rows, len(queries), assembly.nprobes(trained, opts), opts)
     return meta

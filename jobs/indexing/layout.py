@@ -31,26 +31,30 @@ def plan(opts: IndexOptions, factory_string: str, rows: int, dim: int, cores: in
     each (a worker holds one shard at a time: its memory is bounded whatever the corpus), at least 2 x the
     cores: when the input has at least that many partitions, on average no larger, a shard is a group of
     whole input partitions (`coalesce`: no shuffle of the vectors, sizes follow the input's); otherwise the
-    rows are hash-partitioned by id. `merge: auto` merges in memory when the
-    whole index (estimated, factory.index_bytes) fits in `shard_bytes` (one shard's worth: nothing is gained
-    by splitting it) and otherwise keeps the shards: the driver never holds more than a shard. ConfigError
-    when auto would keep the shards of an incremental build."""
+    rows are hash-partitioned by id.
+
+    `merge: auto` and `factory: auto` (training.choose) follow one rule: the index is merged into one file
+    when the whole index (estimated, factory.index_bytes) fits `memory_budget`, the RAM an index may take in
+    one searching process (searched whole, each query probes one index: the fast path); otherwise it is
+    kept as shards of at most shard_bytes, each searched by a process holding one shard at a time. The
+    merge runs on an executor, not the driver (assembly.merge). ConfigError when auto would keep the
+    shards of an incremental build."""
     limit, vector_bytes = factory.parse_size(opts.shard_bytes), rows * dim * 4
     count, shuffle = _shards(opts.num_shards, vector_bytes, limit, cores, inputs)
     if opts.merge != "auto":
         return Layout(opts.merge, "given in the config", count, shuffle)
-    size = factory.index_bytes(factory_string, rows, dim)
+    size, budget = factory.index_bytes(factory_string, rows, dim), factory.parse_size(opts.memory_budget)
     if factory.is_hnsw(factory_string):
         merge, reason = "none", "HNSW graphs cannot be merged: the shards are searched together"
-    elif size <= limit:
-        merge, reason = "memory", (f"the index (~{_size(size)}) fits in shard_bytes ({_size(limit)}): "
+    elif size <= budget:
+        merge, reason = "memory", (f"the index (~{_size(size)}) fits memory_budget ({_size(budget)}): "
                                    "merged into one file")
     else:
-        merge, reason = "none", (f"the index (~{_size(size)}) exceeds shard_bytes ({_size(limit)}): "
-                                 "kept as shards, never merged on the driver")
+        merge, reason = "none", (f"the index (~{_size(size)}) exceeds memory_budget ({_size(budget)}): "
+                                 f"kept as {count} shards of at most shard_bytes ({_size(limit)}) of vectors")
     if opts.incremental and merge != "memory":
         raise ConfigError(f"key 'incremental': updates a merged index, but merge: auto keeps this one as "
-                          f"shards ({reason}); set merge: memory or a larger shard_bytes")
+                          f"shards ({reason}); set merge: memory or a larger memory_budget")
     return Layout(merge, reason, count, shuffle)
 
 

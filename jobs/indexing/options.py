@@ -18,10 +18,10 @@ class IndexOptions:
 
     factory: str = "auto"         # `auto` (from rows, dim, memory_budget) or a faiss factory string
     metric: str = "ip"            # ip (cosine on normalised vectors) or l2
-    memory_budget: str = "4G"     # RAM the index may take when searched; guides `auto`
-    merge: str = "auto"           # auto (memory when the index fits in shard_bytes, else none), one index
+    memory_budget: str = "4G"     # RAM the index may take when searched in one process; guides both autos
+    merge: str = "auto"           # auto (memory when the index fits memory_budget, else none), one index
                                   # file (memory), IVF lists on disk (ondisk), or keep the shards (none)
-    shard_bytes: str = "128M"     # most float32 vectors a shard holds; also merge: auto's threshold
+    shard_bytes: str = "128M"     # most float32 vectors a shard holds
     num_shards: int = 0           # 0 = 2 x the cluster's cores, more so no shard holds over shard_bytes
     shards_to_keep: int = 0       # a sharded index: merge the shards on the executors into this many (0 = all)
     train_size: int = 100_000     # training sample (seeded)

@@ -47,8 +47,18 @@ def vectors_of(frame: pd.DataFrame) -> np.ndarray:
     return np.stack(frame["embedding"].to_numpy()).astype(np.float32, copy=False)
 
 
-def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Frames], Frames]:
-    """A mapInPandas function: one partition of (faiss_id, embedding), in any order → one shard file, the exact top-k of
+def arrow_vectors(column: Any) -> np.ndarray:
+    """float32 [n, dim] of an Arrow list column (Array or ChunkedArray) of n equal-length vectors ([0, 0]
+    when n is 0): one copy of the values, no per-row object (vectors_of's pandas column makes n arrays)."""
+    if hasattr(column, "combine_chunks"):
+        column = column.combine_chunks()
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat, dtype=np.float32).reshape(len(column), -1 if len(column) else 0)
+
+
+def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """A mapInArrow function: one partition of (faiss_id, embedding) Arrow record batches, in any order (read
+    into numpy blocks of at least SHARD_BLOCK_ROWS without pandas) → one shard file, the exact top-k of
     the recall queries over it (so ground truth costs no extra pass over the data) and the shard's own
     approximate top-k at each of `task.nprobes` (index.recall.partial_topk: recall is measured without
     loading the whole index anywhere).
@@ -59,7 +69,8 @@ def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Frame
     are Spark broadcasts: shipped once per executor. Returns one SHARD_SCHEMA row (partials as float32 /
     int64 [len(nprobes), q, k] bytes), none when empty.
     """
-    def write_shard(frames: Frames) -> Frames:
+    def write_shard(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
         from pyspark import TaskContext
 
         from udfs import cache
@@ -70,7 +81,7 @@ def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Frame
         marker = uri + ".sha256"
         reuse = task.resume and store.exists(marker)
         scan, seen = shards.ExactTopK(queries.value, task.k, task.metric), _Ids()
-        blocks = scan.passing(seen.blocks(rebatch(frames, SHARD_BLOCK_ROWS)))
+        blocks = scan.passing(seen.blocks(batches))
         if reuse:
             for _ in blocks:
                 pass
@@ -87,26 +98,40 @@ def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Frame
         scores, ids = scan.result()
         approx = recall.partial_topk(index, queries.value, task.k, list(task.nprobes), task.ef_search,
                                      (scores, ids))
-        yield pd.DataFrame({"shard": [name], "sha256": [digest], "ntotal": [seen.count],
-                            "bytes": [store.size(uri)], "min_id": [seen.low], "max_id": [seen.high],
-                            "scores": [scores.tobytes()], "ids": [ids.tobytes()],
-                            "approx_scores": [np.stack([a[0] for a in approx]).tobytes()],
-                            "approx_ids": [np.stack([a[1] for a in approx]).tobytes()]})
+        yield pa.RecordBatch.from_pydict({
+            "shard": [name], "sha256": [digest], "ntotal": [seen.count], "bytes": [store.size(uri)],
+            "min_id": [seen.low], "max_id": [seen.high], "scores": [scores.tobytes()], "ids": [ids.tobytes()],
+            "approx_scores": [np.stack([a[0] for a in approx]).tobytes()],
+            "approx_ids": [np.stack([a[1] for a in approx]).tobytes()]})
     return write_shard
 
 
 class _Ids:
-    """Blocks (faiss ids [n], vectors [n, dim]) of frames, counting rows and keeping the id range."""
+    """Blocks (faiss ids [n], vectors [n, dim]) of Arrow record batches, at least SHARD_BLOCK_ROWS rows each
+    (the last may hold fewer), counting rows and keeping the id range."""
 
     def __init__(self) -> None:
         self.count, self.low, self.high = 0, MAX_INT64, -1
 
-    def blocks(self, frames: Frames) -> Iterator[shards.Block]:
-        for frame in frames:
-            ids, vectors = frame["faiss_id"].to_numpy(np.int64), vectors_of(frame)
-            self.count += len(ids)
-            self.low, self.high = min(self.low, int(ids.min())), max(self.high, int(ids.max()))
-            yield ids, vectors
+    def blocks(self, batches: Iterator[Any]) -> Iterator[shards.Block]:
+        pending, rows = [], 0
+        for batch in batches:
+            pending, rows = pending + [batch], rows + batch.num_rows
+            if rows >= SHARD_BLOCK_ROWS:
+                yield self._block(pending)
+                pending, rows = [], 0
+        if rows:
+            yield self._block(pending)
+
+    def _block(self, batches: list) -> shards.Block:
+        import pyarrow as pa
+
+        table = pa.Table.from_batches(batches)
+        ids = table.column("faiss_id").to_numpy().astype(np.int64, copy=False)
+        vectors = arrow_vectors(table.column("embedding"))
+        self.count += len(ids)
+        self.low, self.high = min(self.low, int(ids.min())), max(self.high, int(ids.max()))
+        return ids, vectors
 
 
 def exact_scan(spark, rows, queries: np.ndarray, k: int, metric: str) -> list[dict]:

@@ -9,7 +9,7 @@ import numpy as np
 from index import factory, shards, store
 from jobs.core.config import ConfigError
 from jobs.indexing.options import IndexOptions
-from jobs.indexing.partitions import vectors_of
+from jobs.indexing.partitions import arrow_vectors
 
 log = logging.getLogger(__name__)
 
@@ -17,11 +17,13 @@ log = logging.getLogger(__name__)
 def choose(opts: IndexOptions, rows: int, dim: int) -> factory.Choice:
     """The factory to build (given, or `auto` for the rows, dim and memory budget), checked against the
     table (`rows` vectors of `dim`): faiss must build it for the dim and have enough rows (and
-    `train_size`) to train it. ConfigError naming the key otherwise, with what would work."""
+    `train_size`) to train it. ConfigError naming the key otherwise, with what would work. `auto` keeps
+    IVF-Flat over the budget when the index may be kept as shards (`may_shard`: layout.plan then keeps it
+    as shards); it compresses (PQ) only an index that must be merged."""
     if opts.factory != "auto":
         choice = factory.Choice(opts.factory, "given in the config")
     else:
-        choice = factory.choose_factory(rows, dim, factory.parse_size(opts.memory_budget))
+        choice = factory.choose_factory(rows, dim, factory.parse_size(opts.memory_budget), sharded=may_shard(opts))
         if opts.merge == "ondisk" and "IVF" not in choice.factory:
             raise ConfigError(f"key 'merge': ondisk needs an IVF index but {choice.factory} suits "
                               f"{rows} rows; set factory: IVF{factory.ivf_lists(rows)},Flat")
@@ -29,9 +31,15 @@ def choose(opts: IndexOptions, rows: int, dim: int) -> factory.Choice:
     return choice
 
 
+def may_shard(opts: IndexOptions) -> bool:
+    """Whether the build may publish a sharded index: merge none, or auto on a full build (an incremental
+    update needs a merged index)."""
+    return opts.merge == "none" or (opts.merge == "auto" and not opts.incremental)
+
+
 def _check_trainable(opts: IndexOptions, factory_string: str, rows: int, dim: int) -> None:
     table, train_size = f"{rows} rows of {dim}-d vectors", opts.train_size
-    working = _working(factory_string, rows, dim, opts.memory_budget)
+    working = _working(factory_string, rows, dim, opts)
     try:
         need = factory.training_need(factory.build_empty(factory_string, dim, opts.metric))
     except factory.FactoryError as exc:
@@ -48,10 +56,11 @@ def _check_trainable(opts: IndexOptions, factory_string: str, rows: int, dim: in
                     factory_string, min(train_size, rows), need.advised, need.what)
 
 
-def _working(factory_string: str, rows: int, dim: int, memory_budget: str) -> str:
+def _working(factory_string: str, rows: int, dim: int, opts: IndexOptions) -> str:
     """What would work for this table: factory auto's choice, and an IVF with enough rows per list."""
     try:
-        auto = factory.choose_factory(rows, dim, factory.parse_size(memory_budget)).factory
+        auto = factory.choose_factory(rows, dim, factory.parse_size(opts.memory_budget),
+                                      sharded=may_shard(opts)).factory
     except ValueError:
         auto = "IDMap2,Flat"
     ivf = f"IVF{factory.ivf_lists(rows)},Flat"
@@ -60,29 +69,55 @@ def _working(factory_string: str, rows: int, dim: int, memory_budget: str) -> st
 
 def sample_vectors(rows, count: int, total: int, seed: int) -> np.ndarray:
     """A seeded sample of about `count` vectors [count, dim] of `rows` (faiss_id, embedding; `total` of
-    them), ordered by id so it is reproducible."""
-    fraction = min(1.0, 1.5 * count / total)
-    sample = rows.select("faiss_id", "embedding").sample(False, fraction, seed).toPandas()
-    sample = sample.sort_values("faiss_id").head(count)
-    return vectors_of(sample)
+    them), ordered by id so it is reproducible (`samples` of one)."""
+    return samples(rows, (count,), total, (seed,))[0]
 
 
-def train(rows, total: int, dim: int, factory_string: str, opts: IndexOptions, folder: str) -> bytes:
-    """The trained empty index, serialized, also kept as `trained.faiss` in the work folder (for
-    `resume`, and for incremental updates)."""
+def samples(rows, counts: tuple[int, ...], total: int, seeds: tuple[int, ...]) -> list[np.ndarray]:
+    """Seeded samples [counts[i], dim] float32 of `rows` (faiss_id, embedding; `total` of them), taken in
+    one pass: row r is in sample i when rand(seeds[i]) < a fraction giving counts[i] + 6 sd rows (a
+    Bernoulli sample; fewer than counts[i] has odds of about 1e-9), each ordered by id and cut to its count.
+    The rows reach the driver as Arrow (DataFrame.toArrow), read into numpy without a per-row object."""
+    from pyspark.sql import functions as F
+
+    fractions = [min(1.0, (c + 6 * np.sqrt(c) + 20) / max(total, 1)) if c else 0.0 for c in counts]
+    picked = [(F.rand(seed) < fraction).alias(f"in_{i}") for i, (seed, fraction) in enumerate(zip(seeds, fractions))]
+    frame = rows.select("faiss_id", "embedding", *picked)
+    table = frame.filter(" OR ".join(f"in_{i}" for i in range(len(counts)))).toArrow()
+    ids = table.column("faiss_id").to_numpy()
+    found = []
+    for i, count in enumerate(counts):
+        chosen = np.flatnonzero(table.column(f"in_{i}").to_numpy(zero_copy_only=False))
+        chosen = chosen[np.argsort(ids[chosen], kind="stable")][:count]
+        found.append(arrow_vectors(table.column("embedding").take(chosen)))
+    return found
+
+
+def to_train(opts: IndexOptions, factory_string: str, dim: int, total: int, folder: str) -> int:
+    """How many sampled vectors training needs: min(train_size, total), or 0 when `resume` reuses the
+    trained index or the factory needs no training (Flat)."""
+    if (opts.resume and store.exists(store.join(folder, "trained.faiss"))) or \
+            factory.build_empty(factory_string, dim, opts.metric).is_trained:
+        return 0
+    return min(opts.train_size, total)
+
+
+def train(sample: np.ndarray, total: int, dim: int, factory_string: str, opts: IndexOptions, folder: str) -> bytes:
+    """The index trained on `sample` [n, dim] (n = to_train's count; none: reused or nothing to train),
+    serialized, also kept as `trained.faiss` in the work folder (for `resume`, and for incremental
+    updates). ConfigError when faiss refuses the sample."""
     uri = store.join(folder, "trained.faiss")
     if opts.resume and store.exists(uri):
         log.info("resume: reusing the trained index %s", uri)
         return store.read_bytes(uri)
     index = factory.build_empty(factory_string, dim, opts.metric)
     if not index.is_trained:
-        sample = sample_vectors(rows, min(opts.train_size, total), total, opts.seed)
         log.info("training %s on %d vectors", factory_string, len(sample))
         try:
             factory.train(index, sample, opts.seed)
         except factory.FactoryError as exc:  # a kind training_need does not know
             raise ConfigError(f"key 'factory': {factory_string!r} on {total} rows of {dim}-d vectors: {exc}; "
-                              f"{_working(factory_string, total, dim, opts.memory_budget)}") from None
+                              f"{_working(factory_string, total, dim, opts)}") from None
     data = shards.serialize(index)
     store.write_bytes(uri, data)
     return data

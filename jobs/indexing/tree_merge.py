@@ -2,6 +2,9 @@
 tasks into fewer, larger shards (autofaiss' `nb_indices_to_keep`); the driver only plans and collects."""
 from __future__ import annotations
 
+import hashlib
+from typing import Iterator
+
 import numpy as np
 
 from index import shards, store
@@ -21,16 +24,16 @@ def merge_groups(spark, folder: str, trained: bytes, shard_rows: list[dict], kee
     plan = layout.groups(len(shard_rows), keep)
     if len(plan) == len(shard_rows):
         return shard_rows
-    inputs = [(number, [store.join(folder, shard_rows[i]["shard"]) for i in group])
+    inputs = [(number, [(store.join(folder, shard_rows[i]["shard"]), shard_rows[i]["sha256"]) for i in group])
               for number, group in enumerate(plan)]
     shipped = spark.sparkContext.broadcast(trained)
 
-    def merge_group(item: tuple[int, list[str]]) -> tuple[int, str, int, int]:
+    def merge_group(item: tuple[int, list[tuple[str, str]]]) -> tuple[int, str, int, int]:
         from udfs import cache
 
         cache.set_faiss_threads()
-        number, uris = item
-        merged = shards.merge_in_memory(shipped.value, shards.read_shards(uris))
+        number, parts = item
+        merged = shards.merge_in_memory(shipped.value, _checked(parts))
         uri = store.join(folder, MERGED, shards.shard_name(number))
         digest = store.write_index(uri, merged)
         store.write_bytes(uri + ".sha256", digest.encode())
@@ -40,6 +43,15 @@ def merge_groups(spark, folder: str, trained: bytes, shard_rows: list[dict], kee
     shipped.unpersist()
     return [_joined([shard_rows[i] for i in plan[number]], number, digest, ntotal, size, k, metric)
             for number, digest, ntotal, size in sorted(done)]
+
+
+def _checked(parts: list[tuple[str, str]]) -> Iterator["object"]:
+    """The shards at (uri, sha256) read one at a time; RuntimeError when one changed after it was written."""
+    for uri, digest in parts:
+        data = store.read_bytes(uri)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise RuntimeError(f"{uri} changed after it was written (sha256 mismatch)")
+        yield shards.deserialize(data)
 
 
 def _joined(rows: list[dict], number: int, digest: str, ntotal: int, size: int, k: int, metric: str) -> dict:

@@ -7,12 +7,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 SHOWN_IDS = 10  # bad rows named in the log, per status
+STATUSES = ("missing_vector", "wrong_dim", "non_finite", "zero_vector")  # vector_check's, in its order
 
 
 def vector_check(dim: int, metric: str) -> tuple[Any, Any]:
     """(status, error) Columns for each row's `embedding`: `ok`, or why it cannot be indexed or searched:
     missing_vector (null), wrong_dim (not `dim` values), non_finite (a NaN, an infinity or a null
-    value), zero_vector (all zeros: no direction, so no cosine and no L2 normalisation; `ip` only)."""
+    value), zero_vector (all zeros: no direction, so no cosine and no L2 normalisation; `ip` only).
+    `dim` 0: the length is not checked (a table's dims checked as a whole, contracts.check_embeddings)."""
     from pyspark.sql import functions as F
 
     # Spark orders NaN above every number, so array_max is NaN when any value is; it skips nulls, so
@@ -21,7 +23,7 @@ def vector_check(dim: int, metric: str) -> tuple[Any, Any]:
     emb = F.col("embedding")
     top, bottom = F.array_max(emb), F.array_min(emb)
     checks = [(emb.isNull(), "missing_vector", F.lit("status ok but no embedding")),
-              (F.size(emb) != dim, "wrong_dim",
+              ((F.size(emb) != dim) if dim else F.lit(False), "wrong_dim",
                F.format_string(f"the embedding has %d values; the index holds {dim}-d vectors", F.size(emb))),
               (F.isnan(top) | (top == float("inf")) | (bottom == float("-inf"))
                | F.exists(emb, lambda x: x.isNull()), "non_finite",
@@ -35,16 +37,20 @@ def vector_check(dim: int, metric: str) -> tuple[Any, Any]:
     return status.otherwise("ok"), error.otherwise(F.lit(None).cast("string"))
 
 
-def usable_rows(df, rows: int, dim: int, metric: str, where: str) -> tuple[Any, dict[str, int]]:
+def usable_rows(df, rows: int, dim: int, metric: str, where: str,
+                counted: dict[str, int] | None = None) -> tuple[Any, dict[str, int]]:
     """(the rows of `df` (`rows` of them) whose vectors pass `vector_check`, {status: count} of the
-    others). One counting pass; the rows are filtered (the check evaluated again) only when some
-    fail. The first ids of each failing status are logged as left out of `where` (e.g. "the index").
-    Raises ConfigError when no row passes: there is nothing to index or compare."""
+    others). One counting pass, none when `counted` gives the failing rows by status already (counted
+    with the table's other checks, contracts.EmbeddingsCheck.vectors); the rows are filtered (the check
+    evaluated again) only when some fail. The first ids of each failing status are logged as left out of
+    `where` (e.g. "the index"). Raises ConfigError when no row passes: there is nothing to index or compare."""
     from jobs.core.config import ConfigError
 
     status = vector_check(dim, metric)[0]
-    counted = failed_rows(df, dim, metric).groupBy("status").count().collect()
-    bad = {r["status"]: int(r["count"]) for r in counted}
+    if counted is None:
+        counted = {r["status"]: int(r["count"])
+                   for r in failed_rows(df, dim, metric).groupBy("status").count().collect()}
+    bad = {name: count for name, count in counted.items() if count}
     if not bad:
         return df, {}
     counts = ", ".join(f"{name}: {count}" for name, count in sorted(bad.items()))
