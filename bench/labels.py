@@ -6,11 +6,16 @@ assign-labels`; accuracy and macro-F1 from `sparkamp evaluate`.
     .venv/bin/python bench/labels.py                  # 7,600 test rows, 10 seeds, 3 SetFit seeds
     .venv/bin/python bench/labels.py --quick          # 2,000 test rows, 2 seeds, 1 short SetFit (~5 min)
     .venv/bin/python bench/labels.py --quick --seeds 10 --setfit-seeds 3 --setfit-pairs 20
+    .venv/bin/python bench/labels.py --no-wmap --setfit-seeds 0 --setfit-seeds-64 0   # the cheap rows only
 
 Seeds are fixed (0..n-1) and every row where examples are sampled reports accuracy and macro-F1 over
 them. SetFit runs twice per seed: alone, and followed by self_training=2 on its own embeddings of the
 test texts (self_training_sample = the test rows). SetFit's ablations and learning curve are
 bench/setfit_curve.py's (chosen on the training rows, not the test rows).
+
+Self-training rows run with fraction 0.5 (the old default) and 0.8 (the default), and with label
+spreading over the table's 10-NN graph (`--spreading`). A run with flags other than `--quick` writes a
+section named by its flags.
 
 `--quick` also fits Zmap on 5k words instead of 20k (every zmap/wmap run embeds them on the driver) and
 fixes wmap_lambda at 10, the value the full run's sweep picks.
@@ -170,13 +175,17 @@ def run_all(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
             [bench.assign("zero-shot", str(LABELS))]),
         Row(f"zmap α=10{args.zmap_note}, names + descriptions", 0, zero, 78,
             [bench.assign("zmap", str(LABELS), "zmap_alpha=10", *args.zmap)]),
-        Row("zero-shot + self_training=2 (transductive)", 0, zero, 86,
+        Row("zero-shot + self_training=2, fraction 0.5 (transductive)", 0, zero, 86,
+            [bench.assign("zero-shot", str(LABELS), "self_training=2", "self_training_fraction=0.5")]),
+        Row("zero-shot + self_training=2 (fraction 0.8)", 0, zero, 86,
             [bench.assign("zero-shot", str(LABELS), "self_training=2")]),
-        Row("zero-shot + self_training=5 (transductive)", 0, zero, 86,
+        Row("zero-shot + self_training=5 (fraction 0.8)", 0, zero, 86,
             [bench.assign("zero-shot", str(LABELS), "self_training=5")]),
+        Row(f"zero-shot + self_training=2 + label_spreading={args.spreading}", 0, zero, 86,
+            [bench.assign("zero-shot", str(LABELS), "self_training=2", f"label_spreading={args.spreading}")]),
     ]
     sweep: list[tuple] = []
-    rows += wmap_rows(bench, args, sweep)
+    rows += wmap_rows(bench, args, sweep) if args.wmap else []
     for n, target, setfit_seeds, pairs in ((8, 86, args.setfit_seeds, args.setfit_pairs_8),
                                            (64, 89, args.setfit_seeds_64, 5)):
         setfit_paper = "82.9 (SetFit MPNet)" if n == 8 else "88.0 (SetFit)"
@@ -184,8 +193,14 @@ def run_all(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
         rows.append(bench.seeds(Row("logreg", n, probe, target), "logreg", args.seeds))
         rows.append(bench.seeds(Row("centroid, prior_weight 1", n, setfit_paper, target), "centroid",
                                 args.seeds, "prior_weight=1"))
-        rows.append(bench.seeds(Row("centroid + self_training=2", n, setfit_paper, target), "centroid",
-                                args.seeds, "prior_weight=1", "self_training=2"))
+        rows.append(bench.seeds(Row("centroid + self_training=2, fraction 0.5", n, setfit_paper, target),
+                                "centroid", args.seeds, "prior_weight=1", "self_training=2",
+                                "self_training_fraction=0.5"))
+        rows.append(bench.seeds(Row("centroid + self_training=2 (fraction 0.8)", n, setfit_paper, target),
+                                "centroid", args.seeds, "prior_weight=1", "self_training=2"))
+        spreading = f"centroid + self_training=2 + label_spreading={args.spreading}"
+        rows.append(bench.seeds(Row(spreading, n, setfit_paper, target), "centroid", args.seeds, "prior_weight=1",
+                                "self_training=2", f"label_spreading={args.spreading}"))
         for rounds in (0, 2) if setfit_seeds else ():
             name = f"setfit, setfit_pairs={pairs}" + (f" + self_training={rounds}" if rounds else "")
             rows.append(bench.seeds(Row(name, n, setfit_paper, target), "setfit", setfit_seeds,
@@ -202,9 +217,11 @@ def verdict(row: Row) -> str:
 
 
 def report(args, rows: list[Row], sweep: list[tuple], embed: dict, seconds: float) -> list[str]:
-    command = ".venv/bin/python bench/labels.py" + (" --quick" if args.quick else "") + "".join(
+    flags = (" --quick" if args.quick else "") + (" --no-wmap" if not args.wmap else "") + "".join(
         f" --{flag.replace('_', '-')} {value}" for flag, value in args.given)
-    lines = ["## bench/labels.py" + (" --quick" if args.quick else ""), "",
+    command = ".venv/bin/python bench/labels.py" + flags
+    # the default run and --quick own their sections; a run with other flags gets a section of its own
+    lines = ["## bench/labels.py" + flags, "",
              f"Command: `{command}`  ", f"Date: {datetime.datetime.now().astimezone():%Y-%m-%dT%H:%M%z}  ",
              f"Machine: {machine()} (`lscpu`); Spark local[2]; whole run {seconds / 60:.1f} min", "",
              f"AG News test, first {embed['rows']:,} rows (of 7,600), `title. description`; all-MiniLM-L6-v2 "
@@ -235,13 +252,14 @@ def report(args, rows: list[Row], sweep: list[tuple], embed: dict, seconds: floa
         acc = best.stat("accuracy")[0]
         lines.append(f"| {group} | {best.name} | {acc:.1f} | ≥ {best.target} | "
                      f"{'met' if acc >= best.target else '**missed**'} |")
-    lines += ["", "wmap_lambda on seed 0 (accuracy ×100; the best one was then run on every seed — chosen "
-              "on test accuracy, so the wmap rows are slightly optimistic):" if len(args.wmap_lambdas) > 1 else
-              "wmap_lambda fixed at 10 (`--quick` does not sweep it; the full run does), seed 0:", "",
-              "| examples/class | " + " | ".join(f"λ={lam:g}" for lam in args.wmap_lambdas) + " |",
-              "|---:|" + "---:|" * len(args.wmap_lambdas)]
-    for n in sorted({s[0] for s in sweep}):
-        lines.append(f"| {n} | " + " | ".join(f"{acc:.1f}" for m, _, acc in sweep if m == n) + " |")
+    if args.wmap:
+        lines += ["", "wmap_lambda on seed 0 (accuracy ×100; the best one was then run on every seed — chosen "
+                  "on test accuracy, so the wmap rows are slightly optimistic):" if len(args.wmap_lambdas) > 1 else
+                  "wmap_lambda fixed at 10 (`--quick` does not sweep it; the full run does), seed 0:", "",
+                  "| examples/class | " + " | ".join(f"λ={lam:g}" for lam in args.wmap_lambdas) + " |",
+                  "|---:|" + "---:|" * len(args.wmap_lambdas)]
+        for n in sorted({s[0] for s in sweep}):
+            lines.append(f"| {n} | " + " | ".join(f"{acc:.1f}" for m, _, acc in sweep if m == n) + " |")
     setfit = [r for r in rows if r.name.startswith("setfit")]
     notes = [f"{r.per_class}/class: {np.mean([x['stats'].get('setfit_steps', 0) for x in r.runs]):.0f} steps "
              f"of 16 pairs, {np.mean([x['stats'].get('setfit_seconds', 0) for x in r.runs]):.0f} s fine-tuning"
@@ -270,15 +288,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="2,000 test rows, 2 seeds, 1 SetFit seed at 8/class with setfit_pairs=5, "
                              "no SetFit at 64/class, Zmap on 5k words, wmap_lambda 10")
+    parser.add_argument("--spreading", type=int, help="label_spreading (neighbours) of the label-spreading rows "
+                        "(default 10)")
+    parser.add_argument("--no-wmap", dest="wmap", action="store_false",
+                        help="skip the wmap rows (their lambda sweep embeds Zmap's words in every run)")
     parser.add_argument("--driver-threads", type=int, default=1,
                         help="torch threads on the driver while fitting (SetFit takes all cores itself); "
                              "2 threads stall whenever another process holds a core")
     parser.add_argument("--work", help="where the temporary work folder goes (default: the system's)")
     args = parser.parse_args()
     args.given = [(k, v) for k, v in vars(args).items()
-                  if v is not None and k in ("seeds", "setfit_seeds", "setfit_pairs", "setfit_seeds_64")]
+                  if v is not None and k in ("seeds", "setfit_seeds", "setfit_pairs", "setfit_seeds_64",
+                                             "spreading")]
     for name, full, quick in (("seeds", 10, 2), ("setfit_seeds", 3, 1), ("setfit_pairs", 20, 5),
-                              ("setfit_seeds_64", 1, 0)):
+                              ("setfit_seeds_64", 1, 0), ("spreading", 10, 10)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     args.setfit_pairs_8, args.test_rows = args.setfit_pairs, 2_000 if args.quick else 7_600

@@ -65,9 +65,15 @@ class Config(JobConfig):
                               "median count per label; 0 = off")
     self_training: int = key(0, "rounds of self-training on the table's own confident predictions "
                              "(transductive; no labels needed); 0 = off")
-    self_training_fraction: float = key(0.5, "self-training: most confident share of each label kept")
+    self_training_fraction: float = key(methods.FitOptions.self_training_fraction,
+                                        "self-training: most confident share of each label kept")
     self_training_sample: int = key(20_000, "self-training: rows of the table brought to the driver (setfit: "
                                     "texts embedded there with the fine-tuned encoder, ~60/s on 2 cores)")
+    label_spreading: int = key(0, "self-training: before each round, spread the head's labels over the "
+                               "sample's k-nearest-neighbour graph with this many neighbours (label spreading, "
+                               "Zhou et al. 2004) and keep the rows the spread labels are surest of; 0 = off")
+    label_spreading_alpha: float = key(0.8, "label spreading: the share of a row's label taken from its "
+                                       "neighbours, in (0, 1)")
     setfit_pairs: int = key(20, "setfit: contrastive pairs drawn per example and kind (same/other)")
     setfit_epochs: int = key(1, "setfit: passes over the pairs")
     setfit_max_seconds: float = key(600.0, "setfit: stop fine-tuning after this long")

@@ -6,6 +6,7 @@ import pytest
 
 from jobs.core.config import ConfigError
 from jobs.labelling import methods
+from jobs.labelling.self_training import spread
 from jobs.labelling.sets import read_label_set
 from udfs import finetune, heads, texts
 from udfs.classification import NONE, classification_metrics
@@ -114,6 +115,22 @@ def test_logreg_head_matches_sklearns_class_balanced_logistic_regression(counts)
     if len(set(counts)) == 1:  # equal counts: balancing changes nothing
         plain = LogisticRegression(C=1.0, max_iter=2000, random_state=0).fit(x, y).predict_proba(x)
         assert np.allclose(ours, plain, atol=1e-4)
+
+
+def test_label_spreading_corrects_labels_its_neighbours_contradict():
+    """Two tight clusters of 20 with 2 rows of the first labelled as the second: spread over the 5-NN graph
+    (sklearn's LabelSpreading), every row gets its cluster's label; the third label, never predicted, keeps
+    probability 0; the 2 relabelled rows are the least sure of their cluster."""
+    rng = np.random.default_rng(5)
+    truth = np.repeat([0, 1], 20)
+    x = heads.normalise(np.eye(8)[truth] + 0.05 * rng.normal(size=(40, 8)))
+    given = truth.copy()
+    given[[3, 11]] = 1
+    out = spread(x, given, 3, 5, 0.8)
+    assert out.shape == (40, 3) and np.array_equal(out.argmax(axis=1), truth)
+    assert np.allclose(out.sum(axis=1), 1) and not out[:, 2].any()
+    assert set(np.argsort(out[:20, 0])[:2]) == {3, 11}
+    assert np.array_equal(spread(x[:1], np.array([1]), 3, 5, 0.8), [[0.0, 1.0, 0.0]])  # no neighbours
 
 
 def test_scarce_classes_are_those_under_half_the_median():

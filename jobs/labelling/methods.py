@@ -32,8 +32,10 @@ class FitOptions:
     logreg_c: float = 1.0
     prior_weight: float = 1.0
     self_training: int = 0
-    self_training_fraction: float = 0.5
+    self_training_fraction: float = 0.8
     self_training_sample: int = 20_000
+    label_spreading: int = 0         # self-training: neighbours of each row in the k-NN graph; 0 = off
+    label_spreading_alpha: float = 0.8
     setfit_pairs: int = 20
     setfit_epochs: int = 1
     setfit_max_seconds: float = 600.0
@@ -43,13 +45,18 @@ class FitOptions:
     def check(self) -> None:
         """ConfigError naming the option (= config key) and what it accepts."""
         require_positive(self, "vocab_size", "setfit_pairs", "setfit_epochs", "self_training_sample")
-        require_non_negative(self, "self_training", "wmap_lambda", "zmap_alpha")
+        require_non_negative(self, "self_training", "wmap_lambda", "zmap_alpha", "label_spreading")
         if self.wmap_base not in ("zmap", "none"):
             raise ConfigError(f"key 'wmap_base' expects one of zmap, none, got {self.wmap_base!r}")
         if self.logreg_c <= 0:
             raise ConfigError("key 'logreg_c' must be > 0")
         if not 0 < self.self_training_fraction <= 1:
             raise ConfigError("key 'self_training_fraction' must be in (0, 1]")
+        if not 0 < self.label_spreading_alpha < 1:
+            raise ConfigError(f"key 'label_spreading_alpha' must be in (0, 1), got {self.label_spreading_alpha!r}")
+        if self.label_spreading and not self.self_training:
+            raise ConfigError("key 'label_spreading' spreads self-training's labels over the table's k-NN graph; "
+                              "set self_training to 1 or more rounds, or label_spreading to 0")
 
 
 @dataclass

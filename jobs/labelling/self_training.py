@@ -1,7 +1,9 @@
-"""Self-training: a head refitted on the table's own most confident predictions, round after round."""
+"""Self-training: a head refitted on the table's own most confident predictions, round after round, optionally
+smoothed by label spreading over a k-nearest-neighbour graph of the table's rows."""
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -15,16 +17,19 @@ log = logging.getLogger(__name__)
 
 
 def self_train(sample: np.ndarray, cfg: FitOptions, head: Head, ex: Examples, stats: dict[str, float]) -> Head:
-    """Rounds of: label `sample` ([m, d] embeddings of the table's rows, corpus_sample or text_sample), keep
-    each label's most confident share, refit a logistic head on those (plus the real examples, when
-    `ex.vectors` holds them in the same space). Transductive: it uses the table, never the gold
-    (Yarowsky-style self-training; the head is heads.fit_logreg)."""
+    """Rounds of: label `sample` ([m, d] embeddings of the table's rows, corpus_sample or text_sample), with
+    `cfg.label_spreading` > 0 spread those labels over the sample's k-NN graph (`spread`), keep each label's
+    most confident share, refit a logistic head on those (plus the real examples, when `ex.vectors` holds
+    them in the same space). Transductive: it uses the table, never the gold (Yarowsky-style
+    self-training, Yarowsky 1995; the head is heads.fit_logreg)."""
     n = len(head.labels)
     if not len(sample):
         log.warning("self-training skipped: the table has no rows to learn from")
         return head
     for round_ in range(cfg.self_training):
         scores = head.scores(sample)
+        if cfg.label_spreading:
+            scores = spread(sample, scores.argmax(axis=1), n, cfg.label_spreading, cfg.label_spreading_alpha)
         predicted, confidence = scores.argmax(axis=1), scores.max(axis=1)
         keep = np.zeros(len(sample), dtype=bool)
         for label in range(n):
@@ -40,9 +45,37 @@ def self_train(sample: np.ndarray, cfg: FitOptions, head: Head, ex: Examples, st
                     embedding_model=head.embedding_model,
                     params={**head.params, "self_training": cfg.self_training,
                             "self_training_fraction": cfg.self_training_fraction,
-                            "self_training_rows": int(len(sample))})
+                            "self_training_rows": int(len(sample)), **spreading_params(cfg)})
     stats["self_training_rows"] = int(len(sample))
     return head
+
+
+def spread(sample: np.ndarray, labels: np.ndarray, n_classes: int, neighbours: int, alpha: float) -> np.ndarray:
+    """[m, n_classes] label distributions: `labels` (int [m], a head's predictions for the [m, d] `sample`)
+    spread over the sample's `neighbours`-nearest-neighbour graph (Euclidean on the normalised rows, i.e.
+    cosine), each row keeping `alpha` of its neighbours' labels and 1 - alpha of its own: label spreading,
+    Zhou et al. 2004, "Learning with local and global consistency", by scikit-learn's LabelSpreading. A row
+    whose neighbours disagree with its predicted label loses confidence or changes label; a label nobody
+    predicted keeps probability 0. Brute-force neighbours: m² distances, ~10 s for m = 20,000 on 2 cores."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.semi_supervised import LabelSpreading
+
+    out = np.zeros((len(sample), n_classes))
+    if len(sample) < 2:  # no neighbours: the labels as they are
+        out[np.arange(len(sample)), labels] = 1
+        return out
+    model = LabelSpreading(kernel="knn", n_neighbors=min(neighbours, len(sample) - 1), alpha=alpha, max_iter=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 100 iterations settle the argmax long before tol
+        model.fit(heads.normalise(sample), labels)
+    out[:, model.classes_] = model.label_distributions_
+    return out
+
+
+def spreading_params(cfg: FitOptions) -> dict:
+    """What a head's manifest records of label spreading (nothing when it is off)."""
+    return {"label_spreading": cfg.label_spreading, "label_spreading_alpha": cfg.label_spreading_alpha} \
+        if cfg.label_spreading else {}
 
 
 def corpus_sample(embedded, limit: int, seed: int) -> np.ndarray:
