@@ -118,7 +118,7 @@ def shard_searcher(shard_plan: ShardPlan, location: str, write: Callable[[Task, 
                    ) -> Callable[[Frames], Frames]:
     """A mapInPandas function over task rows (block, shard_group): each task reads its block from
     `location` (query_blocks.read) and searches it in each shard of its group in turn, opening one shard
-    at a time (sha256 of that file checked) and keeping the last until another is needed. Yields the
+    at a time (searcher.load_shard: that file's sha256 checked) and keeping the last until another is needed. Yields the
     PARTIAL_SCHEMA rows (the group's top k, k + 1 with exclude_self), or with `write` hands them to it and
     yields one TASK_SCHEMA row per task. Logs "opened shard <name>" and "searched block <b> shard <name>
     (<n> queries)" at INFO."""
