@@ -26,7 +26,7 @@ MARKER = re.compile(r"_b(\d+)-g(\d+)\.done$")
 
 @dataclass(frozen=True)
 class QueryBlockKeys(JobConfig):
-    """The key of a job whose queries search a sharded index in (query block x shard) tasks."""
+    """The key of a job whose queries search a sharded index in (query block x shard group) tasks."""
 
     query_blocks: int = key(0, "sharded index: query blocks (tasks = blocks x shard groups); 0 = one per "
                             f"{shard_search.GROUP_ROWS:,} queries")
@@ -126,7 +126,7 @@ def searched(rows, shard_plan: ShardPlan, checkpoints: Checkpoints):
     tasks, queries = store.join(location, "tasks"), store.join(location, "queries")
     done = finished(spark, tasks) if checkpoints.resume else set()
     pending = [task for task in shard_plan.tasks if task not in done]
-    log.info("%d of %d blocks reused, %d searched (tasks of one query block x one group of %d shards; %s)",
+    log.info("%d of %d blocks reused, %d searched (tasks of one query block x one group of up to %d shards; %s)",
              len(shard_plan.tasks) - len(pending), len(shard_plan.tasks), len(pending),
              len(shard_plan.groups[0]), location)
     for block, group in sorted(done):
