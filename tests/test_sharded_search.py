@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import sparkamp
 from index import manifest, shards
-from jobs.indexing import query_blocks, shard_search
 from jobs import cli
+from jobs.indexing import query_blocks, shard_search
 from tests.conftest import common_args
 from tests.test_reliability import run_in_background
 
@@ -191,3 +192,15 @@ def test_the_queries_cross_no_shuffle_and_a_task_searches_a_group_of_shards(spar
     vectors = np.stack(table.embedding)
     exact = -np.sort(-(vectors @ vectors.T), axis=1)[:, :5]
     assert np.allclose(-np.sort(-both, axis=1)[:, :5], exact, atol=1e-5)  # the groups' top 5 hold the exact top 5
+
+
+def test_the_python_api_searches_a_sharded_index_and_leaves_no_scratch(spark, indexes, tmp_path):
+    """sparkamp.search of a sharded index: computed before it returns (its queries' scratch folder beside
+    work_dir is gone), the same rows as the merged index's."""
+    emb, built = indexes
+    queries = spark.read.parquet(str(emb))
+    found = {name: sparkamp.search(queries, str(folder), k=5, exclude_self=True, work_dir=str(tmp_path / "work"))
+             .toPandas().sort_values(["query_id", "rank"]).reset_index(drop=True) for name, folder in built["Flat"].items()}
+    assert_same_neighbours(found["sharded"], found["merged"])
+    assert found["sharded"].query_id.nunique() == N_RANDOM + N_NEAR + 3
+    assert not list(tmp_path.rglob("*staging-queries*"))
