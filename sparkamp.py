@@ -35,7 +35,7 @@ from typing import Any
 from jobs.core.config import ConfigError
 from jobs.embedding import steps, whitening
 from jobs.evaluation import classification, retrieval
-from jobs.indexing import build, groups, neighbours, ranking
+from jobs.indexing import build, groups, neighbours, ranking, shard_search
 from jobs.indexing.options import IndexInfo, IndexOptions
 from jobs.labelling import fitting, methods, scoring, sets
 from jobs.labelling.examples import ExampleOptions
@@ -135,21 +135,27 @@ def build_index(embeddings_df, path: str, **options: Any) -> IndexInfo:
 
 
 def search(queries_df, index_path: str, *, k: int = 10, exclude_self: bool = False, nprobe: int = 0,
-           ef_search: int = 0, batch_size: int = 4096, rerank: str | Rerank = "none", num_partitions: int = 0):
+           ef_search: int = 0, batch_size: int = 4096, rerank: str | Rerank = "none", num_partitions: int = 0,
+           work_dir: str | None = None):
     """The neighbours table of every row of an embeddings DataFrame of queries against the index at
     `index_path`: k rows per ok query (rank 1 = nearest; score = cosine for an `ip` index), one row with
     its status for a query that is not ok, cannot be searched (non_finite, wrong_dim, ...) or finds
     nothing. Queries must be of the index's model (ConfigError). `rerank`: a method of
     udfs.reranking.METHODS (none, average-qe, alpha-qe, diffusion) with its default settings, or a
     `Rerank(method, top, qe_top, qe_alpha, graph_k)`; the scores are then the re-ranking's.
-    Lazy; each worker loads the index once.
+    Lazy; each worker loads the index once. A sharded index (merge: none): the queries are written once
+    beside `work_dir` (default: the session's warehouse dir), so the result is computed before it is
+    returned (localCheckpoint) and the folder removed.
 
     Example: `search(emb, "/tmp/index", k=5, exclude_self=True, rerank="diffusion")`"""
     opts = neighbours.SearchOptions(k, exclude_self, nprobe, ef_search, batch_size, num_partitions,
                                     Rerank(rerank) if isinstance(rerank, str) else rerank)
-    table = contracts.check_embeddings(queries_df, neighbours.query_check(neighbours.checked_manifest(index_path)),
-                                       "the queries DataFrame")
-    return neighbours.search(table, index_path, opts)
+    meta = neighbours.checked_manifest(index_path)
+    table = contracts.check_embeddings(queries_df, neighbours.query_check(meta), "the queries DataFrame")
+    if not shard_search.is_sharded(meta):
+        return neighbours.search(table, index_path, opts)
+    with scratch.folder(queries_df.sparkSession, work_dir or _work_dir(queries_df), "queries") as work:
+        return neighbours.search(table, index_path, opts, work).localCheckpoint(eager=True)
 
 
 def dedup(embeddings_df, *, threshold: float = 0.85, index: str | None = None, k: int = 10, nprobe: int = 0,

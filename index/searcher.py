@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from pyarrow import fs as pafs
 
 from index import factory, manifest, store
 from index.manifest import IndexIntegrityError, Manifest
@@ -72,17 +73,26 @@ def load_shard(folder: str, name: str, sha256: str, nprobe: int = 0, ef_search: 
     """One shard file of a sharded index (manifest `merge: none`), after checking the sha256 of that file
     only: a worker searching one shard never reads the others. Memory-mapped where the format allows;
     a remote file is copied to a local scratch dir first (faiss reads local files). Raises
-    IndexIntegrityError when the file is missing or its sha256 differs."""
+    IndexIntegrityError when the file is missing or its sha256 differs. The check (and a remote file's
+    copy) is done once per process and file version (size, mtime): a worker that opens the shard again
+    for its next query block does not hash it again; a file changed since is hashed again."""
     uri = store.join(folder, name)
-    if not store.exists(uri):
+    fs, path = store.resolve(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
         raise IndexIntegrityError(f"{uri} is listed in the manifest but missing")
-    if (actual := store.sha256(uri)) != sha256:
-        raise IndexIntegrityError(f"{uri} has sha256 {actual[:12]}..., the manifest says {sha256[:12]}...: "
-                                  "the file was changed or damaged")
-    local = uri if store.is_local(uri) else store.local_copy(uri, store.scratch_dir())
-    shard = _read_index(store.resolve(local)[1], mmap=True)
+    version = (uri, info.size, info.mtime_ns, sha256)
+    if version not in _CHECKED:
+        if (actual := store.sha256(uri)) != sha256:
+            raise IndexIntegrityError(f"{uri} has sha256 {actual[:12]}..., the manifest says {sha256[:12]}...: "
+                                      "the file was changed or damaged")
+        _CHECKED[version] = uri if store.is_local(uri) else store.local_copy(uri, store.scratch_dir())
+    shard = _read_index(store.resolve(_CHECKED[version])[1], mmap=True)
     factory.set_search_params(shard, nprobe, ef_search)
     return shard
+
+
+_CHECKED: dict[tuple, str] = {}  # (uri, bytes, mtime ns, sha256) of a shard checked here → its local path
 
 
 def configure(loaded: LoadedIndex, nprobe: int, ef_search: int) -> None:

@@ -16,14 +16,15 @@ from jobs.core.summary import JobFailed, RunSummary  # noqa: E402
 from jobs.embedding.queries import raw_queries  # noqa: E402
 from jobs.indexing import neighbours  # noqa: E402
 from jobs.indexing.blocks import QueryBlockKeys  # noqa: E402
-from jobs.tables import contracts, inputs, publish  # noqa: E402
+from jobs.tables import contracts, inputs, publish, scratch  # noqa: E402
 from index import manifest  # noqa: E402
 from index.manifest import IndexIntegrityError  # noqa: E402
 from udfs.reranking import METHODS, Rerank  # noqa: E402
 
 NAME = "search"
 PLAN = ("check the manifest and the queries' model → each worker loads the index once (a sharded index: "
-        "query blocks x shards tasks, each worker opens only its tasks' shards, partial top-k merged per query) "
+        "the queries written once by block, query blocks x shard groups tasks, each worker opens only its tasks' "
+        "shards, partial top-k merged per query) "
         "→ k-NN → publish (a query that cannot be searched, or finds nothing, is one row with its status)")
 
 
@@ -108,7 +109,6 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
     with summary.timed("read queries"):
         queries = read_queries(spark, cfg, neighbours.checked_manifest(cfg.index))
         summary.rows_in, ids_in = queries.n_rows, queries.rows.agg(F.countDistinct("id")).first()[0]
-    found = neighbours.search(queries, cfg.index, cfg.options)
 
     def verify(staged) -> None:
         """Every query is in the output: with its neighbours, or one row saying why it has none."""
@@ -120,7 +120,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
         summary.statuses = {r["status"]: int(r["queries"]) for r in counts if not r["all"]}
         summary.stats["neighbour_rows"] = sum(r["rows"] for r in counts if r["status"] == "ok")
 
-    with summary.timed("search + write"):
+    with summary.timed("search + write"), scratch.folder(spark, cfg.output, "queries") as work:
+        found = neighbours.search(queries, cfg.index, cfg.options, work)  # a sharded index writes its queries to work
         publish.publish(spark, found, cfg.output, cfg.mode, summary.run_id, verify)
     seconds = max(summary.stages["search + write"], 1e-9)
     summary.stats["queries_per_second"] = round(summary.rows_ok / seconds, 1)

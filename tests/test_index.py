@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -125,6 +126,27 @@ def test_loaded_index_maps_string_ids_and_rejects_tampering(tmp_path):
         searcher.load(folder)
     with pytest.raises(manifest.IndexIntegrityError, match="no manifest.json"):
         searcher.load(str(tmp_path))
+
+
+def test_a_shard_is_hashed_once_per_version_and_again_once_changed(tmp_path, monkeypatch):
+    """load_shard: a second open of the same file reads it without hashing it again (a worker opens a
+    shard once per query block); a file rewritten since (new mtime) is hashed again and refused."""
+    data = clustered(30, 8, 3, seed=4)
+    folder = published_flat(tmp_path, data, [f"d{i}" for i in range(30)])
+    name, digest = manifest.read(folder).shards[0]["name"], manifest.read(folder).shards[0]["sha256"]
+    hashed, real = [], store.sha256
+    monkeypatch.setattr(store, "sha256", lambda uri: hashed.append(uri) or real(uri))  # counts, then hashes
+    for _ in range(3):
+        assert searcher.load_shard(folder, name, digest).ntotal == 30
+    assert len(hashed) == 1
+    shard = tmp_path / "idx" / name
+    raw = bytearray(shard.read_bytes())
+    raw[-5] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))
+    with pytest.raises(manifest.IndexIntegrityError, match="sha256"):
+        searcher.load_shard(folder, name, digest)
+    assert len(hashed) == 2
 
 
 def test_recall_at_k():

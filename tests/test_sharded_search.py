@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from index import shards
+import sparkamp
+from index import manifest, shards
 from jobs import cli
+from jobs.indexing import query_blocks, shard_search
 from tests.conftest import common_args
 from tests.test_reliability import run_in_background
 
@@ -135,30 +137,70 @@ def searched_blocks(log: str) -> list[tuple[int, str]]:
 
 
 def test_a_killed_dedup_searches_only_its_unfinished_blocks_again(indexes, tmp_path):
-    """SIGKILL of the driver's process group once half its (block, shard) tasks are done; the re-run reuses
-    them and searches only the others."""
+    """SIGKILL of the driver's process group once half its (block, shard group) tasks are done; the re-run
+    reuses them and searches only the others. 16 blocks on local[2]: one group of the 4 shards, 16 tasks."""
     emb, built = indexes
     out = tmp_path / "groups"
     args = ["dedup", "--embeddings", str(emb), "--index", str(built["Flat"]["sharded"]), "--output", str(out),
-            "--threshold", "0.95", "--set", "query_blocks=8", "--set", "master=local[2]", *common_args(tmp_path)]
+            "--threshold", "0.95", "--set", "query_blocks=16", "--set", "master=local[2]", *common_args(tmp_path)]
     first = run_in_background(args, tmp_path / "first.log")
     blocks = tmp_path / "_sparkamp_staging" / "groups-blocks"
     deadline, done = time.time() + 300, []
-    while time.time() < deadline and first.poll() is None and len(done) < 16:
-        done = list(blocks.glob("*/_b*.done"))
+    while time.time() < deadline and first.poll() is None and len(done) < 8:
+        done = list(blocks.glob("*/tasks/_b*.done"))
         time.sleep(0.02)
     assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=60)
-    finished = {m.name for m in blocks.glob("*/_b*.done")}
-    assert 16 <= len(finished) < 32, f"{len(finished)} of 32 blocks done when killed"
+    finished = {int(m.name[2:7]) for m in blocks.glob("*/tasks/_b*-g00000.done")}
+    assert 8 <= len(finished) < 16, f"{len(finished)} of 16 tasks done when killed"
     assert not out.exists()
 
     second = run_in_background(args, tmp_path / "second.log")
     assert second.wait(timeout=300) == 0, (tmp_path / "second.log").read_text()[-3000:]
     log = (tmp_path / "second.log").read_text()
-    assert f"{len(finished)} of 32 blocks reused, {32 - len(finished)} searched" in log
-    again = {f"_b{int(b):05d}-s{int(shard[-11:-6]):05d}.done" for b, shard in searched_blocks(log)}
-    assert len(searched_blocks(log)) == 32 - len(finished) and not again & finished
+    assert f"{len(finished)} of 16 blocks reused, {16 - len(finished)} searched" in log
+    again = searched_blocks(log)
+    assert {int(b) for b, _ in again} == set(range(16)) - finished  # exactly the unfinished blocks,
+    assert len(again) == 4 * (16 - len(finished))  # each in the 4 shards, once
     assert groups_of(out) == PLANTED
     assert not blocks.exists()  # removed once the job succeeded
+
+
+def test_the_queries_cross_no_shuffle_and_a_task_searches_a_group_of_shards(spark, indexes, tmp_path):
+    """The queries are written once by block; the tasks are a (block, shard group) table (3 x 2 here) with
+    no Exchange and no vector in its plan; each query gets one partial row per group, its group's top k."""
+    emb, built = indexes
+    folder = str(built["Flat"]["sharded"])
+    rows = spark.read.parquet(str(emb)).filter("status = 'ok'").select("id", "embedding")
+    shard_plan = shard_search.plan(folder, manifest.read(folder), 222, 3, (5, False, (0, 0), 64), cores=2)
+    assert shard_plan.groups == ((0, 1), (2, 3)) and len(shard_plan.tasks) == 6
+    partials = shard_search.searched(rows, shard_plan, str(tmp_path / "queries"))
+    plan = partials._jdf.queryExecution().executedPlan().toString()
+    assert "Exchange" not in plan and "embedding" not in plan and partials.rdd.getNumPartitions() == 6
+    found = partials.toPandas()
+    table = pd.read_parquet(emb).query("status == 'ok'").set_index("id")
+    assert len(found) == 2 * len(table) and (found.groupby("id").shard_group.nunique() == 2).all()
+    read = [query_blocks.read(str(tmp_path / "queries"), b) for b in range(3)]
+    ids = [i for queries, _ in read for i in queries.id]
+    assert sorted(ids) == sorted(table.index)  # each query in one block
+    assert np.array_equal(np.vstack([v for _, v in read]), np.stack(table.embedding.loc[ids]))
+    by_group = [found[found.shard_group == g].set_index("id").loc[table.index] for g in (0, 1)]
+    held = [set(np.concatenate(g.ids.to_numpy()).tolist()) for g in by_group]
+    assert not held[0] & held[1]  # the two groups searched disjoint shards
+    both = np.hstack([np.stack(g.scores.to_numpy()) for g in by_group])
+    vectors = np.stack(table.embedding)
+    exact = -np.sort(-(vectors @ vectors.T), axis=1)[:, :5]
+    assert np.allclose(-np.sort(-both, axis=1)[:, :5], exact, atol=1e-5)  # the groups' top 5 hold the exact top 5
+
+
+def test_the_python_api_searches_a_sharded_index_and_leaves_no_scratch(spark, indexes, tmp_path):
+    """sparkamp.search of a sharded index: computed before it returns (its queries' scratch folder beside
+    work_dir is gone), the same rows as the merged index's."""
+    emb, built = indexes
+    queries = spark.read.parquet(str(emb))
+    found = {name: sparkamp.search(queries, str(folder), k=5, exclude_self=True, work_dir=str(tmp_path / "work"))
+             .toPandas().sort_values(["query_id", "rank"]).reset_index(drop=True) for name, folder in built["Flat"].items()}
+    assert_same_neighbours(found["sharded"], found["merged"])
+    assert found["sharded"].query_id.nunique() == N_RANDOM + N_NEAR + 3
+    assert not list(tmp_path.rglob("*staging-queries*"))

@@ -20,7 +20,7 @@ class DedupOptions:
     k: int = 10               # neighbours looked at per item
     nprobe: int = 0           # IVF lists searched; 0 = the index's tuned value
     batch_size: int = 4096    # queries per index search call
-    query_blocks: int = 0     # sharded index: query blocks (tasks = blocks x shards); 0 = from the row count
+    query_blocks: int = 0     # sharded index: query blocks (tasks = blocks x shard groups); 0 = from the row count
 
     def check(self) -> None:
         if not 0 < self.threshold <= 1:
@@ -44,7 +44,7 @@ def find_duplicates(table: Embeddings, index: str, work: str, opts: DedupOptions
     model: see neighbours.checked_manifest). The pairs (an edge list) are joined into groups in Spark
     (components.connected_components, checkpointed to `work`, a scratch folder: the groups read it,
     so write them before it is removed); the groups no longer need the index. Through a sharded index
-    with `checkpoints`, finished (block, shard) searches are kept and reused (neighbours.all_neighbours).
+    with `checkpoints`, finished (block, shard group) searches are kept and reused (neighbours.all_neighbours).
     Raises ConfigError for bad options."""
     from pyspark.sql import functions as F
 
@@ -52,7 +52,7 @@ def find_duplicates(table: Embeddings, index: str, work: str, opts: DedupOptions
     meta = neighbours.manifest_for(table, index)
     good, left_out = table.usable(meta.metric, "the dedup job")
     search = neighbours.SearchOptions(opts.k, True, opts.nprobe, batch_size=opts.batch_size, query_blocks=opts.query_blocks)
-    near = neighbours.all_neighbours(good, index, search, table.n_ok - sum(left_out.values()), checkpoints)
+    near = neighbours.all_neighbours(good, index, search, table.n_ok - sum(left_out.values()), work, checkpoints)
     close = near.filter((F.col("status") == "ok") & (F.col("score") >= opts.threshold))
     pairs = duplicate_pairs(good, close).cache()
     counts = {r["kind"]: int(r["count"]) for r in pairs.groupBy("kind").count().collect()}

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from index import manifest
+from index import manifest, store
 from index.manifest import IndexIntegrityError
 from jobs.core.config import ConfigError, require_non_negative, require_positive
 from jobs.core.summary import new_run_id, timed
@@ -31,7 +31,7 @@ class SearchOptions:
     batch_size: int = 4096        # queries per index.search call (faiss is slower on small blocks)
     num_partitions: int = 0       # Spark partitions of the queries; 0 = as read, at least the cores
     rerank: Rerank = field(default_factory=Rerank)  # the keys rerank, rerank_top, qe_top, qe_alpha, rerank_graph_k
-    query_blocks: int = 0         # sharded index: query blocks (tasks = blocks x shards); 0 = from the query count
+    query_blocks: int = 0         # sharded index: query blocks (tasks = blocks x shard groups); 0 = from the query count
 
     def check(self) -> None:
         """ConfigError naming the option (= config key) when it is out of range."""
@@ -72,23 +72,26 @@ def query_check(meta: manifest.Manifest, key: str = "queries") -> EmbeddingsChec
     return EmbeddingsCheck(key, model=meta.model, dim=meta.dim)
 
 
-def search(queries: Embeddings, index: str, opts: SearchOptions = SearchOptions()):
+def search(queries: Embeddings, index: str, opts: SearchOptions = SearchOptions(), work: str = ""):
     """The neighbours table (contracts.NEIGHBOURS) of every query row: k rows (rank 1 = nearest, score =
     the index's similarity: cosine for `ip`) per `ok` query whose vector can be searched, else one row
     with its status and reason (a status from the table, one of `vectors.vector_check`, or
     no_neighbours). `queries` must have been checked with `query_check`. A one-file index: each worker
-    loads it once. A sharded index: (query block x shard) tasks, merged per query (shard_search).
-    Raises ConfigError for bad options, or re-ranking of a sharded index. Lazy."""
+    loads it once. A sharded index: the queries are written once under `work` (a scratch folder that
+    must stay until the result is written; see is_sharded), then (query block x shard group) tasks,
+    merged per query (shard_search). Raises ConfigError for bad options, or re-ranking of a sharded
+    index; ValueError for a sharded index without `work`. Lazy, but for the write of the queries."""
     opts.check()
     meta = manifest.read(index)
     check_rerank(meta, opts.rerank.method)
     rows = queries.searchable(meta.metric)
     if not shard_search.is_sharded(meta):
         return _neighbours(rows, index, opts)
-    shard_plan = _plan(index, meta, queries.n_rows, opts)
-    fn = shard_search.shard_searcher(shard_plan)
-    partials = shard_search.tasks(rows.filter("status = 'ok'"), shard_plan).mapInPandas(fn, shard_search.PARTIAL_SCHEMA)
-    return shard_search.neighbours(partials, rows, shard_plan, meta.metric)
+    if not work:
+        raise ValueError(f"{index} is a sharded index: its search needs a work folder for the queries")
+    shard_plan = _plan(index, meta, queries.n_rows, opts, rows.sparkSession)
+    partials = shard_search.searched(rows.filter("status = 'ok'"), shard_plan, store.join(work, "queries"))
+    return shard_search.neighbours(partials, rows, shard_plan)
 
 
 def check_rerank(meta: manifest.Manifest, method: str, key: str = "rerank") -> None:
@@ -100,29 +103,31 @@ def check_rerank(meta: manifest.Manifest, method: str, key: str = "rerank") -> N
                           "or an index built with merge: memory or ondisk")
 
 
-def all_neighbours(rows, folder: str, opts: SearchOptions, n: int, checkpoints: blocks.Checkpoints | None = None):
+def all_neighbours(rows, folder: str, opts: SearchOptions, n: int, work: str,
+                   checkpoints: blocks.Checkpoints | None = None):
     """The neighbours table of `rows` (id, embedding; `n` vectors that can be searched): each row's k
     nearest *other* rows (status ok), or one no_neighbours row (`opts.exclude_self` is forced on).
-    Through a sharded index with `checkpoints`, each finished (block, shard) task is kept there and
-    reused by a re-run with the same inputs (blocks.searched: eager)."""
+    Through a sharded index the queries are written once under `work` (a scratch folder that must stay
+    until the result is written), or with `checkpoints` beside each finished (block, shard group) task,
+    kept there and reused by a re-run with the same inputs (blocks.searched: eager)."""
     from dataclasses import replace
 
     rows, opts = rows.select("id", "embedding"), replace(opts, exclude_self=True)
     meta = manifest.read(folder)
     if not shard_search.is_sharded(meta):
         return _neighbours(rows, folder, opts)
-    shard_plan = _plan(folder, meta, n, opts)
+    shard_plan = _plan(folder, meta, n, opts, rows.sparkSession)
     if checkpoints is None:
-        fn = shard_search.shard_searcher(shard_plan)
-        partials = shard_search.tasks(rows, shard_plan).mapInPandas(fn, shard_search.PARTIAL_SCHEMA)
+        partials = shard_search.searched(rows, shard_plan, store.join(work, f"queries-{new_run_id()}"))
     else:
         partials = blocks.searched(rows, shard_plan, checkpoints)
-    return shard_search.neighbours(partials, rows, shard_plan, meta.metric)
+    return shard_search.neighbours(partials, rows, shard_plan)
 
 
-def _plan(folder: str, meta: manifest.Manifest, n: int, opts: SearchOptions) -> shard_search.ShardPlan:
+def _plan(folder: str, meta: manifest.Manifest, n: int, opts: SearchOptions, spark) -> shard_search.ShardPlan:
     return shard_search.plan(folder, meta, n, opts.query_blocks,
-                             (opts.k, opts.exclude_self, (opts.nprobe, opts.ef_search), opts.batch_size))
+                             (opts.k, opts.exclude_self, (opts.nprobe, opts.ef_search), opts.batch_size),
+                             spark.sparkContext.defaultParallelism)
 
 
 def _neighbours(rows, folder: str, opts: SearchOptions):

@@ -25,7 +25,7 @@ class UniqueOptions:
     count_duplicates: bool = False  # let exact duplicates (same content_hash) count as nearest
     nprobe: int = 0                 # IVF lists searched; 0 = the index's tuned value
     batch_size: int = 4096          # queries per index search call
-    query_blocks: int = 0           # sharded index: query blocks (tasks = blocks x shards); 0 = from the row count
+    query_blocks: int = 0           # sharded index: query blocks (tasks = blocks x shard groups); 0 = from the row count
 
     def check(self) -> None:
         require_positive(self, "k", "batch_size")
@@ -39,14 +39,14 @@ def rank_uniqueness(table: Embeddings, index: str, work: str, opts: UniqueOption
     copies, no neighbours, a vector that cannot be searched) rank last, by id; the cached frames to
     unpersist once it is written). The ranks are computed through `work` (a scratch folder, see
     positions.rank_by) and the result reads it: write it before the folder is removed. Through a
-    sharded index with `checkpoints`, the first search's finished (block, shard) tasks are kept and
+    sharded index with `checkpoints`, the first search's finished (block, shard group) tasks are kept and
     reused by a re-run (the re-searches of items with only copies are not). Raises ConfigError for bad
     options."""
     opts.check()
     meta = neighbours.manifest_for(table, index)
     good, left_out = table.usable(meta.metric, "the unique job")
     bad = failed_rows(table.ok, meta.dim, meta.metric) if left_out else None
-    found, cached = search_past_copies(good, index, opts, table.n_ok - sum(left_out.values()), checkpoints)
+    found, cached = search_past_copies(good, index, opts, table.n_ok - sum(left_out.values()), work, checkpoints)
     return uniqueness(found, work, bad), cached
 
 
@@ -69,18 +69,18 @@ def nearest_other(near, hashes, count_duplicates: bool):
                         F.col("best.score").alias("nearest_score"), status.alias("status"), "seen")
 
 
-def search_past_copies(ok, folder: str, opts: UniqueOptions, n: int,
+def search_past_copies(ok, folder: str, opts: UniqueOptions, n: int, work: str,
                        checkpoints: Checkpoints | None = None) -> tuple[list, list]:
     """nearest_other of every row of `ok` (n rows), searching again with twice the k (up to every
     other item) the rows whose k neighbours were all exact copies of them; the first search through
-    `checkpoints` (see neighbours.all_neighbours).
+    `checkpoints`, the queries of a sharded index written under `work` (see neighbours.all_neighbours).
     Returns (frames whose union has one row per item, the cached frames to unpersist)."""
     from pyspark.sql import functions as F
 
     hashes, pending, k, parts, cached, size = ok.select("id", "content_hash"), ok, opts.k, [], [], n
     while True:
         search = neighbours.SearchOptions(k, True, opts.nprobe, batch_size=opts.batch_size, query_blocks=opts.query_blocks)
-        near = neighbours.all_neighbours(pending, folder, search, size, checkpoints if pending is ok else None)
+        near = neighbours.all_neighbours(pending, folder, search, size, work, checkpoints if pending is ok else None)
         cached.append(nearest_other(near, hashes, opts.count_duplicates).cache())
         waiting = cached[-1].filter(F.col("status") == ONLY_COPIES).select("id")
         if opts.count_duplicates or k >= n - 1 or not (count := waiting.count()):
