@@ -2,7 +2,7 @@
 dedup and unique as the corpus grows, each job run as users run it (`sparkamp <job> --set master=local[2]`).
 
     .venv/bin/python bench/scale.py [--quick] [--vectors N ...] [--texts N ...] [--images N ...]
-                                    [--jobs JOB,...] [--shard-bytes SIZE] [--factory F]
+                                    [--jobs JOB,...] [--shard-bytes SIZE] [--factory F] [--memory-budget SIZE]
                                     [--work DIR] [--no-md] [--save FILE] [--render FILE]
 
 e.g. the sharded-index check from 1M to 4M vectors, without the embedding jobs:
@@ -234,6 +234,7 @@ def vector_runs(work: Path, n: int, plan: Plan) -> list[Run]:
     plan.planted[n] = write_vectors(emb, n)
     shard_bytes = ["--set", f"shard_bytes={plan.shard_bytes}"] if plan.shard_bytes else []
     shard_bytes += ["--set", f"factory={plan.factory}"] if plan.factory else []
+    shard_bytes += ["--set", f"memory_budget={plan.memory_budget}"] if plan.memory_budget else []
     build = sparkamp(work, "build-index", n, "--embeddings", str(emb), "--output", idx, *shard_bytes,
                      inline=plan.inline)
     meta = json.loads(Path(idx, "manifest.json").read_text())
@@ -241,12 +242,14 @@ def vector_runs(work: Path, n: int, plan: Plan) -> list[Run]:
     build.stats.update(factory=meta["factory"], nprobe=meta["nprobe"], index_mib=size, merge=meta["merge"],
                        shard_mib=max((s.get("bytes", 0) for s in meta["shards"]), default=0) / 2**20)
     runs = [build] if "build-index" in plan.jobs else []
+    log.info("measured: %s", json.dumps(dataclasses.asdict(build), default=str))
     argv = {"search": ["--index", idx, "--queries", str(queries), "--k", str(K), "--exclude-self"],
             "dedup": ["--embeddings", str(emb), "--index", idx, "--threshold", str(THRESHOLD)],
             "unique": ["--embeddings", str(emb), "--index", idx]}
     for job in (j for j in VECTOR_JOBS[1:] if j in plan.jobs):
         runs.append(sparkamp(work, job, n, *argv[job], "--output", str(work / f"{job}-out-{n}"), inline=plan.inline))
         runs[-1].stats.update(index_mib=size, merge=meta["merge"], shards=len(meta["shards"]))
+        log.info("measured: %s", json.dumps(dataclasses.asdict(runs[-1]), default=str))  # kept if the run is cut
     for folder in (emb, queries, Path(idx), *(work / f"{job}-out-{n}" for job in VECTOR_JOBS)):
         shutil.rmtree(folder, ignore_errors=True)
     return runs
@@ -314,6 +317,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--shard-bytes", default="", help="build-index's shard_bytes (default: the job's)")
     parser.add_argument("--factory", default="", help="build-index's factory at every size (default: auto, "
                         "which changes with the size)")
+    parser.add_argument("--memory-budget", default="", help="build-index's memory_budget (default: the job's; "
+                        "an index above it is kept as shards, e.g. 1G shards a 1M x 384-d IVF,Flat)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-md", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--save", type=Path, help="also write the measurements to this JSON file")
@@ -341,7 +346,7 @@ def main(argv: list[str]) -> None:
     else:
         plan = Plan(args.vectors, args.texts, args.images, "bf16" if has_precision_key() else "fp32",
                     inline=args.quick, jobs=args.jobs, shard_bytes=args.shard_bytes,
-                    factory=args.factory)
+                    factory=args.factory, memory_budget=args.memory_budget)
         start, other = time.perf_counter(), OtherLoad()
         with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=args.work) as tmp:
             runs = measure(Path(tmp), plan, other)

@@ -62,6 +62,7 @@ class Plan:
     jobs: list[str] = field(default_factory=lambda: list(JOBS))  # the jobs measured (--jobs)
     shard_bytes: str = ""  # build-index's shard_bytes (--shard-bytes; "" = the job's default)
     factory: str = ""      # build-index's factory at every size (--factory; "" = auto)
+    memory_budget: str = ""  # build-index's memory_budget (--memory-budget; "" = the job's default)
 
 
 @dataclass
