@@ -100,6 +100,34 @@ def test_merge_partial_drops_the_query_and_keeps_the_best(tmp_path):
     assert best[1].tolist() == [[3, 2, -1]] and np.allclose(best[0][0, :2], [0.8, 0.5])
 
 
+def test_ivf_shards_share_one_coarse_search_and_give_each_shards_own_results():
+    import faiss
+
+    rng = np.random.default_rng(3)
+    base, queries = (rng.standard_normal((n, 32)).astype(np.float32) for n in (4000, 700))
+    trained = faiss.index_factory(32, "IVF32,Flat", faiss.METRIC_L2)
+    trained.train(base)
+    parts = []
+    for shard in range(3):
+        part = faiss.deserialize_index(faiss.serialize_index(trained))
+        part.add_with_ids(base[shard::3], np.arange(shard, 4000, 3))
+        part.nprobe = 4
+        parts.append(part)
+    coarse = shard_search.Coarse(len(queries))
+    found = [[coarse.search(part, queries[i:i + 300], 7, i) for i in range(0, 700, 300)] for part in parts]
+    own = [[part.search(queries[i:i + 300], 7) for i in range(0, 700, 300)] for part in parts]
+    for mine, theirs in zip(found, own):
+        for (scores, ids), (want_scores, want_ids) in zip(mine, theirs):
+            np.testing.assert_array_equal(ids, want_ids)
+            np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
+    assert sorted(coarse._kept) == [(0, 32, 4), (300, 32, 4), (600, 32, 4)]  # one quantizer search per batch
+    merged = shard_search.search_group(queries, parts, 7, 300, "l2")
+    whole = faiss.deserialize_index(faiss.serialize_index(trained))
+    whole.add_with_ids(base, np.arange(4000))
+    whole.nprobe = 4
+    np.testing.assert_array_equal(merged[1], whole.search(queries, 7)[1])
+
+
 def test_rerank_of_a_sharded_index_is_refused_before_any_work(indexes, tmp_path, capsys):
     emb, built = indexes
     code = cli.main(["search", "--index", str(built["Flat"]["sharded"]), "--queries", str(emb), "--output",

@@ -20,6 +20,7 @@ from jobs.indexing.partitions import NO_NEIGHBOURS, Frames
 PARTIAL_SCHEMA = "id string, self_id long, block int, shard_group int, scores array<float>, ids array<long>"
 TASK_SCHEMA = "block int, shard_group int, queries long"
 GROUP_ROWS = 32768   # auto query_blocks: about this many queries per task (thousands per faiss call)
+COARSE_CELLS = 1 << 24  # query x probed-list entries kept per task for the next shard (~200 MiB at most)
 TASKS_PER_CORE = 3   # shard groups are chosen for about this many tasks per core of the session
 Task = tuple[int, int]  # (query block, shard group)
 log = logging.getLogger(__name__)
@@ -93,14 +94,39 @@ def search_group(vectors: np.ndarray, indexes: Iterable["object"], k: int, batch
                  ) -> tuple[np.ndarray, np.ndarray]:
     """The top k of `vectors` (float32 [q, dim]) over several shards, taken one at a time from `indexes`
     and merged as they come (shards.merge_topk): (scores [q, k] float32, faiss ids [q, k] int64; -1 =
-    none)."""
-    best = None
+    none).
+
+    IVF shards of one index share its trained coarse quantizer, so the lists each query probes are the
+    same in every shard: they are found once per batch (quantizer.search) and each shard scans only its
+    own part of them (faiss `IndexIVF.search_preassigned`): the same results as `index.search`, without
+    repeating the quantizer (q x nlist x dim) in every shard. Other shards are searched whole."""
+    best, coarse = None, Coarse(len(vectors))
     for index in indexes:
-        found = [index.search(np.ascontiguousarray(vectors[i:i + batch_size]), k)
+        found = [coarse.search(index, np.ascontiguousarray(vectors[i:i + batch_size]), k, i)
                  for i in range(0, len(vectors), batch_size)]
         part = tuple(np.vstack([f[j] for f in found]) for j in (0, 1))
         best = part if best is None else shards.merge_topk([best, part], k, metric)
     return best
+
+
+class Coarse:
+    """The probed lists of each query batch of one task of `rows` queries, kept for the next shard of the
+    group when rows x nprobe is at most COARSE_CELLS (else each shard runs its own quantizer)."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self._kept: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def search(self, index: "object", x: np.ndarray, k: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        if not isinstance(index, faiss.IndexIVF) or self.rows * index.nprobe > COARSE_CELLS:
+            return index.search(x, k)
+        key = (batch, index.nlist, index.nprobe)
+        if key not in self._kept:
+            self._kept[key] = index.quantizer.search(x, index.nprobe)
+        distances, lists = self._kept[key]
+        return index.search_preassigned(x, k, lists, distances)
 
 
 def worker_log() -> logging.Logger:
