@@ -69,20 +69,21 @@ def label(folder: Path, tmp_path: Path, name: str, *args: str) -> Path:
     return out
 
 
-def accuracy(folder: Path, labels: Path, tmp_path: Path) -> float:
-    metrics = tmp_path / f"metrics-{labels.name}"
-    assert cli.main(["evaluate", "--labels-table", str(labels), "--gold", str(folder / "gold.csv"),
-                     "--output", str(metrics), *common_args(tmp_path)]) == 0
-    table = pd.read_parquet(metrics)
-    return float(table[(table.metric == "accuracy")].value.item())
+def accuracy(folder: Path, labels: Path) -> float:
+    """Top-1 accuracy over every gold id (a missing or status row counts as wrong), read with pandas: the
+    evaluate job itself is tested in test_evaluate.py and below, and each run of it costs seconds."""
+    gold = pd.read_csv(folder / "gold.csv", dtype=str)
+    table = pd.read_parquet(labels)
+    top = table[(table.status == "ok") & (table["rank"] == 1)].set_index("id").label
+    return float((top.reindex(gold.id).to_numpy() == gold.label.to_numpy()).mean())
 
 
 def test_zero_shot_on_fortunes_with_top_k_and_bad_rows(fortunes, tmp_path):
     emb = ["--embeddings", str(fortunes / "emb")]
     names = label(fortunes, tmp_path, "zs", *emb, "--labels", str(fortunes / "names.yaml"), "--top-k", "2")
-    assert accuracy(fortunes, names, tmp_path) > 0.7  # chance is 0.2; measured 0.85
+    assert accuracy(fortunes, names) > 0.7  # chance is 0.2; measured 0.85
     described = label(fortunes, tmp_path, "zsd", *emb, "--labels", str(CONF / "labels_fortunes.yaml"))
-    assert accuracy(fortunes, described, tmp_path) > 0.7  # measured 0.82
+    assert accuracy(fortunes, described) > 0.7  # measured 0.82
 
     table = pd.read_parquet(names)
     blank = table[table.id == "blank"]
@@ -97,11 +98,11 @@ def test_zero_shot_on_fortunes_with_top_k_and_bad_rows(fortunes, tmp_path):
 
 def test_few_shot_methods_beat_zero_shot_with_8_examples(supersenses, tmp_path):
     emb = ["--embeddings", str(supersenses / "emb"), "--labels", str(supersenses / "names.yaml")]
-    zero_shot = accuracy(supersenses, label(supersenses, tmp_path, "zs", *emb), tmp_path)
+    zero_shot = accuracy(supersenses, label(supersenses, tmp_path, "zs", *emb))
     few = [*emb, "--examples", str(supersenses / "pool.csv"), "--set", "examples_per_class=8"]
     runs = {"logreg": [], "centroid": [], "zmap": [], "wmap": [], "wmap-raw": ["--set", "wmap_base=none"]}
     scores = {name: accuracy(supersenses, label(supersenses, tmp_path, name, *few, "--method", name.split("-")[0],
-                                                "--set", "vocab_size=5000", *extra), tmp_path)
+                                                "--set", "vocab_size=5000", *extra))
               for name, extra in runs.items()}
     print("zero-shot", zero_shot, scores)
     assert zero_shot > 0.3  # chance is 0.125; measured 0.48
@@ -112,16 +113,16 @@ def test_few_shot_methods_beat_zero_shot_with_8_examples(supersenses, tmp_path):
 
 def test_self_training_and_min_score(fortunes, tmp_path):
     emb = ["--embeddings", str(fortunes / "emb"), "--labels", str(CONF / "labels_fortunes.yaml")]
-    plain = accuracy(fortunes, label(fortunes, tmp_path, "plain", *emb), tmp_path)
+    plain = accuracy(fortunes, label(fortunes, tmp_path, "plain", *emb))
     trained = label(fortunes, tmp_path, "st", *emb, "--set", "self_training=2")
     # On 200 items it may cost a little (measured 0.82 → 0.795 keeping half of each label; 0.845 keeping
     # self_training_fraction 0.8, the default); on AG News' 7,600 it gains ~8 points
-    assert accuracy(fortunes, trained, tmp_path) > max(0.7, plain - 0.05)
+    assert accuracy(fortunes, trained) > max(0.7, plain - 0.05)
     assert set(pd.read_parquet(trained).dropna(subset=["label"]).method) == {"zero-shot+self-training"}
     head = tmp_path / "spread-head"
     spread = label(fortunes, tmp_path, "spread", *emb, "--set", "self_training=2", "--set", "label_spreading=5",
                    "--set", f"head_output={head}")
-    assert accuracy(fortunes, spread, tmp_path) > max(0.7, plain - 0.05)  # measured 0.85
+    assert accuracy(fortunes, spread) > max(0.7, plain - 0.05)  # measured 0.85
     params = json.loads((head / "manifest.json").read_text())["params"]
     assert (params["label_spreading"], params["label_spreading_alpha"], params["self_training_rows"]) == (5, 0.8, 200)
     unsure = pd.read_parquet(label(fortunes, tmp_path, "unsure", *emb, "--set", "min_score=0.3"))
@@ -130,26 +131,11 @@ def test_self_training_and_min_score(fortunes, tmp_path):
     assert ok.id.is_unique  # an unknown item keeps one row
 
 
-def test_setfit_fine_tunes_saves_and_reloads(fortunes, tmp_path):
-    head_dir = tmp_path / "setfit-head"
-    args = ["--texts", str(fortunes / "texts.parquet"), "--labels", str(fortunes / "names.yaml")]
-    out = label(fortunes, tmp_path, "setfit", *args, "--method", "setfit", "--examples",
-                str(fortunes / "pool.csv"), "--set", "examples_per_class=8", "--set", "setfit_pairs=2",
-                "--set", f"head_output={head_dir}")
-    manifest = json.loads((head_dir / "manifest.json").read_text())
-    assert manifest["method"] == "setfit" and manifest["params"]["steps"] == 10
-    assert (head_dir / "encoder" / "model.safetensors").is_file()
-    assert any(name.startswith("encoder/") for name in manifest["files"])
-    assert accuracy(fortunes, out, tmp_path) > 0.5
-    again = label(fortunes, tmp_path, "again", "--texts", str(fortunes / "texts.parquet"), "--head", str(head_dir))
-    first, second = (pd.read_parquet(p).sort_values("id").reset_index(drop=True) for p in (out, again))
-    assert first[["id", "label", "status"]].equals(second[["id", "label", "status"]])
-    assert np.allclose(first.score.fillna(-1), second.score.fillna(-1), atol=1e-4)
-
-
-def test_setfit_then_self_training_on_its_own_embeddings(fortunes, tmp_path):
-    """setfit + self_training: the table's texts are embedded with the fine-tuned encoder on the driver and
-    the head is refitted on its confident predictions; the saved head scores them the same way again."""
+def test_setfit_fine_tunes_self_trains_saves_and_reloads(fortunes, tmp_path):
+    """setfit fine-tunes a copy of the encoder and saves it with the head; + self_training, the table's
+    texts are embedded with the fine-tuned encoder on the driver and the head is refitted on its confident
+    predictions; the saved head, reloaded, scores them the same way again. (One fine-tuning for both: it
+    is the slowest step of the suite.)"""
     head_dir = tmp_path / "st-head"
     args = ["--texts", str(fortunes / "texts.parquet"), "--labels", str(fortunes / "names.yaml")]
     out = label(fortunes, tmp_path, "setfit-st", *args, "--method", "setfit", "--examples",
@@ -160,7 +146,9 @@ def test_setfit_then_self_training_on_its_own_embeddings(fortunes, tmp_path):
     assert manifest["method"] == "setfit+self-training" and manifest["params"]["steps"] == 10
     # every text but the blank one (left out as the scoring UDF leaves it out): 200 of the 201 rows
     assert manifest["params"]["self_training_rows"] == 200 and manifest["params"]["encoder"] == "encoder"
-    assert accuracy(fortunes, out, tmp_path) > 0.6  # chance is 0.2
+    assert (head_dir / "encoder" / "model.safetensors").is_file()
+    assert any(name.startswith("encoder/") for name in manifest["files"])
+    assert accuracy(fortunes, out) > 0.6  # chance is 0.2
     table = pd.read_parquet(out)
     assert set(table.dropna(subset=["label"]).method) == {"setfit+self-training"}
     assert table.set_index("id").status["blank"] == "empty"
@@ -168,6 +156,7 @@ def test_setfit_then_self_training_on_its_own_embeddings(fortunes, tmp_path):
                   str(head_dir))
     first, second = (pd.read_parquet(p).sort_values("id").reset_index(drop=True) for p in (out, again))
     assert first[["id", "label", "status"]].equals(second[["id", "label", "status"]])
+    assert np.allclose(first.score.fillna(-1), second.score.fillna(-1), atol=1e-4)
 
 
 def test_image_heads_from_class_folders_and_labelled_ids(spark, fashion, tmp_path):

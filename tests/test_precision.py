@@ -84,7 +84,7 @@ def test_bf16_texts_through_the_jobs(spark, tmp_path):
     assert set(table.model) == {"all-MiniLM-L6-v2+bf16"} and (table.status == "ok").all()
     labels = label(tmp_path, tmp_path, "labels", "--embeddings", str(emb),
                    "--labels", str(CONF / "labels_fortunes.yaml"))
-    assert accuracy(tmp_path, labels, tmp_path) >= 0.6  # chance is 0.2
+    assert accuracy(tmp_path, labels) >= 0.6  # chance is 0.2
     assert cli.main([*base, "--set", "incremental=true"]) == 0
     again = pd.read_parquet(emb)
     assert set(again.model) == {"all-MiniLM-L6-v2"} and len(again) == len(table)

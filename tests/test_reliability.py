@@ -109,8 +109,8 @@ def run_in_background(args: list[str], log: Path) -> subprocess.Popen:
 
 def test_a_driver_killed_mid_write_leaves_the_previous_output(tmp_path):
     """SIGKILL of the driver's whole process group (Python, JVM, workers) while it writes."""
-    fortunes_frame(200, seed=1).to_parquet(tmp_path / "v1.parquet")
-    bigger = fortunes_frame(800, seed=2)
+    fortunes_frame(100, seed=1).to_parquet(tmp_path / "v1.parquet")
+    bigger = fortunes_frame(400, seed=2)
     bigger.to_parquet(tmp_path / "v2.parquet")
     out = tmp_path / "emb"
     first = run_in_background(["embed-texts", "--input", str(tmp_path / "v1.parquet"), "--output", str(out),
@@ -131,7 +131,7 @@ def test_a_driver_killed_mid_write_leaves_the_previous_output(tmp_path):
     assert list(staging.glob("emb-staging-*")), "killed before anything was staged"
 
     survived = pd.read_parquet(out)  # what a reader sees: the previous output, whole
-    assert sorted(survived.id) == sorted(previous.id) and len(survived) == 200
+    assert sorted(survived.id) == sorted(previous.id) and len(survived) == 100
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith((".", "_"))) == \
         sorted(p.name for p in out.iterdir() if p.name.startswith("part-"))
 
