@@ -73,10 +73,10 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
         with summary.timed("score queries"):
             scores, k = retrieval.query_scores(nb, gold, cfg.k, cfg.id_match)
             scores = scores.cache()
-            summary.rows_in = nb.select("query_id").distinct().count()
+            summary.rows_in, failed = retrieval.query_statuses(nb)
             scored = scores.count()
-        summary.statuses = {"ok": scored, **({"unlabelled": summary.rows_in - scored}
-                                            if summary.rows_in > scored else {})}
+        unlabelled = summary.rows_in - scored - sum(failed.values())
+        summary.statuses = {"ok": scored, **failed, **({"unlabelled": unlabelled} if unlabelled > 0 else {})}
         metrics = retrieval.metrics_table(scores, k)
     with summary.timed("write"):
         publish.publish(spark, metrics, cfg.output, cfg.mode, summary.run_id, lambda staged: None)

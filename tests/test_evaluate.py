@@ -8,6 +8,7 @@ import pytest
 
 from jobs import cli
 from tests.conftest import common_args
+from tests.test_degenerate_tables import last_run
 from udfs.similarity import expand_queries, query_metrics
 
 
@@ -36,8 +37,12 @@ def test_evaluate_job_matches_hand_computed_values(spark, tmp_path):
         "query_id": ["imgs/a.jpg"] * 3 + ["imgs/d.jpg"] * 3,
         "rank": [1, 2, 3, 1, 2, 3],
         "neighbor_id": ["imgs/b.jpg", "imgs/d.jpg", "imgs/c.jpg", "imgs/a.jpg", "imgs/e.jpg", "imgs/b.jpg"],
-        "score": [0.9, 0.8, 0.7, 0.9, 0.8, 0.7]})
-    neighbours.to_parquet(tmp_path / "nb.parquet")
+        "score": [0.9, 0.8, 0.7, 0.9, 0.8, 0.7], "status": "ok", "error": None})
+    # a labelled query that failed upstream (its one status row) and an ok query with no gold label
+    others = pd.DataFrame({"query_id": ["imgs/e.jpg", "imgs/z.jpg"], "rank": pd.array([None, 1], "Int32"),
+                           "neighbor_id": [None, "imgs/a.jpg"], "score": [None, 0.5],
+                           "status": ["decode_error", "ok"], "error": ["cannot identify image file", None]})
+    pd.concat([neighbours, others]).astype({"rank": "Int32", "score": "float32"}).to_parquet(tmp_path / "nb.parquet")
     labels = tmp_path / "classes.json"  # the iconic200 layout: a list of one-entry objects
     labels.write_text(json.dumps([{"a": "x"}, {"b": "x"}, {"c": "x"}, {"d": "y"}, {"e": "y"}]))
     out = str(tmp_path / "metrics")
@@ -52,3 +57,5 @@ def test_evaluate_job_matches_hand_computed_values(spark, tmp_path):
     per_class = table[table["class"] == "y"].set_index("metric").value
     assert per_class["precision@3"] == pytest.approx(1 / 3) and (table.k == 3).all()
     assert set(table.job) == {"evaluate"} and (table[table["class"].isna()].queries == 2).all()
+    run = last_run(tmp_path, "evaluate")
+    assert run["rows_in"] == 4 and run["statuses"] == {"ok": 2, "decode_error": 1, "unlabelled": 1}

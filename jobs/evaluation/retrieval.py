@@ -47,6 +47,20 @@ def query_scores(neighbours, gold, k: int = 0, id_match: str = "auto") -> tuple[
     return per_query(matched(neighbours, gold, id_match), gold, k), k
 
 
+def query_statuses(neighbours) -> tuple[int, dict[str, int]]:
+    """(queries, {status: queries}) of a neighbours table: the distinct query ids of its ok rows plus one
+    per status row (a query that failed upstream, e.g. decode_error, has one row with its status and no
+    neighbour, and is counted under that status, not as unlabelled, whether or not the gold labels name
+    it; a null id counts too). One aggregation; a row per status reaches the driver."""
+    from pyspark.sql import functions as F
+
+    status = F.coalesce(F.col("status"), F.lit("ok")).alias("status")
+    counts = neighbours.groupBy(status).agg(F.count("*").alias("rows"),
+                                            F.countDistinct("query_id").alias("ids")).collect()
+    found = {row["status"]: row["ids"] if row["status"] == "ok" else row["rows"] for row in counts}
+    return sum(found.values()), {name: n for name, n in found.items() if name != "ok"}
+
+
 def per_query(neighbours, labels, k: int):
     """DataFrame(query_id, label, <metric>...) with one row per labelled query."""
     from pyspark.sql import functions as F
