@@ -59,11 +59,12 @@ def embed_images(df, *, path_col: str | None = None, content_col: str | None = N
                  batch_size: int = 4, weights_path: str = "", layer: str = "", image_size: int = 0,
                  max_pixels: int = 64_000_000, max_bytes: int = 64 * 2**20, num_partitions: int = 0,
                  pooling: str = "avg", gem_p: float = 3.0, flip: bool = False, concat_layer: str = "",
-                 whitening: str = "", engine: str = "auto", engine_cache: str = ""):
+                 whitening: str = "", engine: str = "auto", engine_cache: str = "", scales=(1.0,)):
     """The embeddings table of `df`'s images, one row per row: files at `path_col` (local paths or any
     pyarrow URI) or bytes in `content_col`; `model` efficientnet-lite0/1/2 (1280-d) or a torchvision
     architecture with `weights_path`; vectors L2-normalised float32: `pooling` avg or gem (`gem_p`), `flip`
-    averaging with the mirror image, `concat_layer` a block concatenated with the last (udfs.pooling),
+    averaging with the mirror image, `concat_layer` a block concatenated with the last, `scales` factors of
+    a multi-scale descriptor (e.g. (1, 1.414); torch only) (udfs.pooling),
     `whitening` a folder saved by `fit_whitening`, applied after pooling. A missing, unreadable, oversized
     (`max_bytes`, `max_pixels`) or undecodable image, and a null or repeated id, is a row with its status.
     A `status`/`error` column in `df` marks rows a reader already found bad (they keep it). `engine`:
@@ -74,7 +75,7 @@ def embed_images(df, *, path_col: str | None = None, content_col: str | None = N
     Example: `embed_images(spark.createDataFrame(rows, "id string, path string"), path_col="path")`"""
     spec = cnn.ImageModelSpec(model, weights_path, layer, image_size, False, precision, engine=engine,
                               engine_cache=engine_cache, pooling=pooling, gem_p=gem_p, flip=flip,
-                              concat_layer=concat_layer, whitening=whitening)
+                              concat_layer=concat_layer, whitening=whitening, scales=tuple(scales))
     options = steps.ImageOptions(spec, ImageJobOptions(batch_size, max_pixels, max_bytes), num_partitions)
     columns = steps.ItemColumns(id_col, source_col or "", path_col or "", content_col or "")
     return steps.embed_images(df, columns=columns, options=options)

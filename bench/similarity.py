@@ -46,8 +46,13 @@ def cli(*args: str) -> None:
 
 
 # (label, embed-images keys); the first is the default. Pooling, flip, layers, models and whitening are
-# compared by bench/retrieval_grid.py (the same descriptors, no Spark: 2 forward passes per model)
-EMBEDDINGS = [("efficientnet-lite0, default keys (avg, no flip)", [])]
+# compared by bench/retrieval_grid.py (the same descriptors, no Spark: 2 forward passes per model); the
+# multi-scale rows here, through the job (scales 1 and √2 measured best of 1, 1/√2, √2 and their pairs)
+EMBEDDINGS = [("efficientnet-lite0, default keys (avg, no flip)", []),
+              ("efficientnet-lite0, pooling gem, scales [1, 1.414]", ["pooling=gem", "scales=[1, 1.414]"]),
+              ("efficientnet-lite2, flip", ["model=efficientnet-lite2", "flip=true"]),
+              ("efficientnet-lite2, pooling gem, flip, scales [1, 1.414]",
+               ["model=efficientnet-lite2", "pooling=gem", "flip=true", "scales=[1, 1.414]"])]
 # (label, search keys); rerank_top 100 candidates each
 RERANKS = [("none", ["rerank=none"]), ("average-qe, qe_top 2", ["rerank=average-qe", "qe_top=2"]),
            ("average-qe, qe_top 5", ["rerank=average-qe", "qe_top=5"]),
@@ -59,13 +64,15 @@ RERANKS = [("none", ["rerank=none"]), ("average-qe, qe_top 2", ["rerank=average-
             ["rerank=diffusion", "qe_top=100"])]
 
 
-def iconic200(spark, work: Path) -> list[tuple[str, str, float, float]]:
-    """(embeddings, re-ranking, rank-weighted precision@15 x100 (the prototype's metric), search seconds):
-    every re-ranking on the default embeddings, the embeddings alone for each option."""
+def iconic200(spark, work: Path) -> list[tuple[str, str, float, float, float]]:
+    """(embeddings, re-ranking, rank-weighted precision@15 x100 (the prototype's metric), search seconds,
+    embed-images seconds): every re-ranking on the default embeddings, the embeddings alone for each option."""
     results = []
     for e, (emb_label, keys) in enumerate(EMBEDDINGS):
         emb, index = str(work / f"iconic-emb-{e}"), str(work / f"iconic-index-{e}")
+        start = time.perf_counter()
         cli("embed-images", "--input", str(ICONIC), "--output", emb, *[a for k in keys for a in ("--set", k)])
+        embed_seconds = time.perf_counter() - start
         cli("build-index", "--embeddings", emb, "--output", index)
         for r, (rr_label, rr_keys) in enumerate(RERANKS if e == 0 else RERANKS[:1]):
             nb, metrics = str(work / f"nb-{e}-{r}"), str(work / f"m-{e}-{r}")
@@ -75,7 +82,8 @@ def iconic200(spark, work: Path) -> list[tuple[str, str, float, float]]:
             seconds = time.perf_counter() - start
             cli("evaluate", "--neighbours", nb, "--labels", str(ICONIC / "classes.json"), "--output", metrics)
             table = spark.read.parquet(metrics).filter("class is null").toPandas().set_index("metric").value
-            results.append((emb_label, rr_label, 100 * float(table["rank_weighted_precision@15"]), seconds))
+            results.append((emb_label, rr_label, 100 * float(table["rank_weighted_precision@15"]), seconds,
+                            embed_seconds))
             log.info("iconic200 %s, %s: %.1f", emb_label, rr_label, results[-1][2])
     return results
 
@@ -152,8 +160,9 @@ def main() -> None:
         lines += ["iconic200 (200 photos, 10 classes), cosine, each image's 15 nearest other images through the",
                   "jobs (embed-images, build-index, search, evaluate); the prototype's rank-weighted precision@15",
                   "(prototype best 89.5; issue 17's goals: >= 95 embeddings alone, >= 97.5 re-ranked):", "",
-                  "| embeddings | re-ranking (search) | rank-weighted P@15 | search job seconds |", "|---|---|---|---|"]
-        lines += [f"| {emb} | {rr} | {score:.1f} | {sec:.1f} |" for emb, rr, score, sec in retrieval]
+                  "| embeddings | re-ranking (search) | rank-weighted P@15 | search job seconds | embed job seconds |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {emb} | {rr} | {score:.1f} | {sec:.1f} | {embed:.1f} |" for emb, rr, score, sec, embed in retrieval]
         lines.append("")
     if knn:
         lines += [f"All-vs-all k-NN (k = 10, self excluded), {knn['items']:,} synthetic 384-d items, index "

