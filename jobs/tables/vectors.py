@@ -7,14 +7,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 SHOWN_IDS = 10  # bad rows named in the log, per status
-STATUSES = ("missing_vector", "wrong_dim", "non_finite", "zero_vector")  # vector_check's, in its order
 
 
 def vector_check(dim: int, metric: str) -> tuple[Any, Any]:
     """(status, error) Columns for each row's `embedding`: `ok`, or why it cannot be indexed or searched:
     missing_vector (null), wrong_dim (not `dim` values), non_finite (a NaN, an infinity or a null
     value), zero_vector (all zeros: no direction, so no cosine and no L2 normalisation; `ip` only).
-    `dim` 0: the length is not checked (a table's dims checked as a whole, contracts.check_embeddings)."""
+    `dim` 0: the length is not checked (a table's dims checked as a whole, contracts.check_embeddings).
+    index.vectors.check is its twin on Arrow blocks in numpy (a build's shard writer); a test holds them equal."""
     from pyspark.sql import functions as F
 
     # Spark orders NaN above every number, so array_max is NaN when any value is; it skips nulls, so
