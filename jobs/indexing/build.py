@@ -56,8 +56,9 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
     given, opts = opts, layout.resolved(opts, plan)
     prev = update.previous(path, shape.model, shape.dim, opts, shape.choice.factory) if opts.incremental else None
     try:
-        with timed(stages, "check ids", "build-index"):
-            assembly.check_hashes(table.ok, table.n_ok)
+        if not table.hashes_apart:  # the read counted the ids' hashes: a pass of its own only when it cannot tell
+            with timed(stages, "check ids", "build-index"):
+                assembly.check_hashes(table.ok, table.n_ok)
         if prev is None:
             meta, left_out, updated = *_build(rows, shape, folder, opts, stages, plan.shuffle), {}
         else:

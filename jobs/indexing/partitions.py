@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from index import recall, searcher, shards, store, vectors
+from jobs.tables.ids import id_hash
 from udfs import reranking
 from udfs.batches import rebatch
 from udfs.reranking import Rerank
@@ -38,10 +39,9 @@ class ShardTask:
 
 
 def faiss_id_column():
-    """Stable int64 ids from the table's string ids (xxhash64, non-negative): any partitioning agrees."""
-    from pyspark.sql import functions as F
-
-    return (F.xxhash64(F.col("id")).bitwiseAND(F.lit(MAX_INT64))).alias("faiss_id")
+    """Stable int64 ids from the table's string ids (ids.id_hash: xxhash64, non-negative): any partitioning
+    agrees."""
+    return id_hash().alias("faiss_id")
 
 
 def vectors_of(frame: pd.DataFrame) -> np.ndarray:

@@ -112,6 +112,7 @@ class Embeddings:
     dim: int                  # of the ok rows (the index's, when checked against one); 0 = no ok row
     model: str                # of the ok rows; "" = no ok row
     location: str             # where it came from, for messages
+    hashes_apart: bool = False  # the ok rows' id hashes (ids.id_hash, an index's keys) are distinct: counted
 
     @property
     def n_rows(self) -> int:
@@ -186,4 +187,5 @@ def check_embeddings(df, check: EmbeddingsCheck, location: str) -> Embeddings:
         raise ConfigError(f"key '{check.key}': no ok row has {check.dim} values; the index is {check.dim}-d")
     if not check.dim and ok["lo"] != ok["hi"]:
         raise ConfigError(f"key '{check.key}': embeddings of {ok['lo']} and {ok['hi']} dims in {location!r}")
-    return Embeddings(rows, statuses, check.dim or int(ok["lo"]), check.model or models[0], location)
+    return Embeddings(rows, statuses, check.dim or int(ok["lo"]), check.model or models[0], location,
+                      ids.hashes_apart(ok, ok["n"]))
