@@ -144,18 +144,16 @@ def test_vector_check_finds_every_kind_of_bad_vector(spark, element):
         status = vectors.vector_check(3, metric)[0]
         got = {r["id"]: r["status"] for r in df.select("id", status.alias("status")).collect()}
         assert got == {k: ("ok" if metric == "l2" and v == "zero_vector" else v) for k, v in expected.items()}
-    from pyspark.sql import functions as F
+    from index import vectors as blocks  # the same statuses on the Arrow blocks a build's shard writer checks
 
-    from jobs.tables import contracts  # the same statuses, counted in the read's one pass (build-index's)
-    table = contracts.check_embeddings(df.withColumn("status", F.lit("ok")).withColumn("model", F.lit("m")),
-                                       contracts.EmbeddingsCheck(dim=3, vectors=True), "rows")
-    counts = {"missing_vector": 1, "wrong_dim": 1, "non_finite": 4, "zero_vector": 2}
-    assert table.vector_statuses == counts
+    arrow = df.toArrow()
+    column = arrow.column("embedding")
     for metric in ("ip", "l2"):
-        good, left_out = table.usable(metric, "the index")
-        assert left_out == {k: n for k, n in counts.items() if metric == "ip" or k != "zero_vector"}
-        assert sorted(r["id"] for r in good.collect()) == sorted(k for k, v in expected.items() if v == "ok" or (
-            metric == "l2" and v == "zero_vector"))
+        codes = blocks.check(column, 3, metric)
+        got = {k: blocks.STATUSES[c - 1] if c else "ok" for k, c in zip(arrow.column("id").to_pylist(), codes)}
+        assert got == {k: ("ok" if metric == "l2" and v == "zero_vector" else v) for k, v in expected.items()}
+        assert blocks.left_out(codes).tolist() == [1, 1, 4, 2 if metric == "ip" else 0]
+    assert blocks.check(column, 0, "ip")[list(rows).index("short")] == 0  # dim 0: the length is not checked
 
 
 def test_bad_vectors_are_left_out_with_their_status_in_every_job(spark, tmp_path):

@@ -12,6 +12,7 @@ from index import factory, recall, searcher, shards, store
 from jobs import cli
 from jobs.indexing import partitions, training
 from jobs.indexing.options import IndexOptions
+from tests.test_degenerate_tables import last_run
 from tests.test_index import clustered
 from tests.test_index_jobs import build, write_embeddings
 
@@ -229,3 +230,46 @@ def test_incremental_refuses_an_index_auto_would_keep_as_shards(spark, tmp_path,
                      "--set", "incremental=true", *SHARDED) == 2
     assert "key 'incremental': updates a merged index, but merge: auto keeps this one as shards" in said.text
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_the_shard_writer_leaves_out_and_counts_bad_vectors_even_a_whole_shard_of_them(spark, tmp_path, metric):
+    vectors, names = clustered(ROWS, DIM, 30, seed=17), [f"doc-{i:05d}" for i in range(ROWS)]
+    vectors[0, 3], vectors[800, 0], vectors[1600] = np.nan, np.inf, 0.0  # one in each of the first 3 shards
+    vectors[2250::2], vectors[2251::2] = 0.0, np.nan  # the last 2 files (the 4th shard): none usable
+    emb = write_embeddings(tmp_path / "emb", vectors, names, files=(1,) * 8)
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "200000")  # one file per partition (as above)
+    try:
+        with Said() as said:
+            assert build(tmp_path, emb, str(tmp_path / "idx"), "--factory", "IDMap2,Flat", "--metric", metric,
+                         "--set", "shard_bytes=100K", "--set", "memory_budget=100K") == 0
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    meta = manifest_of(tmp_path / "idx")
+    zero = {"zero_vector": 376} if metric == "ip" else {}  # an all-zero vector has an L2 distance
+    assert meta["left_out"] == {"non_finite": 377, **zero}
+    usable = np.isfinite(vectors).all(1) & ((vectors != 0).any(1) | (metric == "l2"))
+    sizes = sorted(s["ntotal"] for s in meta["shards"])  # the bad files, the smallest, are read as one shard's
+    assert sum(sizes) == usable.sum() and (sizes[0] >= 748 if metric == "ip" else sizes[0] == 375)  # none for ip
+    assert len(sizes) == (3 if metric == "ip" else 4)
+    assert last_run(tmp_path, "build-index")["statuses"] == {"ok": usable.sum(), "non_finite": 377, **zero}
+    assert "377 rows left out of the index as non_finite" in said.text and "'doc-00000', 'doc-00800'" in said.text
+    assert ("376 rows left out of the index as zero_vector" in said.text) == (metric == "ip")
+    indexed = set(spark.read.parquet(str(tmp_path / "idx" / "ids.parquet")).toPandas()["id"])
+    assert indexed == {n for n, ok in zip(names, usable) if ok} and meta["ntotal"] == usable.sum()
+    assert meta["recall_at_10"] == 1.0 and "check vectors" not in meta["stage_seconds"]
+
+
+def test_ids_that_share_a_hash_are_not_repeats_but_an_index_refuses_them(spark):
+    from jobs.core.config import ConfigError
+    from jobs.indexing import assembly
+    from jobs.tables import ids
+
+    stats = {"_ids": 2, "_distinct_hashes": 1, "_blank_ids": 0}  # as if 'a' and 'b' shared a hash
+    assert not ids.hashes_apart(stats, 2) and ids.hashes_apart({**stats, "_distinct_hashes": 2}, 2)
+    apart = spark.createDataFrame([("a",), ("b",)], "id string")
+    ids.refuse_repeated(apart, stats, 2, "t", "embeddings")  # their ids differ: not refused as repeats
+    with pytest.raises(ConfigError, match="'a' on 2 row"):
+        ids.refuse_repeated(spark.createDataFrame([("a",), ("a",)], "id string"), stats, 2, "t", "embeddings")
+    with pytest.raises(ConfigError, match="1 ids share a 64-bit hash"):  # what build-index runs when not apart
+        assembly.check_hashes(apart, 3)

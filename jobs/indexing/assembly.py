@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index import factory, manifest, recall, searcher, shards, store
+from index import factory, manifest, recall, searcher, shards, store, vectors
 from index.manifest import Manifest
 from jobs.core.config import ConfigError
 from jobs.core.summary import JobFailed
@@ -41,20 +41,25 @@ def nprobes(trained: bytes, opts: IndexOptions) -> tuple[int, ...]:
 
 
 def add_shards(rows, trained: bytes, folder: str, queries: np.ndarray, opts: IndexOptions,
-               shuffle: bool = True) -> list[dict]:
+               shuffle: bool = True) -> tuple[list[dict], dict[str, int]]:
     """`opts.num_shards` shards (> 0: layout.resolved options) of `rows` (faiss_id, embedding), written by
-    `partitions.shard_writer`: [SHARD_SCHEMA rows as dicts] by shard name. With `shuffle` the rows are
-    hash-partitioned by id (a shuffle of every vector); without, a shard is a group of whole input partitions
-    (`coalesce`: no shuffle; layout.plan decides). Ids must be unique (check_hashes)."""
+    `partitions.shard_writer`: ([SHARD_SCHEMA rows as dicts] by shard name, {status: rows} of the rows left
+    out because their vectors fail index.vectors.check, found while adding: only statuses that occur). With
+    `shuffle` the rows are hash-partitioned by id (a shuffle of every vector); without, a shard is a group of
+    whole input partitions (`coalesce`: no shuffle; layout.plan decides). Ids must be unique (check_hashes)."""
     spark = rows.sparkSession
     shipped = spark.sparkContext.broadcast(trained), spark.sparkContext.broadcast(queries)
-    task = partitions.ShardTask(folder, RECALL_K, opts.metric, opts.resume, nprobes(trained, opts), opts.ef_search)
+    task = partitions.ShardTask(folder, RECALL_K, opts.metric, opts.resume, nprobes(trained, opts), opts.ef_search,
+                                shards.deserialize(trained).d)
     frame = rows.select("faiss_id", "embedding")
     frame = frame.repartition(opts.num_shards, "faiss_id") if shuffle else frame.coalesce(opts.num_shards)
-    result = frame.mapInArrow(partitions.shard_writer(*shipped, task), partitions.SHARD_SCHEMA).collect()
+    result = [r.asDict() for r in frame.mapInArrow(partitions.shard_writer(*shipped, task),
+                                                   partitions.SHARD_SCHEMA).collect()]
     for broadcast in shipped:
         broadcast.unpersist()
-    return sorted((r.asDict() for r in result), key=lambda r: r["shard"])
+    counts = np.sum([r.pop("left_out") for r in result], axis=0, dtype=np.int64) if result else []
+    left_out = {name: int(n) for name, n in zip(vectors.STATUSES, counts) if n}
+    return sorted((r for r in result if r["ntotal"]), key=lambda r: r["shard"]), left_out
 
 
 def check_hashes(ok_rows, count: int) -> None:

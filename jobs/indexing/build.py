@@ -14,12 +14,13 @@ from jobs.core.summary import new_run_id, timed
 from jobs.indexing import assembly, layout, partitions, training, tree_merge, update
 from jobs.indexing.assembly import Shape
 from jobs.indexing.options import IndexInfo, IndexOptions
-from jobs.tables import publish
+from jobs.tables import publish, vectors
 from jobs.tables.contracts import Embeddings, EmbeddingsCheck
 
 log = logging.getLogger(__name__)
-# how the build's table is read: its unusable vectors counted in the read's pass (Embeddings.usable)
-TO_INDEX = EmbeddingsCheck(purpose="to index", hint="build one index per model", vectors=True)
+# how the build's table is read; its unusable vectors are found while the shards are added (a full build) or
+# in a pass of their own (an incremental update)
+TO_INDEX = EmbeddingsCheck(purpose="to index", hint="build one index per model")
 
 
 def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(), *,
@@ -28,16 +29,21 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
     `path` (a local path or any Hadoop/pyarrow URI) atomically: a reader sees the old complete index or
     the new one. Ok rows whose vectors cannot be indexed (NaN, infinite, all zero) are left out and
     counted. `stages` gets the seconds of each stage. Raises ConfigError (the options do not suit the
-    table: too few rows to train, repeated ids, ...), JobFailed (recall@10 below `opts.min_recall`, a
-    shard changed); nothing is published then, and the previous index at `path` stays."""
+    table: too few rows to train, repeated ids, no usable vector, ...), JobFailed (recall@10 below
+    `opts.min_recall`, a shard changed); nothing is published then, and the previous index at `path` stays.
+    The factory and the shards are planned for every ok row: a full build finds the unusable vectors while
+    it adds the shards (partitions.shard_writer), not in a pass of its own."""
     opts.check()
     spark, stages = table.rows.sparkSession, {} if stages is None else stages
     run_id = run_id or new_run_id()
     publish.prepare_output(spark, path, "overwrite")
-    with timed(stages, "check vectors", "build-index"):  # a pass over the vectors (executors)
-        good, left_out = table.usable(opts.metric, "the index")
-        rows = good.select(partitions.faiss_id_column(), "id", "embedding", "content_hash")
-        count = table.n_ok - sum(left_out.values())
+    left_out: dict[str, int] = {}
+    if opts.incremental:  # the delta compares the usable rows: they are known before it
+        with timed(stages, "check vectors", "build-index"):  # a pass over the vectors (executors)
+            good, left_out = table.usable(opts.metric, "the index")
+    rows = (good if opts.incremental else table.ok).select(partitions.faiss_id_column(), "id", "embedding",
+                                                          "content_hash")
+    count = table.n_ok - sum(left_out.values())
     with timed(stages, "plan", "build-index"):  # the factory and the layout (driver)
         shape = Shape(table.model, table.dim, count, training.choose(opts, count, table.dim))
         plan = layout.plan(opts, shape.choice.factory, count, table.dim, spark.sparkContext.defaultParallelism,
@@ -50,10 +56,11 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
     given, opts = opts, layout.resolved(opts, plan)
     prev = update.previous(path, shape.model, shape.dim, opts, shape.choice.factory) if opts.incremental else None
     try:
-        with timed(stages, "check ids", "build-index"):
-            assembly.check_hashes(table.ok, table.n_ok)
+        if not table.hashes_apart:  # the read counted the ids' hashes: a pass of its own only when it cannot tell
+            with timed(stages, "check ids", "build-index"):
+                assembly.check_hashes(table.ok, table.n_ok)
         if prev is None:
-            meta, updated = _build(rows, shape, folder, opts, stages, plan.shuffle), {}
+            meta, left_out, updated = *_build(rows, shape, folder, opts, stages, plan.shuffle), {}
         else:
             meta, updated = update.update(path, prev, rows, shape, folder, opts, stages)
         meta.left_out, meta.source, meta.config = left_out, table.location, dataclasses.asdict(given)
@@ -70,19 +77,25 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
 
 
 def _build(rows, shape: Shape, folder: str, opts: IndexOptions, stages: dict[str, float],
-           shuffle: bool) -> manifest.Manifest:
+           shuffle: bool) -> tuple[manifest.Manifest, dict[str, int]]:
     """Train (driver), add shards (executors: each also gives its exact and approximate top-k of the recall
-    queries), write ids, merge (memory: into one file by one executor task; ondisk: on the driver, RAM bounded)
-    or keep the shards (a tree merge on executors with shards_to_keep), tune recall from the shards' partial
-    top-k (driver: no index loaded)."""
+    queries, and counts the rows it leaves out), write ids, merge (memory: into one file by one executor
+    task; ondisk: on the driver, RAM bounded) or keep the shards (a tree merge on executors with
+    shards_to_keep), tune recall from the shards' partial top-k (driver: no index loaded). Returns the
+    manifest and {status: rows} of the ok rows left out (vectors.usable_rows logs them)."""
     with timed(stages, "sample", "build-index"):  # the training sample and the recall queries: one pass
         count = training.to_train(opts, shape.choice.factory, shape.dim, shape.rows, folder)
-        sample, queries = training.samples(rows, (count, opts.recall_queries), shape.rows, (opts.seed, opts.seed + 1))
+        sample, queries = training.samples(rows, (count, opts.recall_queries), shape.rows,
+                                           (opts.seed, opts.seed + 1), opts.metric)
+        if not len(queries):  # no sampled row is usable: maybe none is (ConfigError, before any work)
+            vectors.usable_rows(rows, shape.rows, shape.dim, opts.metric, "the index")
     with timed(stages, "train", "build-index"):
         trained = training.train(sample, shape.rows, shape.dim, shape.choice.factory, opts, folder)
         del sample
     with timed(stages, "add shards", "build-index"):
-        shard_rows = assembly.add_shards(rows, trained, folder, queries, opts, shuffle)
+        shard_rows, found = assembly.add_shards(rows, trained, folder, queries, opts, shuffle)
+        rows, left_out = vectors.usable_rows(rows, shape.rows, shape.dim, opts.metric, "the index", found)
+        shape = dataclasses.replace(shape, rows=shape.rows - sum(left_out.values()))
     with timed(stages, "write ids", "build-index"):
         rows.select("faiss_id", "id", "content_hash").write.mode("overwrite").parquet(f"{folder}/{manifest.IDS}")
     keep, whole = 1 if opts.merge == "memory" else opts.shards_to_keep if opts.merge == "none" else 0, None
@@ -99,7 +112,7 @@ def _build(rows, shape: Shape, folder: str, opts: IndexOptions, stages: dict[str
         meta = assembly.merge(folder, trained, shard_rows, shape, opts, whole=whole)
     with timed(stages, "measure recall", "build-index"):
         assembly.recall_from_partials(meta, shard_rows, len(queries), assembly.nprobes(trained, opts), opts)
-    return meta
+    return meta, left_out
 
 
 def _work_folder(spark, path: str, opts: IndexOptions, run_id: str, inputs: dict) -> str:

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from index import factory, shards, store
+from index import factory, shards, store, vectors
 from jobs.core.config import ConfigError
 from jobs.indexing.options import IndexOptions
 from jobs.indexing.partitions import arrow_vectors
@@ -67,27 +67,29 @@ def _working(factory_string: str, rows: int, dim: int, opts: IndexOptions) -> st
     return f"factory: auto would use {auto}" + (f", or {ivf} keeps an IVF" if "IVF" in factory_string else "")
 
 
-def sample_vectors(rows, count: int, total: int, seed: int) -> np.ndarray:
+def sample_vectors(rows, count: int, total: int, seed: int, metric: str = "ip") -> np.ndarray:
     """A seeded sample of about `count` vectors [count, dim] of `rows` (faiss_id, embedding; `total` of
     them), ordered by id so it is reproducible (`samples` of one)."""
-    return samples(rows, (count,), total, (seed,))[0]
+    return samples(rows, (count,), total, (seed,), metric)[0]
 
 
-def samples(rows, counts: tuple[int, ...], total: int, seeds: tuple[int, ...]) -> list[np.ndarray]:
+def samples(rows, counts: tuple[int, ...], total: int, seeds: tuple[int, ...], metric: str = "ip") -> list[np.ndarray]:
     """Seeded samples [counts[i], dim] float32 of `rows` (faiss_id, embedding; `total` of them), taken in
     one pass: row r is in sample i when rand(seeds[i]) < a fraction giving counts[i] + 6 sd rows (a
     Bernoulli sample; fewer than counts[i] has odds of about 1e-9), each ordered by id and cut to its count.
-    The rows reach the driver as Arrow (DataFrame.toArrow), read into numpy without a per-row object."""
+    A sampled row whose vector cannot be indexed with `metric` (index.vectors.check) is dropped before the
+    cut, so with such rows in `rows` a sample may hold fewer. The rows reach the driver as Arrow
+    (DataFrame.toArrow), read into numpy without a per-row object."""
     from pyspark.sql import functions as F
 
     fractions = [min(1.0, (c + 6 * np.sqrt(c) + 20) / max(total, 1)) if c else 0.0 for c in counts]
     picked = [(F.rand(seed) < fraction).alias(f"in_{i}") for i, (seed, fraction) in enumerate(zip(seeds, fractions))]
     frame = rows.select("faiss_id", "embedding", *picked)
     table = frame.filter(" OR ".join(f"in_{i}" for i in range(len(counts)))).toArrow()
-    ids = table.column("faiss_id").to_numpy()
+    ids, usable = table.column("faiss_id").to_numpy(), vectors.check(table.column("embedding"), 0, metric) == vectors.OK
     found = []
     for i, count in enumerate(counts):
-        chosen = np.flatnonzero(table.column(f"in_{i}").to_numpy(zero_copy_only=False))
+        chosen = np.flatnonzero(table.column(f"in_{i}").to_numpy(zero_copy_only=False) & usable)
         chosen = chosen[np.argsort(ids[chosen], kind="stable")][:count]
         found.append(arrow_vectors(table.column("embedding").take(chosen)))
     return found

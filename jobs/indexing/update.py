@@ -69,7 +69,8 @@ def update(path: str, prev: Manifest, rows, shape: Shape, folder: str, opts: Ind
     queries = training.sample_vectors(rows, opts.recall_queries, shape.rows, opts.seed + 1)
     changed = counts.get("new", 0) + counts.get("changed", 0)
     with timed(stages, "add shards", "build-index"):
-        shard_rows = assembly.add_shards(added, trained, folder, queries, opts) if changed else []
+        # rows checked already (build_index): none left out here
+        shard_rows = assembly.add_shards(added, trained, folder, queries, opts)[0] if changed else []
     with timed(stages, "write ids", "build-index"):
         rows.select("faiss_id", "id", "content_hash").write.mode("overwrite").parquet(f"{folder}/{manifest.IDS}")
     with timed(stages, "merge", "build-index"):

@@ -101,8 +101,6 @@ class EmbeddingsCheck:
     model: str = ""          # an index's model: every ok row must have it; "" = the ok rows share one
     dim: int = 0             # an index's dim: some ok row must have it; 0 = the ok rows share one dim
     hint: str = ""           # what to do about ok rows of several models
-    vectors: bool = False    # also count the ok rows' vectors that vectors.vector_check fails, in the same
-                             # pass (Embeddings.usable then makes none)
 
 
 @dataclass(frozen=True)
@@ -114,8 +112,7 @@ class Embeddings:
     dim: int                  # of the ok rows (the index's, when checked against one); 0 = no ok row
     model: str                # of the ok rows; "" = no ok row
     location: str             # where it came from, for messages
-    vector_statuses: dict[str, int] | None = None  # ok rows failing vectors.vector_check (metric ip) by
-                                                   # status, when EmbeddingsCheck.vectors counted them
+    hashes_apart: bool = False  # the ok rows' id hashes (ids.id_hash, an index's keys) are distinct: counted
 
     @property
     def n_rows(self) -> int:
@@ -139,9 +136,7 @@ class Embeddings:
     def usable(self, metric: str, where: str) -> tuple[Any, dict[str, int]]:
         """(the ok rows whose vectors can be indexed or searched with `metric`, {status: count} of the ok rows
         left out of `where`): see `vectors.usable_rows`; ConfigError when none can."""
-        counted = None if self.vector_statuses is None else {
-            name: n for name, n in self.vector_statuses.items() if metric == "ip" or name != "zero_vector"}
-        return vectors.usable_rows(self.ok, self.n_ok, self.dim, metric, where, counted)
+        return vectors.usable_rows(self.ok, self.n_ok, self.dim, metric, where)
 
     def searchable(self, metric: str):
         """Every row (id, embedding, status, error): an ok row whose vector cannot be searched gets the
@@ -163,22 +158,18 @@ def check_embeddings(df, check: EmbeddingsCheck, location: str) -> Embeddings:
     """An embeddings DataFrame checked in one pass over it. ConfigError (naming `check.key`) when: a
     required column is missing; `embedding` is not an array of floats; ok rows repeat an id or lack one;
     the ok rows are of several models (or not all of `check.model`); of several dims (or, with
-    `check.dim`, none has it); there is no ok row and `check.purpose` says what it was for. With
-    `check.vectors` the same pass counts the ok rows' unusable vectors (Embeddings.vector_statuses)."""
+    `check.dim`, none has it); there is no ok row and `check.purpose` says what it was for."""
     from pyspark.sql import functions as F
 
     rows = conform(df, EMBEDDINGS, check.key, location)
     kind = rows.schema["embedding"].dataType.simpleString()
     if kind not in ("array<float>", "array<double>"):
         raise ConfigError(f"key '{check.key}': column embedding is {kind}, not an array of floats")
-    size, counted, checked = F.size("embedding"), [], rows
-    if check.vectors:  # computed once in a projection: inside the aggregates Spark would evaluate it per count
-        checked = rows.withColumn("_vector", vectors.vector_check(check.dim, "ip")[0])
-        counted = [F.count(F.when(F.col("_vector") == name, 1)).alias(name) for name in vectors.STATUSES]
-    groups = checked.groupBy("status").agg(
+    size = F.size("embedding")
+    groups = rows.groupBy("status").agg(
         F.count("*").alias("n"), F.min(size).alias("lo"), F.max(size).alias("hi"),
         F.collect_set("model").alias("models"), F.count(F.when(size == check.dim, 1)).alias("fit"),
-        *ids.id_stats(), *counted).collect()
+        *ids.id_stats()).collect()
     statuses = {str(g["status"]) if g["status"] is not None else "null": int(g["n"]) for g in groups}
     ok = next((g for g in groups if g["status"] == OK), None)
     if ok is None:
@@ -197,4 +188,4 @@ def check_embeddings(df, check: EmbeddingsCheck, location: str) -> Embeddings:
     if not check.dim and ok["lo"] != ok["hi"]:
         raise ConfigError(f"key '{check.key}': embeddings of {ok['lo']} and {ok['hi']} dims in {location!r}")
     return Embeddings(rows, statuses, check.dim or int(ok["lo"]), check.model or models[0], location,
-                      {name: int(ok[name]) for name in vectors.STATUSES} if check.vectors else None)
+                      ids.hashes_apart(ok, ok["n"]))

@@ -13,6 +13,8 @@ from __future__ import annotations
 from jobs.core.config import ConfigError
 from udfs.status import DUPLICATE_ID, MISSING_ID
 
+MAX_HASH = 0x7FFFFFFFFFFFFFFF  # id_hash keeps 63 bits: a non-negative int64
+
 
 def mark(items, id_column: str = "id"):
     """items (id, source, ... [, status, error, _order, _where]) → the same rows and columns, status and
@@ -51,26 +53,44 @@ def mark(items, id_column: str = "id"):
     return rows.withColumn("status", status).withColumn("error", error).select(*columns)
 
 
+def id_hash(column="id"):
+    """The non-negative int64 key of a string id (xxhash64, top bit cleared): what an index stores for an
+    item (jobs.indexing.partitions.faiss_id_column), the same under any partitioning."""
+    from pyspark.sql import functions as F
+
+    return F.xxhash64(F.col(column) if isinstance(column, str) else column).bitwiseAND(F.lit(MAX_HASH))
+
+
 def id_stats(where=None) -> list:
-    """Aggregate columns for `refuse_repeated`, to add to a pass over the rows that runs anyway; with
-    `where` (a boolean column, e.g. status = ok) only the rows where it holds are counted."""
+    """Aggregate columns for `refuse_repeated` and `hashes_apart`, to add to a pass over the rows that runs
+    anyway; with `where` (a boolean column, e.g. status = ok) only the rows where it holds are counted.
+    The distinct count is of the ids' hashes (id_hash: 8-byte keys, cheaper to count than strings): as
+    many distinct hashes as ids means distinct ids, and also distinct index keys."""
     from pyspark.sql import functions as F
 
     rows = F.lit(True) if where is None else where
     item = F.when(rows, F.col("id"))
-    return [F.count(item).alias("_ids"), F.count_distinct(item).alias("_distinct_ids"),
+    return [F.count(item).alias("_ids"), F.count_distinct(F.when(rows, id_hash())).alias("_distinct_hashes"),
             F.count(F.when(rows & _blank(F.col("id")), 1)).alias("_blank_ids")]
+
+
+def hashes_apart(stats, rows: int) -> bool:
+    """Whether the `rows` rows that `id_stats()` counted (`stats`) have ids, none blank, of distinct hashes."""
+    return stats["_ids"] == rows and stats["_distinct_hashes"] == rows and not stats["_blank_ids"]
 
 
 def refuse_repeated(ok, stats, rows: int, location: str, key_name: str) -> None:
     """ConfigError naming (up to 10) ids that are null, blank or on several of the `rows` ok rows of
-    `ok`, given the `id_stats()` of the same pass (`stats`); nothing when every ok row has its own id."""
+    `ok`, given the `id_stats()` of the same pass (`stats`); nothing when every ok row has its own id
+    (the ids are grouped only when their hashes are not all distinct: a repeat, or two ids sharing a hash)."""
     from pyspark.sql import functions as F
 
-    if stats["_ids"] == rows and stats["_distinct_ids"] == rows and not stats["_blank_ids"]:
+    if hashes_apart(stats, rows):
         return
     wrong = (F.col("count") > 1) | F.col("id").isNull() | _blank(F.col("id"))
     worst = ok.groupBy("id").count().filter(wrong).orderBy(F.desc("count"), "id").limit(10).collect()
+    if not worst:  # distinct ids, two of them of one hash: for an index to refuse (assembly.check_hashes)
+        return
     listed = ", ".join(f"{'a null id' if r['id'] is None else repr(r['id'])} on {r['count']} row(s)"
                        for r in worst)
     raise ConfigError(f"key '{key_name}': the ok rows of {location!r} must each have their own id, but "

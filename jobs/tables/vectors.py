@@ -7,14 +7,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 SHOWN_IDS = 10  # bad rows named in the log, per status
-STATUSES = ("missing_vector", "wrong_dim", "non_finite", "zero_vector")  # vector_check's, in its order
 
 
 def vector_check(dim: int, metric: str) -> tuple[Any, Any]:
     """(status, error) Columns for each row's `embedding`: `ok`, or why it cannot be indexed or searched:
     missing_vector (null), wrong_dim (not `dim` values), non_finite (a NaN, an infinity or a null
     value), zero_vector (all zeros: no direction, so no cosine and no L2 normalisation; `ip` only).
-    `dim` 0: the length is not checked (a table's dims checked as a whole, contracts.check_embeddings)."""
+    `dim` 0: the length is not checked (a table's dims checked as a whole, contracts.check_embeddings).
+    index.vectors.check is its twin on Arrow blocks in numpy (a build's shard writer); a test holds them equal."""
     from pyspark.sql import functions as F
 
     # Spark orders NaN above every number, so array_max is NaN when any value is; it skips nulls, so
@@ -40,10 +40,13 @@ def vector_check(dim: int, metric: str) -> tuple[Any, Any]:
 def usable_rows(df, rows: int, dim: int, metric: str, where: str,
                 counted: dict[str, int] | None = None) -> tuple[Any, dict[str, int]]:
     """(the rows of `df` (`rows` of them) whose vectors pass `vector_check`, {status: count} of the
-    others). One counting pass, none when `counted` gives the failing rows by status already (counted
-    with the table's other checks, contracts.EmbeddingsCheck.vectors); the rows are filtered (the check
-    evaluated again) only when some fail. The first ids of each failing status are logged as left out of
-    `where` (e.g. "the index"). Raises ConfigError when no row passes: there is nothing to index or compare."""
+    others). One counting pass, none when `counted` gives the failing rows by status already (found by a
+    build's shard writer, index.vectors.check); the rows are filtered (the check evaluated again) only when
+    some fail. The first ids (SHOWN_IDS) of each failing status are logged as left out of `where` (e.g. "the
+    index"). Raises ConfigError when no row passes: there is nothing to index or compare."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
     from jobs.core.config import ConfigError
 
     status = vector_check(dim, metric)[0]
@@ -57,9 +60,10 @@ def usable_rows(df, rows: int, dim: int, metric: str, where: str,
     if sum(bad.values()) == rows:
         raise ConfigError(f"key 'embeddings': none of its {rows} ok rows has a vector that can be used "
                           f"({counts})")
-    shown = failed_rows(df, dim, metric).orderBy("status", "id").limit(SHOWN_IDS * len(bad)).collect()
+    first = F.row_number().over(Window.partitionBy("status").orderBy("id"))  # each status's first ids
+    shown = failed_rows(df, dim, metric).withColumn("_n", first).filter(F.col("_n") <= SHOWN_IDS).collect()
     for name, count in sorted(bad.items()):
-        ids = [r["id"] for r in shown if r["status"] == name][:SHOWN_IDS]
+        ids = sorted(r["id"] for r in shown if r["status"] == name)
         reason = next(r["error"] for r in shown if r["status"] == name)
         log.warning("%d rows left out of %s as %s (%s): %s%s", count, where, name, reason,
                     ", ".join(map(repr, ids)), ", ..." if count > len(ids) else "")
