@@ -7,6 +7,7 @@ assign-labels`; accuracy and macro-F1 from `sparkamp evaluate`.
     .venv/bin/python bench/labels.py --quick          # 2,000 test rows, 2 seeds, 1 short SetFit (~5 min)
     .venv/bin/python bench/labels.py --quick --seeds 10 --setfit-seeds 3 --setfit-pairs 20
     .venv/bin/python bench/labels.py --no-wmap --setfit-seeds 0 --setfit-seeds-64 0   # the cheap rows only
+    .venv/bin/python bench/labels.py --quick --only setfit --setfit-seeds 3 --setfit-pairs 20  # SetFit rows only
 
 Seeds are fixed (0..n-1) and every row where examples are sampled reports accuracy and macro-F1 over
 them. SetFit runs twice per seed: alone, and followed by self_training=2 on its own embeddings of the
@@ -137,8 +138,9 @@ class Bench:
                   "fit_s": stages["fit head"], "score_s": stages["score + write"],
                   "stats": json.loads(summary["stats"])}
         shutil.rmtree(run)  # a SetFit head holds a whole encoder
-        log.info("%s %s: accuracy %.1f, fit %.1f s, score %.1f s", method, " ".join(sets),
-                 result["accuracy"], result["fit_s"], result["score_s"])
+        log.info("%s %s: accuracy %.1f, macro-F1 %.1f, fit %.1f s, score %.1f s, stats %s", method,
+                 " ".join(sets), result["accuracy"], result["macro_f1"], result["fit_s"], result["score_s"],
+                 json.dumps(result["stats"]))
         return result
 
     def seeds(self, row: Row, method: str, seeds: int, *sets: str) -> Row:
@@ -201,12 +203,28 @@ def run_all(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
         spreading = f"centroid + self_training=2 + label_spreading={args.spreading}"
         rows.append(bench.seeds(Row(spreading, n, setfit_paper, target), "centroid", args.seeds, "prior_weight=1",
                                 "self_training=2", f"label_spreading={args.spreading}"))
-        for rounds in (0, 2) if setfit_seeds else ():
-            name = f"setfit, setfit_pairs={pairs}" + (f" + self_training={rounds}" if rounds else "")
-            rows.append(bench.seeds(Row(name, n, setfit_paper, target), "setfit", setfit_seeds,
-                                    f"setfit_pairs={pairs}", "setfit_max_seconds=1800", f"self_training={rounds}",
-                                    f"self_training_sample={args.test_rows}"))
+        rows += setfit_rows(bench, args, Row("setfit", n, setfit_paper, target), setfit_seeds, pairs)
     return rows, sweep
+
+
+def setfit_rows(bench: Bench, args, like: Row, seeds: int, pairs: int) -> list[Row]:
+    """SetFit alone and + self_training=2 on its own embeddings of the test texts, seed by seed (both rows of
+    a seed before the next seed, so a stopped run's log still pairs them)."""
+    rows = [Row(f"setfit, setfit_pairs={pairs}" + (f" + self_training={rounds}" if rounds else ""),
+                like.per_class, like.published, like.target) for rounds in (0, 2)]
+    for seed in range(seeds):
+        for row, rounds in zip(rows, (0, 2)):
+            row.runs.append(bench.assign("setfit", str(LABELS), f"examples_per_class={like.per_class}",
+                                         f"seed={seed}", f"setfit_pairs={pairs}",
+                                         f"setfit_max_seconds={args.setfit_max_seconds:g}",
+                                         f"self_training={rounds}", f"self_training_sample={args.test_rows}"))
+    return rows if seeds else []
+
+
+def run_setfit_only(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
+    """`--only setfit`: the SetFit rows at 8/class and nothing else."""
+    return setfit_rows(bench, args, Row("setfit", 8, "82.9 (SetFit MPNet)", 86), args.setfit_seeds,
+                       args.setfit_pairs_8), []
 
 
 def verdict(row: Row) -> str:
@@ -248,11 +266,13 @@ def report(args, rows: list[Row], sweep: list[tuple], embed: dict, seconds: floa
               ("8 examples/class", [r for r in rows if r.per_class == 8 and r.target]),
               ("64 examples/class", [r for r in rows if r.per_class == 64 and r.target])]
     for group, members in groups:
+        if not members:  # --only setfit has no zero-shot or 64/class rows
+            continue
         best = max(members, key=lambda r: r.stat("accuracy")[0])
         acc = best.stat("accuracy")[0]
         lines.append(f"| {group} | {best.name} | {acc:.1f} | ≥ {best.target} | "
                      f"{'met' if acc >= best.target else '**missed**'} |")
-    if args.wmap:
+    if args.wmap and sweep:
         lines += ["", "wmap_lambda on seed 0 (accuracy ×100; the best one was then run on every seed — chosen "
                   "on test accuracy, so the wmap rows are slightly optimistic):" if len(args.wmap_lambdas) > 1 else
                   "wmap_lambda fixed at 10 (`--quick` does not sweep it; the full run does), seed 0:", "",
@@ -295,13 +315,17 @@ def main() -> None:
     parser.add_argument("--driver-threads", type=int, default=1,
                         help="torch threads on the driver while fitting (SetFit takes all cores itself); "
                              "2 threads stall whenever another process holds a core")
+    parser.add_argument("--only", choices=("setfit",),
+                        help="setfit: only the SetFit rows at 8/class (alone and + self_training=2)")
+    parser.add_argument("--setfit-max-seconds", type=int, help="setfit_max_seconds of the SetFit runs (default "
+                        "1800; a loaded machine fine-tunes 2-7x slower, check the notes' 'stopped early')")
     parser.add_argument("--work", help="where the temporary work folder goes (default: the system's)")
     args = parser.parse_args()
     args.given = [(k, v) for k, v in vars(args).items()
                   if v is not None and k in ("seeds", "setfit_seeds", "setfit_pairs", "setfit_seeds_64",
-                                             "spreading")]
+                                             "spreading", "only", "setfit_max_seconds")]
     for name, full, quick in (("seeds", 10, 2), ("setfit_seeds", 3, 1), ("setfit_pairs", 20, 5),
-                              ("setfit_seeds_64", 1, 0), ("spreading", 10, 10)):
+                              ("setfit_seeds_64", 1, 0), ("spreading", 10, 10), ("setfit_max_seconds", 1800, 1800)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     args.setfit_pairs_8, args.test_rows = args.setfit_pairs, 2_000 if args.quick else 7_600
@@ -326,7 +350,8 @@ def main() -> None:
         cli("embed-texts", "--input", data.test, "--output", embeddings)
         embed = {"rows": len(pd.read_parquet(data.test)), "seconds": time.perf_counter() - start}
         log.info("embedded %d test texts in %.1f s", embed["rows"], embed["seconds"])
-        rows, sweep = run_all(Bench(work, data, embeddings, args.driver_threads), args)
+        run = run_setfit_only if args.only == "setfit" else run_all
+        rows, sweep = run(Bench(work, data, embeddings, args.driver_threads), args)
     lines = report(args, rows, sweep, embed, time.perf_counter() - started)
     update_section(ROOT / "BENCHMARKS.md", lines[0], "\n".join(lines[2:]))
     print("\n".join(lines))
