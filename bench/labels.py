@@ -8,6 +8,7 @@ assign-labels`; accuracy and macro-F1 from `sparkamp evaluate`.
     .venv/bin/python bench/labels.py --quick --seeds 10 --setfit-seeds 3 --setfit-pairs 20
     .venv/bin/python bench/labels.py --no-wmap --setfit-seeds 0 --setfit-seeds-64 0   # the cheap rows only
     .venv/bin/python bench/labels.py --quick --only setfit --setfit-seeds 3 --setfit-pairs 20  # SetFit rows only
+    .venv/bin/python bench/labels.py --only spreading --spreading 20 --spreading-alpha 0.5     # spreading rows only
 
 Seeds are fixed (0..n-1) and every row where examples are sampled reports accuracy and macro-F1 over
 them. SetFit runs twice per seed: alone, and followed by self_training=2 on its own embeddings of the
@@ -183,8 +184,7 @@ def run_all(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
             [bench.assign("zero-shot", str(LABELS), "self_training=2")]),
         Row("zero-shot + self_training=5 (fraction 0.8)", 0, zero, 86,
             [bench.assign("zero-shot", str(LABELS), "self_training=5")]),
-        Row(f"zero-shot + self_training=2 + label_spreading={args.spreading}", 0, zero, 86,
-            [bench.assign("zero-shot", str(LABELS), "self_training=2", f"label_spreading={args.spreading}")]),
+        spreading_zero_shot(bench, args),
     ]
     sweep: list[tuple] = []
     rows += wmap_rows(bench, args, sweep) if args.wmap else []
@@ -200,11 +200,37 @@ def run_all(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
                                 "self_training_fraction=0.5"))
         rows.append(bench.seeds(Row("centroid + self_training=2 (fraction 0.8)", n, setfit_paper, target),
                                 "centroid", args.seeds, "prior_weight=1", "self_training=2"))
-        spreading = f"centroid + self_training=2 + label_spreading={args.spreading}"
-        rows.append(bench.seeds(Row(spreading, n, setfit_paper, target), "centroid", args.seeds, "prior_weight=1",
-                                "self_training=2", f"label_spreading={args.spreading}"))
+        rows.append(spreading_few_shot(bench, args, Row("centroid", n, setfit_paper, target)))
         rows += setfit_rows(bench, args, Row("setfit", n, setfit_paper, target), setfit_seeds, pairs)
     return rows, sweep
+
+
+def spreading_sets(args) -> tuple[str, ...]:
+    """The settings of the label-spreading rows: self_training=2 with label_spreading k (and alpha)."""
+    alpha = () if args.spreading_alpha is None else (f"label_spreading_alpha={args.spreading_alpha:g}",)
+    return ("self_training=2", f"label_spreading={args.spreading}", *alpha)
+
+
+def spreading_name(args, start: str) -> str:
+    alpha = "" if args.spreading_alpha is None else f", α={args.spreading_alpha:g}"
+    return f"{start} + self_training=2 + label_spreading={args.spreading}{alpha}"
+
+
+def spreading_zero_shot(bench: Bench, args) -> Row:
+    return Row(spreading_name(args, "zero-shot"), 0, "71.4 (prototype Zmap)", 86,
+               [bench.assign("zero-shot", str(LABELS), *spreading_sets(args))])
+
+
+def spreading_few_shot(bench: Bench, args, like: Row) -> Row:
+    return bench.seeds(Row(spreading_name(args, "centroid"), like.per_class, like.published, like.target),
+                       "centroid", args.seeds, "prior_weight=1", *spreading_sets(args))
+
+
+def run_spreading_only(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
+    """`--only spreading`: the label-spreading rows (zero-shot, 8 and 64/class) and nothing else."""
+    return [spreading_zero_shot(bench, args),
+            spreading_few_shot(bench, args, Row("centroid", 8, "82.9 (SetFit MPNet)", 86)),
+            spreading_few_shot(bench, args, Row("centroid", 64, "88.0 (SetFit)", 89))], []
 
 
 def setfit_rows(bench: Bench, args, like: Row, seeds: int, pairs: int) -> list[Row]:
@@ -315,15 +341,18 @@ def main() -> None:
     parser.add_argument("--driver-threads", type=int, default=1,
                         help="torch threads on the driver while fitting (SetFit takes all cores itself); "
                              "2 threads stall whenever another process holds a core")
-    parser.add_argument("--only", choices=("setfit",),
-                        help="setfit: only the SetFit rows at 8/class (alone and + self_training=2)")
+    parser.add_argument("--only", choices=("setfit", "spreading"),
+                        help="setfit: only the SetFit rows at 8/class (alone and + self_training=2); spreading: "
+                             "only the label-spreading rows (zero-shot, 8 and 64/class)")
+    parser.add_argument("--spreading-alpha", type=float,
+                        help="label_spreading_alpha of the label-spreading rows (default: the job's)")
     parser.add_argument("--setfit-max-seconds", type=int, help="setfit_max_seconds of the SetFit runs (default "
                         "1800; a loaded machine fine-tunes 2-7x slower, check the notes' 'stopped early')")
     parser.add_argument("--work", help="where the temporary work folder goes (default: the system's)")
     args = parser.parse_args()
     args.given = [(k, v) for k, v in vars(args).items()
                   if v is not None and k in ("seeds", "setfit_seeds", "setfit_pairs", "setfit_seeds_64",
-                                             "spreading", "only", "setfit_max_seconds")]
+                                             "spreading", "spreading_alpha", "only", "setfit_max_seconds")]
     for name, full, quick in (("seeds", 10, 2), ("setfit_seeds", 3, 1), ("setfit_pairs", 20, 5),
                               ("setfit_seeds_64", 1, 0), ("spreading", 10, 10), ("setfit_max_seconds", 1800, 1800)):
         if getattr(args, name) is None:
@@ -350,7 +379,7 @@ def main() -> None:
         cli("embed-texts", "--input", data.test, "--output", embeddings)
         embed = {"rows": len(pd.read_parquet(data.test)), "seconds": time.perf_counter() - start}
         log.info("embedded %d test texts in %.1f s", embed["rows"], embed["seconds"])
-        run = run_setfit_only if args.only == "setfit" else run_all
+        run = {"setfit": run_setfit_only, "spreading": run_spreading_only}.get(args.only, run_all)
         rows, sweep = run(Bench(work, data, embeddings, args.driver_threads), args)
     lines = report(args, rows, sweep, embed, time.perf_counter() - started)
     update_section(ROOT / "BENCHMARKS.md", lines[0], "\n".join(lines[2:]))
