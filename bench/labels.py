@@ -8,7 +8,7 @@ assign-labels`; accuracy and macro-F1 from `sparkamp evaluate`.
     .venv/bin/python bench/labels.py --quick --seeds 10 --setfit-seeds 3 --setfit-pairs 20
     .venv/bin/python bench/labels.py --no-wmap --setfit-seeds 0 --setfit-seeds-64 0   # the cheap rows only
     .venv/bin/python bench/labels.py --quick --only setfit --setfit-seeds 3 --setfit-pairs 20  # SetFit rows only
-    .venv/bin/python bench/labels.py --only spreading --spreading 20 --spreading-alpha 0.5     # spreading rows only
+    .venv/bin/python bench/labels.py --only spreading   # the label-spreading rows only (k 3, alpha 0.2)
 
 Seeds are fixed (0..n-1) and every row where examples are sampled reports accuracy and macro-F1 over
 them. SetFit runs twice per seed: alone, and followed by self_training=2 on its own embeddings of the
@@ -16,7 +16,8 @@ test texts (self_training_sample = the test rows). SetFit's ablations and learni
 bench/setfit_curve.py's (chosen on the training rows, not the test rows).
 
 Self-training rows run with fraction 0.5 (the old default) and 0.8 (the default), and with label
-spreading over the table's 10-NN graph (`--spreading`). A run with flags other than `--quick` writes a
+spreading over the table's 3-NN graph, alpha 0.2 (`--spreading`, `--spreading-alpha`: the setting
+bench/self_training_grid.py chose on the training rows). A run with flags other than `--quick` writes a
 section named by its flags.
 
 `--quick` also fits Zmap on 5k words instead of 20k (every zmap/wmap run embeds them on the driver) and
@@ -207,13 +208,12 @@ def run_all(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
 
 def spreading_sets(args) -> tuple[str, ...]:
     """The settings of the label-spreading rows: self_training=2 with label_spreading k (and alpha)."""
-    alpha = () if args.spreading_alpha is None else (f"label_spreading_alpha={args.spreading_alpha:g}",)
-    return ("self_training=2", f"label_spreading={args.spreading}", *alpha)
+    return ("self_training=2", f"label_spreading={args.spreading}",
+            f"label_spreading_alpha={args.spreading_alpha:g}")
 
 
 def spreading_name(args, start: str) -> str:
-    alpha = "" if args.spreading_alpha is None else f", α={args.spreading_alpha:g}"
-    return f"{start} + self_training=2 + label_spreading={args.spreading}{alpha}"
+    return f"{start} + self_training=2 + label_spreading={args.spreading}, α={args.spreading_alpha:g}"
 
 
 def spreading_zero_shot(bench: Bench, args) -> Row:
@@ -335,7 +335,7 @@ def main() -> None:
                         help="2,000 test rows, 2 seeds, 1 SetFit seed at 8/class with setfit_pairs=5, "
                              "no SetFit at 64/class, Zmap on 5k words, wmap_lambda 10")
     parser.add_argument("--spreading", type=int, help="label_spreading (neighbours) of the label-spreading rows "
-                        "(default 10)")
+                        "(default 3, chosen with alpha on the training rows by bench/self_training_grid.py)")
     parser.add_argument("--no-wmap", dest="wmap", action="store_false",
                         help="skip the wmap rows (their lambda sweep embeds Zmap's words in every run)")
     parser.add_argument("--driver-threads", type=int, default=1,
@@ -345,7 +345,8 @@ def main() -> None:
                         help="setfit: only the SetFit rows at 8/class (alone and + self_training=2); spreading: "
                              "only the label-spreading rows (zero-shot, 8 and 64/class)")
     parser.add_argument("--spreading-alpha", type=float,
-                        help="label_spreading_alpha of the label-spreading rows (default: the job's)")
+                        help="label_spreading_alpha of the label-spreading rows (default 0.2, chosen with "
+                             "--spreading)")
     parser.add_argument("--setfit-max-seconds", type=int, help="setfit_max_seconds of the SetFit runs (default "
                         "1800; a loaded machine fine-tunes 2-7x slower, check the notes' 'stopped early')")
     parser.add_argument("--work", help="where the temporary work folder goes (default: the system's)")
@@ -354,7 +355,8 @@ def main() -> None:
                   if v is not None and k in ("seeds", "setfit_seeds", "setfit_pairs", "setfit_seeds_64",
                                              "spreading", "spreading_alpha", "only", "setfit_max_seconds")]
     for name, full, quick in (("seeds", 10, 2), ("setfit_seeds", 3, 1), ("setfit_pairs", 20, 5),
-                              ("setfit_seeds_64", 1, 0), ("spreading", 10, 10), ("setfit_max_seconds", 1800, 1800)):
+                              ("setfit_seeds_64", 1, 0), ("spreading", 3, 3), ("spreading_alpha", 0.2, 0.2),
+                              ("setfit_max_seconds", 1800, 1800)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     args.setfit_pairs_8, args.test_rows = args.setfit_pairs, 2_000 if args.quick else 7_600

@@ -106,8 +106,8 @@ def main() -> None:
             print(f"| {'centroid + prior' if per_class else 'zero-shot'} | {per_class or '—'} | {where} | "
                   f"{setting['self_training']} | {setting['self_training_fraction']:g} | "
                   f"{setting['label_spreading']} | "
-                  f"{setting['label_spreading_alpha'] if setting['label_spreading'] else '—'} | {acc:.1f} | {f1:.1f} |",
-                  flush=True)
+                  f"{setting['label_spreading_alpha'] if setting['label_spreading'] else '—'} | "
+                  f"{acc:.1f} | {f1:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
