@@ -7,6 +7,8 @@ assign-labels`; accuracy and macro-F1 from `sparkamp evaluate`.
     .venv/bin/python bench/labels.py --quick          # 2,000 test rows, 2 seeds, 1 short SetFit (~5 min)
     .venv/bin/python bench/labels.py --quick --seeds 10 --setfit-seeds 3 --setfit-pairs 20
     .venv/bin/python bench/labels.py --no-wmap --setfit-seeds 0 --setfit-seeds-64 0   # the cheap rows only
+    .venv/bin/python bench/labels.py --quick --only setfit --setfit-seeds 3 --setfit-pairs 20  # SetFit rows only
+    .venv/bin/python bench/labels.py --only spreading   # the label-spreading rows only (k 3, alpha 0.2)
 
 Seeds are fixed (0..n-1) and every row where examples are sampled reports accuracy and macro-F1 over
 them. SetFit runs twice per seed: alone, and followed by self_training=2 on its own embeddings of the
@@ -14,7 +16,8 @@ test texts (self_training_sample = the test rows). SetFit's ablations and learni
 bench/setfit_curve.py's (chosen on the training rows, not the test rows).
 
 Self-training rows run with fraction 0.5 (the old default) and 0.8 (the default), and with label
-spreading over the table's 10-NN graph (`--spreading`). A run with flags other than `--quick` writes a
+spreading over the table's 3-NN graph, alpha 0.2 (`--spreading`, `--spreading-alpha`: the setting
+bench/self_training_grid.py chose on the training rows). A run with flags other than `--quick` writes a
 section named by its flags.
 
 `--quick` also fits Zmap on 5k words instead of 20k (every zmap/wmap run embeds them on the driver) and
@@ -137,8 +140,9 @@ class Bench:
                   "fit_s": stages["fit head"], "score_s": stages["score + write"],
                   "stats": json.loads(summary["stats"])}
         shutil.rmtree(run)  # a SetFit head holds a whole encoder
-        log.info("%s %s: accuracy %.1f, fit %.1f s, score %.1f s", method, " ".join(sets),
-                 result["accuracy"], result["fit_s"], result["score_s"])
+        log.info("%s %s: accuracy %.1f, macro-F1 %.1f, fit %.1f s, score %.1f s, stats %s", method,
+                 " ".join(sets), result["accuracy"], result["macro_f1"], result["fit_s"], result["score_s"],
+                 json.dumps(result["stats"]))
         return result
 
     def seeds(self, row: Row, method: str, seeds: int, *sets: str) -> Row:
@@ -181,8 +185,7 @@ def run_all(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
             [bench.assign("zero-shot", str(LABELS), "self_training=2")]),
         Row("zero-shot + self_training=5 (fraction 0.8)", 0, zero, 86,
             [bench.assign("zero-shot", str(LABELS), "self_training=5")]),
-        Row(f"zero-shot + self_training=2 + label_spreading={args.spreading}", 0, zero, 86,
-            [bench.assign("zero-shot", str(LABELS), "self_training=2", f"label_spreading={args.spreading}")]),
+        spreading_zero_shot(bench, args),
     ]
     sweep: list[tuple] = []
     rows += wmap_rows(bench, args, sweep) if args.wmap else []
@@ -198,15 +201,56 @@ def run_all(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
                                 "self_training_fraction=0.5"))
         rows.append(bench.seeds(Row("centroid + self_training=2 (fraction 0.8)", n, setfit_paper, target),
                                 "centroid", args.seeds, "prior_weight=1", "self_training=2"))
-        spreading = f"centroid + self_training=2 + label_spreading={args.spreading}"
-        rows.append(bench.seeds(Row(spreading, n, setfit_paper, target), "centroid", args.seeds, "prior_weight=1",
-                                "self_training=2", f"label_spreading={args.spreading}"))
-        for rounds in (0, 2) if setfit_seeds else ():
-            name = f"setfit, setfit_pairs={pairs}" + (f" + self_training={rounds}" if rounds else "")
-            rows.append(bench.seeds(Row(name, n, setfit_paper, target), "setfit", setfit_seeds,
-                                    f"setfit_pairs={pairs}", "setfit_max_seconds=1800", f"self_training={rounds}",
-                                    f"self_training_sample={args.test_rows}"))
+        rows.append(spreading_few_shot(bench, args, Row("centroid", n, setfit_paper, target)))
+        rows += setfit_rows(bench, args, Row("setfit", n, setfit_paper, target), setfit_seeds, pairs)
     return rows, sweep
+
+
+def spreading_sets(args) -> tuple[str, ...]:
+    """The settings of the label-spreading rows: self_training=2 with label_spreading k (and alpha)."""
+    return ("self_training=2", f"label_spreading={args.spreading}",
+            f"label_spreading_alpha={args.spreading_alpha:g}")
+
+
+def spreading_name(args, start: str) -> str:
+    return f"{start} + self_training=2 + label_spreading={args.spreading}, α={args.spreading_alpha:g}"
+
+
+def spreading_zero_shot(bench: Bench, args) -> Row:
+    return Row(spreading_name(args, "zero-shot"), 0, "71.4 (prototype Zmap)", 86,
+               [bench.assign("zero-shot", str(LABELS), *spreading_sets(args))])
+
+
+def spreading_few_shot(bench: Bench, args, like: Row) -> Row:
+    return bench.seeds(Row(spreading_name(args, "centroid"), like.per_class, like.published, like.target),
+                       "centroid", args.seeds, "prior_weight=1", *spreading_sets(args))
+
+
+def run_spreading_only(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
+    """`--only spreading`: the label-spreading rows (zero-shot, 8 and 64/class) and nothing else."""
+    return [spreading_zero_shot(bench, args),
+            spreading_few_shot(bench, args, Row("centroid", 8, "82.9 (SetFit MPNet)", 86)),
+            spreading_few_shot(bench, args, Row("centroid", 64, "88.0 (SetFit)", 89))], []
+
+
+def setfit_rows(bench: Bench, args, like: Row, seeds: int, pairs: int) -> list[Row]:
+    """SetFit alone and + self_training=2 on its own embeddings of the test texts, seed by seed (both rows of
+    a seed before the next seed, so a stopped run's log still pairs them)."""
+    rows = [Row(f"setfit, setfit_pairs={pairs}" + (f" + self_training={rounds}" if rounds else ""),
+                like.per_class, like.published, like.target) for rounds in (0, 2)]
+    for seed in range(seeds):
+        for row, rounds in zip(rows, (0, 2)):
+            row.runs.append(bench.assign("setfit", str(LABELS), f"examples_per_class={like.per_class}",
+                                         f"seed={seed}", f"setfit_pairs={pairs}",
+                                         f"setfit_max_seconds={args.setfit_max_seconds:g}",
+                                         f"self_training={rounds}", f"self_training_sample={args.test_rows}"))
+    return rows if seeds else []
+
+
+def run_setfit_only(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
+    """`--only setfit`: the SetFit rows at 8/class and nothing else."""
+    return setfit_rows(bench, args, Row("setfit", 8, "82.9 (SetFit MPNet)", 86), args.setfit_seeds,
+                       args.setfit_pairs_8), []
 
 
 def verdict(row: Row) -> str:
@@ -248,11 +292,13 @@ def report(args, rows: list[Row], sweep: list[tuple], embed: dict, seconds: floa
               ("8 examples/class", [r for r in rows if r.per_class == 8 and r.target]),
               ("64 examples/class", [r for r in rows if r.per_class == 64 and r.target])]
     for group, members in groups:
+        if not members:  # --only setfit has no zero-shot or 64/class rows
+            continue
         best = max(members, key=lambda r: r.stat("accuracy")[0])
         acc = best.stat("accuracy")[0]
         lines.append(f"| {group} | {best.name} | {acc:.1f} | ≥ {best.target} | "
                      f"{'met' if acc >= best.target else '**missed**'} |")
-    if args.wmap:
+    if args.wmap and sweep:
         lines += ["", "wmap_lambda on seed 0 (accuracy ×100; the best one was then run on every seed — chosen "
                   "on test accuracy, so the wmap rows are slightly optimistic):" if len(args.wmap_lambdas) > 1 else
                   "wmap_lambda fixed at 10 (`--quick` does not sweep it; the full run does), seed 0:", "",
@@ -289,19 +335,28 @@ def main() -> None:
                         help="2,000 test rows, 2 seeds, 1 SetFit seed at 8/class with setfit_pairs=5, "
                              "no SetFit at 64/class, Zmap on 5k words, wmap_lambda 10")
     parser.add_argument("--spreading", type=int, help="label_spreading (neighbours) of the label-spreading rows "
-                        "(default 10)")
+                        "(default 3, chosen with alpha on the training rows by bench/self_training_grid.py)")
     parser.add_argument("--no-wmap", dest="wmap", action="store_false",
                         help="skip the wmap rows (their lambda sweep embeds Zmap's words in every run)")
     parser.add_argument("--driver-threads", type=int, default=1,
                         help="torch threads on the driver while fitting (SetFit takes all cores itself); "
                              "2 threads stall whenever another process holds a core")
+    parser.add_argument("--only", choices=("setfit", "spreading"),
+                        help="setfit: only the SetFit rows at 8/class (alone and + self_training=2); spreading: "
+                             "only the label-spreading rows (zero-shot, 8 and 64/class)")
+    parser.add_argument("--spreading-alpha", type=float,
+                        help="label_spreading_alpha of the label-spreading rows (default 0.2, chosen with "
+                             "--spreading)")
+    parser.add_argument("--setfit-max-seconds", type=int, help="setfit_max_seconds of the SetFit runs (default "
+                        "1800; a loaded machine fine-tunes 2-7x slower, check the notes' 'stopped early')")
     parser.add_argument("--work", help="where the temporary work folder goes (default: the system's)")
     args = parser.parse_args()
     args.given = [(k, v) for k, v in vars(args).items()
                   if v is not None and k in ("seeds", "setfit_seeds", "setfit_pairs", "setfit_seeds_64",
-                                             "spreading")]
+                                             "spreading", "spreading_alpha", "only", "setfit_max_seconds")]
     for name, full, quick in (("seeds", 10, 2), ("setfit_seeds", 3, 1), ("setfit_pairs", 20, 5),
-                              ("setfit_seeds_64", 1, 0), ("spreading", 10, 10)):
+                              ("setfit_seeds_64", 1, 0), ("spreading", 3, 3), ("spreading_alpha", 0.2, 0.2),
+                              ("setfit_max_seconds", 1800, 1800)):
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     args.setfit_pairs_8, args.test_rows = args.setfit_pairs, 2_000 if args.quick else 7_600
@@ -326,7 +381,8 @@ def main() -> None:
         cli("embed-texts", "--input", data.test, "--output", embeddings)
         embed = {"rows": len(pd.read_parquet(data.test)), "seconds": time.perf_counter() - start}
         log.info("embedded %d test texts in %.1f s", embed["rows"], embed["seconds"])
-        rows, sweep = run_all(Bench(work, data, embeddings, args.driver_threads), args)
+        run = {"setfit": run_setfit_only, "spreading": run_spreading_only}.get(args.only, run_all)
+        rows, sweep = run(Bench(work, data, embeddings, args.driver_threads), args)
     lines = report(args, rows, sweep, embed, time.perf_counter() - started)
     update_section(ROOT / "BENCHMARKS.md", lines[0], "\n".join(lines[2:]))
     print("\n".join(lines))

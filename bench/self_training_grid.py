@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/self_training_grid.py                 # dev: the 581 training rows (~1 min)
     .venv/bin/python bench/self_training_grid.py --test          # also every setting on the 7,600 test rows
+    .venv/bin/python bench/self_training_grid.py --rounds 2 --fraction 0.8 --spreading 0 5 10 20 40 \
+        --alpha 0.5 0.8 0.99 --seeds 10                          # label spreading's k and alpha on dev
 
 Dev = the 581 training rows: zero-shot labels all of them; with n examples/class (drawn with numpy, seeds
 0..--seeds-1) the rest of them are the table self-training learns from and the rows scored. `--test`
@@ -23,8 +25,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 AGNEWS = ROOT.parent / "shared" / "data" / "agnews"
-SETTINGS = [dict(self_training=r, self_training_fraction=f, label_spreading=k)
-            for r, f, k in itertools.product((2, 5), (0.5, 0.8, 1.0), (0, 10))]
 
 from bench.labels import LABELS  # noqa: E402
 
@@ -65,7 +65,18 @@ def main() -> None:
     parser.add_argument("--test", action="store_true", help="also score every setting on the test rows")
     parser.add_argument("--seeds", type=int, default=3, help="example draws per few-shot setting")
     parser.add_argument("--cache", default="/tmp/agnews-minilm.npz", help="embeddings cache (.npz)")
+    parser.add_argument("--rounds", type=int, nargs="+", default=[2, 5], help="self_training values")
+    parser.add_argument("--fraction", type=float, nargs="+", default=[0.5, 0.8, 1.0],
+                        help="self_training_fraction values")
+    parser.add_argument("--spreading", type=int, nargs="+", default=[0, 10], help="label_spreading values (k)")
+    parser.add_argument("--alpha", type=float, nargs="+", default=[0.8], help="label_spreading_alpha values")
+    parser.add_argument("--per-class", type=int, nargs="+", default=[0, 8, 64],
+                        help="examples per class (0 = zero-shot)")
     args = parser.parse_args()
+    # alpha only matters with spreading on: k = 0 is run once, at the first alpha
+    settings = [dict(self_training=r, self_training_fraction=f, label_spreading=k, label_spreading_alpha=a)
+                for r, f, k, a in itertools.product(args.rounds, args.fraction, args.spreading, args.alpha)
+                if k or a == args.alpha[0]]
     from jobs.labelling import methods
     from jobs.labelling.sets import read_label_set
     from udfs import heads, texts
@@ -76,10 +87,10 @@ def main() -> None:
     model = texts.load_text_model(texts.TextModelSpec())
     prior = methods.label_vectors_of(read_label_set(str(LABELS)), lambda b: texts.embed_texts(model, b, 32).embeddings)
     none = (np.zeros((0, tx.shape[1]), np.float32), np.zeros(0, np.int64))
-    print("| start | examples/class | table | " + " | ".join(("rounds", "fraction", "label_spreading")) +
-          " | accuracy | macro-F1 |\n|---|---:|---|---:|---:|---:|---:|---:|")
-    for per_class, where in itertools.product((0, 8, 64), ("dev", "test") if args.test else ("dev",)):
-        for setting in SETTINGS:
+    print("| start | examples/class | table | " + " | ".join(("rounds", "fraction", "label_spreading", "alpha")) +
+          " | accuracy | macro-F1 |\n|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    for per_class, where in itertools.product(args.per_class, ("dev", "test") if args.test else ("dev",)):
+        for setting in settings:
             runs = []
             for seed in range(args.seeds if per_class else 1):
                 rng = np.random.default_rng(seed)
@@ -94,7 +105,9 @@ def main() -> None:
             acc, f1 = np.mean(runs, axis=0)
             print(f"| {'centroid + prior' if per_class else 'zero-shot'} | {per_class or '—'} | {where} | "
                   f"{setting['self_training']} | {setting['self_training_fraction']:g} | "
-                  f"{setting['label_spreading']} | {acc:.1f} | {f1:.1f} |", flush=True)
+                  f"{setting['label_spreading']} | "
+                  f"{setting['label_spreading_alpha'] if setting['label_spreading'] else '—'} | "
+                  f"{acc:.1f} | {f1:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

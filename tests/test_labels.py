@@ -6,7 +6,8 @@ import pytest
 
 from jobs.core.config import ConfigError
 from jobs.labelling import methods
-from jobs.labelling.self_training import spread
+from jobs.labelling.examples import Examples
+from jobs.labelling.self_training import self_train, spread
 from jobs.labelling.sets import read_label_set
 from udfs import finetune, heads, texts
 from udfs.classification import NONE, classification_metrics
@@ -131,6 +132,23 @@ def test_label_spreading_corrects_labels_its_neighbours_contradict():
     assert np.allclose(out.sum(axis=1), 1) and not out[:, 2].any()
     assert set(np.argsort(out[:20, 0])[:2]) == {3, 11}
     assert np.array_equal(spread(x[:1], np.array([1]), 3, 5, 0.8), [[0.0, 1.0, 0.0]])  # no neighbours
+
+
+def test_self_training_stops_when_its_pseudo_labels_hold_one_label(caplog):
+    """Every row of the table nearest label 'a' (no examples): round 1 cannot fit a two-label head (scikit-learn
+    raised a traceback), so the starting head comes back, 0 rounds fitted, with a warning naming the label;
+    with rows of both labels both rounds are fitted."""
+    rng = np.random.default_rng(0)
+    start = Head("zero-shot", ["a", "b"], np.eye(2, 4, dtype=np.float32))
+    table = heads.normalise(np.eye(4)[[0] * 10] + 0.1 * rng.normal(size=(10, 4))).astype(np.float32)
+    none, stats = Examples(np.zeros(0, np.int64), np.zeros((0, 4), np.float32), None), {}
+    assert self_train(table, methods.FitOptions(self_training=2), start, none, stats) is start
+    assert stats == {"self_training_rows": 10, "self_training_rounds": 0}
+    assert "self-training stopped before round 1" in caplog.text and "are all 'a'" in caplog.text
+    both = heads.normalise(np.eye(4)[[0] * 5 + [1] * 5] + 0.1 * rng.normal(size=(10, 4))).astype(np.float32)
+    head = self_train(both, methods.FitOptions(self_training=2), start, none, stats)
+    assert stats["self_training_rounds"] == 2 and head.method == "zero-shot+self-training"
+    assert np.array_equal(head.scores(both).argmax(axis=1), [0] * 5 + [1] * 5)
 
 
 def test_scarce_classes_are_those_under_half_the_median():

@@ -21,11 +21,14 @@ def self_train(sample: np.ndarray, cfg: FitOptions, head: Head, ex: Examples, st
     `cfg.label_spreading` > 0 spread those labels over the sample's k-NN graph (`spread`), keep each label's
     most confident share, refit a logistic head on those (plus the real examples, when `ex.vectors` holds
     them in the same space). Transductive: it uses the table, never the gold (Yarowsky-style
-    self-training, Yarowsky 1995; the head is heads.fit_logreg)."""
+    self-training, Yarowsky 1995; the head is heads.fit_logreg). A round whose pseudo-labels (with the
+    examples) hold one label only is not fitted: self-training stops there, with a warning, and
+    `stats["self_training_rounds"]` says how many rounds were fitted."""
     n = len(head.labels)
     if not len(sample):
         log.warning("self-training skipped: the table has no rows to learn from")
         return head
+    rounds = 0
     for round_ in range(cfg.self_training):
         scores = head.scores(sample)
         if cfg.label_spreading:
@@ -39,6 +42,11 @@ def self_train(sample: np.ndarray, cfg: FitOptions, head: Head, ex: Examples, st
         x, y = sample[keep], predicted[keep]
         if ex.vectors is not None and len(ex.labels):
             x, y = np.vstack([x, ex.vectors]), np.concatenate([y, ex.labels])
+        if len(np.unique(y)) < 2:  # nothing to tell apart: keep the head of the round before
+            log.warning("self-training stopped before round %d: its pseudo-labels (%d rows) are all '%s' "
+                        "(label spreading with many neighbours or label_spreading_alpha near 1 can do this); "
+                        "the head of the round before is kept", round_ + 1, len(y), head.labels[int(y[0])])
+            break
         weights, bias = heads.fit_logreg(x, y, n, cfg.logreg_c, cfg.seed)
         log.info("self-training round %d: %d pseudo-labelled rows", round_ + 1, int(keep.sum()))
         head = Head(f"{head.method.split('+')[0]}+self-training", head.labels, weights, bias=bias,
@@ -46,7 +54,9 @@ def self_train(sample: np.ndarray, cfg: FitOptions, head: Head, ex: Examples, st
                     params={**head.params, "self_training": cfg.self_training,
                             "self_training_fraction": cfg.self_training_fraction,
                             "self_training_rows": int(len(sample)), **spreading_params(cfg)})
+        rounds += 1
     stats["self_training_rows"] = int(len(sample))
+    stats["self_training_rounds"] = rounds
     return head
 
 
