@@ -220,6 +220,18 @@ def test_a_table_without_one_usable_vector(spark, tmp_path):
         assert not (tmp_path / job).exists()
 
 
+def test_recall_queries_come_from_the_usable_rows_when_the_sample_holds_none(spark, tmp_path):
+    """3 usable vectors among 10,000 ok rows: the seeded sample of recall queries (~40 rows) holds none, so
+    the build samples again from the usable rows instead of measuring recall on no query."""
+    rows = {f"z{i:05d}": np.zeros(DIM, np.float32) for i in range(9997)} | TINY
+    code, said = sparkamp(tmp_path, "build-index", "--embeddings", write_rows(tmp_path / "emb", rows), "--output",
+                          str(tmp_path / "index"), "--set", "recall_queries=5")
+    assert code == 0, said
+    meta = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    assert (meta["ntotal"], meta["left_out"], meta["recall_at_10"]) == (3, {"zero_vector": 9997}, 1.0)
+    assert "9997 rows left out of the index as zero_vector" in said
+
+
 def random_unit(n: int, dim: int, seed: int) -> np.ndarray:
     x = np.random.default_rng(seed).normal(size=(n, dim))
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

@@ -183,13 +183,13 @@ def test_a_recall_far_below_target_is_warned_with_what_to_change(spark, tmp_path
 
 def test_the_training_sample_and_the_recall_queries_come_from_one_seeded_pass(spark, source):
     rows = spark.read.parquet(source).select(partitions.faiss_id_column(), "embedding")
-    train, queries = training.samples(rows, (1000, 100), ROWS, (0, 1))
+    train, queries = training.samples(rows, (1000, 100), ROWS, (0, 1), "ip")
     assert train.shape == (1000, DIM) and queries.shape == (100, DIM) and train.dtype == np.float32
     table = {v.tobytes() for v in clustered(ROWS, DIM, 30, seed=11)}  # the source's vectors, none other
     assert all(v.tobytes() in table for v in (*train, *queries)) and len({v.tobytes() for v in train}) == 1000
-    again = training.samples(rows, (1000, 100), ROWS, (0, 1))
+    again = training.samples(rows, (1000, 100), ROWS, (0, 1), "ip")
     assert np.array_equal(again[0], train) and np.array_equal(again[1], queries)  # seeded
-    assert np.array_equal(training.sample_vectors(rows, 100, ROWS, 1), queries)  # the same sample alone
+    assert np.array_equal(training.sample_vectors(rows, 100, ROWS, 1, "ip"), queries)  # the same sample alone
 
 
 @pytest.mark.parametrize("extra, said", [

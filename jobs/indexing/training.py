@@ -67,13 +67,13 @@ def _working(factory_string: str, rows: int, dim: int, opts: IndexOptions) -> st
     return f"factory: auto would use {auto}" + (f", or {ivf} keeps an IVF" if "IVF" in factory_string else "")
 
 
-def sample_vectors(rows, count: int, total: int, seed: int, metric: str = "ip") -> np.ndarray:
+def sample_vectors(rows, count: int, total: int, seed: int, metric: str) -> np.ndarray:
     """A seeded sample of about `count` vectors [count, dim] of `rows` (faiss_id, embedding; `total` of
     them), ordered by id so it is reproducible (`samples` of one)."""
     return samples(rows, (count,), total, (seed,), metric)[0]
 
 
-def samples(rows, counts: tuple[int, ...], total: int, seeds: tuple[int, ...], metric: str = "ip") -> list[np.ndarray]:
+def samples(rows, counts: tuple[int, ...], total: int, seeds: tuple[int, ...], metric: str) -> list[np.ndarray]:
     """Seeded samples [counts[i], dim] float32 of `rows` (faiss_id, embedding; `total` of them), taken in
     one pass: row r is in sample i when rand(seeds[i]) < a fraction giving counts[i] + 6 sd rows (a
     Bernoulli sample; fewer than counts[i] has odds of about 1e-9), each ordered by id and cut to its count.
