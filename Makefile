@@ -5,6 +5,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sparkamp-stamp
 DEB_PACKAGES := dataset-fashion-mnist fortunes wordnet-base $(if $(filter test,$(MAKECMDGOALS)),chromium chromium-driver)
+# pytest-xdist workers for `make test`: test modules run in parallel, a module stays on one worker
+TEST_WORKERS ?= 2
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYSPARK_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP ?= 127.0.0.1
@@ -30,19 +32,21 @@ data:
 	fi
 
 test: venv data
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 demo: venv data
 	$(VENV)/bin/sparkamp demo
 
+# The zip is written under a name of its own, then renamed (atomic): parallel test workers may build it at once.
 dist:
 	mkdir -p dist
-	rm -f dist/sparkamp.zip
-	$(PYTHON) -c "import zipfile, pathlib; \
-	z = zipfile.ZipFile('dist/sparkamp.zip', 'w', zipfile.ZIP_DEFLATED); \
+	$(PYTHON) -c "import os, zipfile, pathlib; \
+	tmp = f'dist/.sparkamp-{os.getpid()}.zip'; \
+	z = zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED); \
 	[z.write(p) for pkg in ('jobs', 'udfs', 'index') for p in sorted(pathlib.Path(pkg).rglob('*.py'))]; \
 	z.write('sparkamp.py'); \
-	z.close()"
+	z.close(); \
+	os.replace(tmp, 'dist/sparkamp.zip')"
 	@echo "wrote dist/sparkamp.zip"
 
 bench: venv data
