@@ -1,6 +1,7 @@
 """Killed drivers and incremental re-runs: the previous output survives, and incremental equals full."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -102,9 +103,39 @@ def test_incremental_needs_overwrite(tmp_path, capsys):
     assert code == 2 and "key 'incremental'" in capsys.readouterr().err
 
 
+RUN_TOKEN = "SPARKAMP_TEST_RUN"  # in the environment of a background run and of every process it starts
+
+
 def run_in_background(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, env=spark_env(),
+    """`sparkamp <args>` as a child process in a session of its own, output to `log`."""
+    env = {**spark_env(), RUN_TOKEN: str(log)}
+    return subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], cwd=ROOT, env=env,
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill_run(proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    """SIGKILL of every process of the run `run_in_background(..., log)` started, as when its machine dies:
+    its process group (Python driver, JVM) and pyspark's daemon and workers, which pyspark.daemon moves to a
+    process group of their own (found by the token their environment inherited). Returns once all are gone."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=timeout)
+    token = f"{RUN_TOKEN}={log}".encode()
+    deadline = time.time() + timeout
+    while (left := _pids_with(token)) and time.time() < deadline:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    assert not left, f"processes of the killed run still alive: {left}"
+
+
+def _pids_with(token: bytes) -> list[int]:
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if token in environ.read_bytes().split(b"\0"):
+                pids.append(int(environ.parent.name))
+    return pids
 
 
 def test_a_driver_killed_mid_write_leaves_the_previous_output(tmp_path):
@@ -126,8 +157,7 @@ def test_a_driver_killed_mid_write_leaves_the_previous_output(tmp_path):
         time.sleep(0.2)
     assert second.poll() is None, "the second run ended before it was killed"
     time.sleep(1.0)  # let some tasks write their part files
-    os.killpg(second.pid, signal.SIGKILL)
-    second.wait(timeout=60)
+    kill_run(second, tmp_path / "second.log")
     assert list(staging.glob("emb-staging-*")), "killed before anything was staged"
 
     survived = pd.read_parquet(out)  # what a reader sees: the previous output, whole
