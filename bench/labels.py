@@ -58,6 +58,7 @@ log = logging.getLogger("bench.labels")
 
 from bench.benchmarks_md import update_section  # noqa: E402
 from bench.similarity import machine  # noqa: E402
+from jobs.labelling.methods import FitOptions  # noqa: E402
 
 
 @dataclass
@@ -236,12 +237,14 @@ def run_spreading_only(bench: Bench, args) -> tuple[list[Row], list[tuple]]:
 def setfit_rows(bench: Bench, args, like: Row, seeds: int, pairs: int) -> list[Row]:
     """SetFit alone and + self_training=2 on its own embeddings of the test texts, seed by seed (both rows of
     a seed before the next seed, so a stopped run's log still pairs them)."""
-    rows = [Row(f"setfit, setfit_pairs={pairs}" + (f" + self_training={rounds}" if rounds else ""),
-                like.per_class, like.published, like.target) for rounds in (0, 2)]
+    sampling = args.setfit_sampling or FitOptions.setfit_sampling
+    name = f"setfit, setfit_pairs={pairs}" if sampling == "random" else f"setfit, setfit_sampling={sampling}"
+    rows = [Row(name + (f" + self_training={rounds}" if rounds else ""), like.per_class, like.published,
+                like.target) for rounds in (0, 2)]
     for seed in range(seeds):
         for row, rounds in zip(rows, (0, 2)):
             row.runs.append(bench.assign("setfit", str(LABELS), f"examples_per_class={like.per_class}",
-                                         f"seed={seed}", f"setfit_pairs={pairs}",
+                                         f"seed={seed}", f"setfit_pairs={pairs}", f"setfit_sampling={sampling}",
                                          f"setfit_max_seconds={args.setfit_max_seconds:g}",
                                          f"self_training={rounds}", f"self_training_sample={args.test_rows}"))
     return rows if seeds else []
@@ -349,11 +352,15 @@ def main() -> None:
                              "--spreading)")
     parser.add_argument("--setfit-max-seconds", type=int, help="setfit_max_seconds of the SetFit runs (default "
                         "1800; a loaded machine fine-tunes 2-7x slower, check the notes' 'stopped early')")
+    parser.add_argument("--setfit-sampling", choices=("random", "oversampling"),
+                        help="setfit_sampling of the SetFit runs (default: assign-labels' default; "
+                             "setfit_pairs only counts with random)")
     parser.add_argument("--work", help="where the temporary work folder goes (default: the system's)")
     args = parser.parse_args()
     args.given = [(k, v) for k, v in vars(args).items()
                   if v is not None and k in ("seeds", "setfit_seeds", "setfit_pairs", "setfit_seeds_64",
-                                             "spreading", "spreading_alpha", "only", "setfit_max_seconds")]
+                                             "spreading", "spreading_alpha", "only", "setfit_max_seconds",
+                                             "setfit_sampling")]
     for name, full, quick in (("seeds", 10, 2), ("setfit_seeds", 3, 1), ("setfit_pairs", 20, 5),
                               ("setfit_seeds_64", 1, 0), ("spreading", 3, 3), ("spreading_alpha", 0.2, 0.2),
                               ("setfit_max_seconds", 1800, 1800)):

@@ -170,6 +170,8 @@ def main() -> None:
     parser.add_argument("--sampling", default="random")
     parser.add_argument("--warmup", type=float, default=0.1)
     parser.add_argument("--every", type=int, default=20, help="probe every this many steps")
+    parser.add_argument("--no-frozen", action="store_true",
+                        help="skip step 0 (the frozen encoder: the same for every setting of a seed)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--test", type=int, default=0, help="after the last step, score the first N test rows")
     parser.add_argument("--out", help="JSON lines to append to")
@@ -226,7 +228,8 @@ def main() -> None:
         opts = finetune.FineTuneOptions(args.pairs, args.epochs, learning_rate=args.lr, warmup_ratio=args.warmup,
                                         sampling=args.sampling, max_seconds=1e9, seed=seed)
         total = args.epochs * -(-len(finetune.pairs_for(ex_y, opts)) // 16)
-        record(0)
+        if not args.no_frozen:
+            record(0)
         finetune.fine_tune(model.encoder, ex_text, ex_y, opts, on_step=record)
 
 

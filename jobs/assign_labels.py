@@ -74,7 +74,13 @@ class Config(JobConfig):
                                "Zhou et al. 2004) and keep the rows the spread labels are surest of; 0 = off")
     label_spreading_alpha: float = key(0.8, "label spreading: the share of a row's label taken from its "
                                        "neighbours, in (0, 1)")
-    setfit_pairs: int = key(20, "setfit: contrastive pairs drawn per example and kind (same/other)")
+    setfit_pairs: int = key(20, "setfit: contrastive pairs drawn per example and kind (same/other), "
+                            "with setfit_sampling random")
+    setfit_sampling: Literal["random", "oversampling"] = key(
+        methods.FitOptions.setfit_sampling, "setfit: random = setfit_pairs pairs of each kind per example "
+        "(the SetFit paper's num_iterations); oversampling = every pair of examples once, the rarer kind "
+        "repeated up to the other's count (the setfit library's default since 1.0; grows with the square "
+        "of the examples)")
     setfit_epochs: int = key(1, "setfit: passes over the pairs")
     setfit_max_seconds: float = key(600.0, "setfit: stop fine-tuning after this long")
     batch_size: int = key(8, "setfit: texts per model call while scoring")

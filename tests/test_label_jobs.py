@@ -194,6 +194,8 @@ def test_image_heads_from_class_folders_and_labelled_ids(spark, fashion, tmp_pat
     (["--labels", "names.yaml", "--set", "label_spreading=5"], "key 'label_spreading' spreads self-training's"),
     (["--labels", "names.yaml", "--set", "self_training=1", "--set", "label_spreading_alpha=1"],
      "key 'label_spreading_alpha' must be in (0, 1), got 1.0"),
+    (["--labels", "names.yaml", "--set", "setfit_sampling=pairs"],
+     "key 'setfit_sampling' expects one of random, oversampling, got 'pairs'"),
     (["--head", "names.yaml"], "not a saved label head"),
 ])
 def test_bad_label_configs_fail_before_spark(fortunes, tmp_path, capsys, args, message):
@@ -282,3 +284,18 @@ def test_a_label_with_one_example_among_three_is_still_predicted(imbalanced, tmp
     predicted = pd.read_parquet(out).set_index("id").label.to_dict()
     assert predicted == {i: gold for i, (_, gold) in TO_LABEL.items()}
     assert "few examples: 'weather' has 1, under half the median of 3 per label" in caplog.text
+
+
+@pytest.mark.parametrize("sampling, pairs", [("oversampling", 30), ("random", 26)])
+def test_setfit_sampling_reaches_the_fine_tuning(imbalanced, tmp_path, sampling, pairs):
+    """setfit_sampling picks the pairs the encoder is fine-tuned on: 3/3/1 examples make 21 unordered pairs
+    and 7 self-pairs, 13 of them same-label, so oversampling trains on 15 + 15 = 30; random with
+    setfit_pairs=2 on 2 × (6 positive + 7 negative) = 26 (the 1-example label has no positive)."""
+    head = tmp_path / "head"
+    out = label(imbalanced, tmp_path, sampling, "--texts", str(imbalanced / "texts.parquet"), "--labels",
+                str(imbalanced / "labels.yaml"), "--method", "setfit", "--set", f"setfit_sampling={sampling}",
+                "--set", "setfit_pairs=2", "--set", f"head_output={head}", "--set", "setfit_max_seconds=3600")
+    params = json.loads((head / "manifest.json").read_text())["params"]
+    assert (params["sampling"], params["pairs"], params["steps"]) == (sampling, pairs, 2)
+    predicted = pd.read_parquet(out).set_index("id").label.to_dict()
+    assert predicted == {i: gold for i, (_, gold) in TO_LABEL.items()}

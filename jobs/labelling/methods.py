@@ -37,6 +37,7 @@ class FitOptions:
     label_spreading: int = 0         # self-training: neighbours of each row in the k-NN graph; 0 = off
     label_spreading_alpha: float = 0.8
     setfit_pairs: int = 20
+    setfit_sampling: str = "random"  # udfs.finetune.SAMPLINGS
     setfit_epochs: int = 1
     setfit_max_seconds: float = 600.0
     model_path: str = ""             # the table's Sentence-Transformers directory when not packaged
@@ -46,6 +47,9 @@ class FitOptions:
         """ConfigError naming the option (= config key) and what it accepts."""
         require_positive(self, "vocab_size", "setfit_pairs", "setfit_epochs", "self_training_sample")
         require_non_negative(self, "self_training", "wmap_lambda", "zmap_alpha", "label_spreading")
+        if self.setfit_sampling not in finetune.SAMPLINGS:
+            raise ConfigError(f"key 'setfit_sampling' expects one of {', '.join(finetune.SAMPLINGS)}, "
+                              f"got {self.setfit_sampling!r}")
         if self.wmap_base not in ("zmap", "none"):
             raise ConfigError(f"key 'wmap_base' expects one of zmap, none, got {self.wmap_base!r}")
         if self.logreg_c <= 0:
@@ -151,8 +155,8 @@ def setfit(cfg: FitOptions, inputs: Inputs, folder: str, stats: dict[str, float]
     joins them when there is a label set and prior_weight > 0; SetFit itself does not use label names)."""
     ex = inputs.examples
     model = texts.load_text_model(texts.spec_from_label(inputs.model, cfg.model_path))
-    opts = finetune.FineTuneOptions(cfg.setfit_pairs, cfg.setfit_epochs, max_seconds=cfg.setfit_max_seconds,
-                                    seed=cfg.seed)
+    opts = finetune.FineTuneOptions(cfg.setfit_pairs, cfg.setfit_epochs, sampling=cfg.setfit_sampling,
+                                    max_seconds=cfg.setfit_max_seconds, seed=cfg.seed)
     with all_cores():
         tuned = finetune.fine_tune(model.encoder, ex.texts, ex.labels, opts)
     stats.update(setfit_pairs=tuned.pairs, setfit_steps=tuned.steps, setfit_seconds=round(tuned.seconds, 1),
@@ -167,8 +171,8 @@ def setfit(cfg: FitOptions, inputs: Inputs, folder: str, stats: dict[str, float]
     weights, bias = heads.fit_logreg(x, y, len(inputs.names), cfg.logreg_c, cfg.seed, weight)
     files = tuple(sorted(str(p.relative_to(folder)) for p in _files(os.path.join(folder, "encoder"))))
     head = Head("setfit", inputs.names, weights, bias=bias, embedding_model=f"{inputs.model}+setfit",
-                params={**params, "encoder": "encoder", "base_model": inputs.model, "pairs": tuned.pairs,
-                        "steps": tuned.steps, "stopped_early": tuned.stopped_early})
+                params={**params, "encoder": "encoder", "base_model": inputs.model, "sampling": opts.sampling,
+                        "pairs": tuned.pairs, "steps": tuned.steps, "stopped_early": tuned.stopped_early})
     return head, files
 
 
