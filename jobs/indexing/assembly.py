@@ -41,8 +41,9 @@ def nprobes(trained: bytes, opts: IndexOptions) -> tuple[int, ...]:
 
 
 def add_shards(rows, trained: bytes, folder: str, queries: np.ndarray, opts: IndexOptions,
-               shuffle: bool = True) -> tuple[list[dict], dict[str, int]]:
-    """`opts.num_shards` shards (> 0: layout.resolved options) of `rows` (faiss_id, embedding), written by
+               shuffle: bool = True, ids: bool = False) -> tuple[list[dict], dict[str, int]]:
+    """`opts.num_shards` shards (> 0: layout.resolved options) of `rows` (faiss_id, embedding; with `ids` also
+    id and content_hash: each shard writer then writes its usable rows as a part of ids.parquet), written by
     `partitions.shard_writer`: ([SHARD_SCHEMA rows as dicts] by shard name, {status: rows} of the rows left
     out because their vectors fail index.vectors.check, found while adding: only statuses that occur). With
     `shuffle` the rows are hash-partitioned by id (a shuffle of every vector); without, a shard is a group of
@@ -50,8 +51,8 @@ def add_shards(rows, trained: bytes, folder: str, queries: np.ndarray, opts: Ind
     spark = rows.sparkSession
     shipped = spark.sparkContext.broadcast(trained), spark.sparkContext.broadcast(queries)
     task = partitions.ShardTask(folder, RECALL_K, opts.metric, opts.resume, nprobes(trained, opts), opts.ef_search,
-                                shards.deserialize(trained).d)
-    frame = rows.select("faiss_id", "embedding")
+                                shards.deserialize(trained).d, ids)
+    frame = rows.select("embedding", *partitions.ID_COLUMNS) if ids else rows.select("faiss_id", "embedding")
     frame = frame.repartition(opts.num_shards, "faiss_id") if shuffle else frame.coalesce(opts.num_shards)
     result = [r.asDict() for r in frame.mapInArrow(partitions.shard_writer(*shipped, task),
                                                    partitions.SHARD_SCHEMA).collect()]

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from index import recall, searcher, shards, store, vectors
+from index import manifest, recall, searcher, shards, store, vectors
 from jobs.tables.ids import id_hash
 from udfs import reranking
 from udfs.batches import rebatch
@@ -21,6 +21,7 @@ SHARD_SCHEMA = ("shard string, sha256 string, ntotal long, bytes long, min_id lo
 SHARD_BLOCK_ROWS = 8192  # vectors added (and exactly scanned) per block: fewer, larger blocks are faster
 NO_NEIGHBOURS = "no_neighbours"
 MAX_INT64 = 0x7FFFFFFFFFFFFFFF
+ID_COLUMNS = ("faiss_id", "id", "content_hash")  # of index.manifest.IDS: faiss ids → the table's rows
 Frames = Iterator[pd.DataFrame]
 
 
@@ -36,6 +37,8 @@ class ShardTask:
     nprobes: tuple[int, ...] = (0,)   # ascending (index.recall.nprobe_candidates)
     ef_search: int = 0
     dim: int = 0                      # a vector of another length is left out as wrong_dim; 0 = not checked
+    ids: bool = False                 # also write the shard's usable rows' (faiss_id, id, content_hash) as
+                                      # a part of ids.parquet (the rows then carry id and content_hash)
 
 
 def faiss_id_column():
@@ -46,15 +49,6 @@ def faiss_id_column():
 
 def vectors_of(frame: pd.DataFrame) -> np.ndarray:
     return np.stack(frame["embedding"].to_numpy()).astype(np.float32, copy=False)
-
-
-def arrow_vectors(column: Any) -> np.ndarray:
-    """float32 [n, dim] of an Arrow list column (Array or ChunkedArray) of n equal-length vectors ([0, 0]
-    when n is 0): one copy of the values, no per-row object (vectors_of's pandas column makes n arrays)."""
-    if hasattr(column, "combine_chunks"):
-        column = column.combine_chunks()
-    flat = column.flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(flat, dtype=np.float32).reshape(len(column), -1 if len(column) else 0)
 
 
 def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Iterator[Any]], Iterator[Any]]:
@@ -72,7 +66,8 @@ def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Itera
     are Spark broadcasts: shipped once per executor. Returns one SHARD_SCHEMA row (partials as float32 /
     int64 [len(nprobes), q, k] bytes; `left_out`: the rows left out by status, in index.vectors.STATUSES
     order), none when the partition is empty, and a row without a shard (name "", ntotal 0) when it held
-    only rows left out.
+    only rows left out. With `task.ids` the batches also hold id and content_hash, and the shard's rows
+    (ID_COLUMNS) are written as `ids.parquet/part-<partition>.parquet`: the ids of exactly its vectors.
     """
     def write_shard(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
@@ -81,11 +76,12 @@ def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Itera
         from udfs import cache
 
         cache.set_faiss_threads()
-        name = f"shards/{shards.shard_name(TaskContext.get().partitionId())}"
+        part = TaskContext.get().partitionId()
+        name = f"shards/{shards.shard_name(part)}"
         uri = store.join(task.folder, name)
         marker = uri + ".sha256"
         reuse = task.resume and store.exists(marker)
-        scan, seen = shards.ExactTopK(queries.value, task.k, task.metric), _Ids(task.dim, task.metric)
+        scan, seen = shards.ExactTopK(queries.value, task.k, task.metric), _Ids(task.dim, task.metric, task.ids)
         blocks = scan.passing(seen.blocks(batches))
         if reuse:
             for _ in blocks:
@@ -103,6 +99,8 @@ def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Itera
         else:
             digest = store.write_index(uri, index)
             store.write_bytes(marker, digest.encode())
+        if task.ids:  # the ids of exactly the vectors in the shard: no pass of their own
+            store.write_bytes(store.join(task.folder, manifest.IDS, f"part-{part:05d}.parquet"), seen.keys())
         scores, ids = scan.result()
         approx = recall.partial_topk(index, queries.value, task.k, list(task.nprobes), task.ef_search,
                                      (scores, ids))
@@ -127,10 +125,20 @@ class _Ids:
     at least SHARD_BLOCK_ROWS rows read for each (the last may hold fewer; a block of no usable row is not
     given), counting the rows kept and left out and keeping the id range."""
 
-    def __init__(self, dim: int = 0, metric: str = "ip") -> None:
+    def __init__(self, dim: int = 0, metric: str = "ip", keep: bool = False) -> None:
         self.count, self.low, self.high = 0, MAX_INT64, -1
         self.dim, self.metric = dim, metric
         self.left_out = np.zeros(len(vectors.STATUSES), np.int64)
+        self.kept = [] if keep else None  # Arrow tables of the usable rows' ID_COLUMNS, with `keep`
+
+    def keys(self) -> bytes:
+        """The usable rows' ID_COLUMNS as Parquet bytes (ids.parquet's format)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out = pa.BufferOutputStream()
+        pq.write_table(pa.concat_tables(self.kept), out)
+        return out.getvalue().to_pybytes()
 
     def blocks(self, batches: Iterator[Any]) -> Iterator[shards.Block]:
         pending, rows = [], 0
@@ -151,11 +159,13 @@ class _Ids:
         if codes.any():
             self.left_out += vectors.left_out(codes)
             usable = codes == vectors.OK
-            ids, column = ids[usable], column.filter(pa.array(usable))
+            ids, column, table = ids[usable], column.filter(pa.array(usable)), table.filter(pa.array(usable))
+        if self.kept is not None:
+            self.kept.append(table.select(list(ID_COLUMNS)))
         if len(ids):
             self.count += len(ids)
             self.low, self.high = min(self.low, int(ids.min())), max(self.high, int(ids.max()))
-            yield ids, arrow_vectors(column)
+            yield ids, vectors.matrix(column)
 
 
 def exact_scan(spark, rows, queries: np.ndarray, k: int, metric: str) -> list[dict]:
@@ -185,8 +195,6 @@ def exact_from_shards(rows: list, n_queries: int, k: int, metric: str) -> tuple[
 
 def index_version(folder: str) -> str:
     """A digest of every file an index's manifest vouches for (driver side)."""
-    from index import manifest
-
     digests = manifest.expected_sha256(manifest.read(folder))
     return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
 

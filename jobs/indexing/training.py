@@ -3,15 +3,17 @@ empty index."""
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 
-from index import factory, shards, store, vectors
+from index import factory, shards, store
 from jobs.core.config import ConfigError
 from jobs.indexing.options import IndexOptions
-from jobs.indexing.partitions import arrow_vectors
+from jobs.tables.samples import Sampling
 
 log = logging.getLogger(__name__)
+UNTRAINED = r"(IDMap2?,)?(Flat|HNSW\d+(,Flat)?)"  # factories with nothing to train
 
 
 def choose(opts: IndexOptions, rows: int, dim: int) -> factory.Choice:
@@ -67,32 +69,14 @@ def _working(factory_string: str, rows: int, dim: int, opts: IndexOptions) -> st
     return f"factory: auto would use {auto}" + (f", or {ivf} keeps an IVF" if "IVF" in factory_string else "")
 
 
-def sample_vectors(rows, count: int, total: int, seed: int, metric: str) -> np.ndarray:
-    """A seeded sample of about `count` vectors [count, dim] of `rows` (faiss_id, embedding; `total` of
-    them), ordered by id so it is reproducible (`samples` of one)."""
-    return samples(rows, (count,), total, (seed,), metric)[0]
-
-
-def samples(rows, counts: tuple[int, ...], total: int, seeds: tuple[int, ...], metric: str) -> list[np.ndarray]:
-    """Seeded samples [counts[i], dim] float32 of `rows` (faiss_id, embedding; `total` of them), taken in
-    one pass: row r is in sample i when rand(seeds[i]) < a fraction giving counts[i] + 6 sd rows (a
-    Bernoulli sample; fewer than counts[i] has odds of about 1e-9), each ordered by id and cut to its count.
-    A sampled row whose vector cannot be indexed with `metric` (index.vectors.check) is dropped before the
-    cut, so with such rows in `rows` a sample may hold fewer. The rows reach the driver as Arrow
-    (DataFrame.toArrow), read into numpy without a per-row object."""
-    from pyspark.sql import functions as F
-
-    fractions = [min(1.0, (c + 6 * np.sqrt(c) + 20) / max(total, 1)) if c else 0.0 for c in counts]
-    picked = [(F.rand(seed) < fraction).alias(f"in_{i}") for i, (seed, fraction) in enumerate(zip(seeds, fractions))]
-    frame = rows.select("faiss_id", "embedding", *picked)
-    table = frame.filter(" OR ".join(f"in_{i}" for i in range(len(counts)))).toArrow()
-    ids, usable = table.column("faiss_id").to_numpy(), vectors.check(table.column("embedding"), 0, metric) == vectors.OK
-    found = []
-    for i, count in enumerate(counts):
-        chosen = np.flatnonzero(table.column(f"in_{i}").to_numpy(zero_copy_only=False) & usable)
-        chosen = chosen[np.argsort(ids[chosen], kind="stable")][:count]
-        found.append(arrow_vectors(table.column("embedding").take(chosen)))
-    return found
+def sampling(opts: IndexOptions, total: int) -> Sampling:
+    """The samples a build takes in its read pass of `total` rows (contracts.check_embeddings): the training
+    sample (train_size rows; none when `factory: auto` keeps a table of at most FLAT_MAX_ROWS rows Flat, or
+    the factory is Flat or HNSW: nothing to train) and the recall queries, of seeds `seed` and `seed` + 1.
+    A guess before the factory is chosen: a sample it misses is taken in a pass of its own (the same rows)."""
+    flat = opts.factory == "auto" and total <= factory.FLAT_MAX_ROWS or re.fullmatch(UNTRAINED, opts.factory)
+    return Sampling((0 if flat else opts.train_size, opts.recall_queries), (opts.seed, opts.seed + 1), opts.metric,
+                    total)
 
 
 def to_train(opts: IndexOptions, factory_string: str, dim: int, total: int, folder: str) -> int:
