@@ -112,8 +112,8 @@ def _build(rows, shape: Shape, folder: str, opts: IndexOptions, stages: dict[str
     keep, whole = 1 if opts.merge == "memory" else opts.shards_to_keep if opts.merge == "none" else 0, None
     if keep:  # merged on the executors (into one file for memory: the driver never loads the index)
         with timed(stages, "tree merge", "build-index"):
-            merged = tree_merge.merge_groups(rows.sparkSession, folder, trained, shard_rows, keep,
-                                             assembly.RECALL_K, opts.metric)
+            merged = tree_merge.merge_groups(rows.sparkSession, folder, shard_rows, keep, assembly.RECALL_K,
+                                             opts.metric)
             if opts.merge == "memory":
                 whole = merged[0]  # the manifest still lists the shards added
             elif any(r["shard"].startswith(tree_merge.MERGED) for r in merged):
