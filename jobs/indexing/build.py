@@ -42,7 +42,7 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
     table: too few rows to train, repeated ids, no usable vector, ...), JobFailed (recall@10 below
     `opts.min_recall`, a shard changed); nothing is published then, and the previous index at `path` stays.
     The factory and the shards are planned for every ok row: a full build finds the unusable vectors while
-    it adds the shards (partitions.shard_writer), not in a pass of its own."""
+    it adds the shards (shard_writer.shard_writer), not in a pass of its own."""
     opts.check()
     spark, stages = table.rows.sparkSession, {} if stages is None else stages
     run_id = run_id or new_run_id()
