@@ -26,10 +26,10 @@ TO_INDEX = EmbeddingsCheck(purpose="to index", hint="build one index per model")
 def read_to_index(spark, location: str, opts: IndexOptions = IndexOptions()) -> Embeddings:
     """The embeddings table at `location` read and checked (contracts.check_embeddings, TO_INDEX) in one pass
     that also takes the build's seeded training sample and recall queries (training.sampling), so the build
-    makes no pass of its own for them. The rows are counted first (Parquet and metastore tables: from file
-    metadata) to size the share of them sampled."""
+    makes no pass of its own for them, when they are small enough (training.sampling). The rows are counted
+    first (Parquet and metastore tables: from file metadata) to size the share of them sampled."""
     raw = contracts.read_table(spark, location)
-    check = dataclasses.replace(TO_INDEX, sample=training.sampling(opts, raw.count()))
+    check = dataclasses.replace(TO_INDEX, sample=training.sampling(opts, raw.count))
     return contracts.check_embeddings(raw, check, location)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Callable
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from jobs.tables.samples import Sampling
 
 log = logging.getLogger(__name__)
 UNTRAINED = r"(IDMap2?,)?(Flat|HNSW\d+(,Flat)?)"  # factories with nothing to train
+# most rows the read pass samples: Spark gathers them in one aggregation buffer, then as one task's result; the
+# default train_size (100k x 384-d, 150 MB) overflowed a 1 GiB driver heap there (a pass of its own streams them)
+READ_PASS_ROWS = 10_000
 
 
 def choose(opts: IndexOptions, rows: int, dim: int) -> factory.Choice:
@@ -69,12 +73,17 @@ def _working(factory_string: str, rows: int, dim: int, opts: IndexOptions) -> st
     return f"factory: auto would use {auto}" + (f", or {ivf} keeps an IVF" if "IVF" in factory_string else "")
 
 
-def sampling(opts: IndexOptions, total: int) -> Sampling:
-    """The samples a build takes in its read pass of `total` rows (contracts.check_embeddings): the training
-    sample (train_size rows; none when `factory: auto` keeps a table of at most FLAT_MAX_ROWS rows Flat, or
-    the factory is Flat or HNSW: nothing to train) and the recall queries, of seeds `seed` and `seed` + 1.
-    A guess before the factory is chosen: a sample it misses is taken in a pass of its own (the same rows)."""
-    flat = opts.factory == "auto" and total <= factory.FLAT_MAX_ROWS or re.fullmatch(UNTRAINED, opts.factory)
+def sampling(opts: IndexOptions, count: Callable[[], int]) -> Sampling | None:
+    """The samples a build takes in its read pass of `count()` rows (contracts.check_embeddings), seeds `seed`
+    (training) and `seed` + 1 (recall queries): both when train_size + recall_queries is at most
+    READ_PASS_ROWS (no training sample when `factory: auto` keeps the table Flat, at most FLAT_MAX_ROWS rows),
+    the queries alone for a Flat or HNSW factory (nothing to train); otherwise None, without counting: a pass
+    of its own reads every vector for the training sample and takes the queries with it (the same rows)."""
+    untrained = bool(re.fullmatch(UNTRAINED, opts.factory))
+    if not untrained and opts.train_size + opts.recall_queries > READ_PASS_ROWS:
+        return None  # not counted (auto on a table it keeps Flat then samples its queries in their own pass)
+    total = count()
+    flat = untrained or (opts.factory == "auto" and total <= factory.FLAT_MAX_ROWS)
     return Sampling((0 if flat else opts.train_size, opts.recall_queries), (opts.seed, opts.seed + 1), opts.metric,
                     total)
 

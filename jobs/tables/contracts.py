@@ -172,16 +172,10 @@ def check_embeddings(df, check: EmbeddingsCheck, location: str) -> Embeddings:
         F.count("*").alias("n"), F.min(size).alias("lo"), F.max(size).alias("hi"),
         F.collect_set("model").alias("models"), F.count(F.when(size == check.dim, 1)).alias("fit"),
         *ids.id_stats(), *_sampled(check.sample))
-    sampled = None
-    if check.sample:  # the sampled vectors come as Arrow: no per-row object
-        import pyarrow as pa
-
-        table = groups.toArrow()
-        groups, taken = table.drop_columns(["_sampled"]).to_pylist(), table.column("_sampled")
-        sampled = next((samples.cut(pa.Table.from_struct_array(taken[i].values), check.sample) for i, g in enumerate(groups)
-                        if g["status"] == OK), None)
+    if check.sample:  # the sampled rows reach the driver as Arrow blocks
+        groups, sampled = samples.split(groups, check.sample, OK)
     else:
-        groups = groups.collect()
+        groups, sampled = groups.collect(), None
     statuses = {str(g["status"]) if g["status"] is not None else "null": int(g["n"]) for g in groups}
     ok = next((g for g in groups if g["status"] == OK), None)
     if ok is None:

@@ -89,6 +89,27 @@ def cut(table: Any, sampling: Sampling) -> Samples:
     return Samples(sampling, tuple(taken), tuple(complete))
 
 
+def split(groups, sampling: Sampling, ok: str) -> tuple[list[dict], Samples | None]:
+    """(the rows of an aggregation by status (one column `_sampled`: the list of the rows some sample keeps) as
+    dicts without `_sampled`, the Samples of the `ok` group's list; None without an ok group). The lists are
+    exploded in Spark, so they reach the driver as Arrow blocks of ordinary rows: one aggregated row holding
+    ~100k vectors, made one Arrow batch by Spark, overflowed a 1 GiB JVM heap."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyspark.sql import functions as F
+
+    stats = [c for c in groups.columns if c != "_sampled"]
+    table = groups.select(*stats, F.explode_outer("_sampled").alias("_row")).toArrow()
+    firsts: dict = {}
+    for i, status in enumerate(table.column("status").to_pylist()):
+        firsts.setdefault(status, i)
+    rows = [table.select(stats).slice(i, 1).to_pylist()[0] for i in firsts.values()]
+    if ok not in firsts:
+        return rows, None
+    kept = table.filter(pc.equal(table.column("status"), ok)).column("_row").drop_null().combine_chunks()
+    return rows, cut(pa.Table.from_struct_array(kept), sampling)
+
+
 def samples(rows, counts: tuple[int, ...], total: int, seeds: tuple[int, ...], metric: str) -> list[np.ndarray]:
     """Seeded samples [counts[i], dim] float32 of `rows` (faiss_id, embedding; `total` of them), taken in one
     pass of their own: the usable rows (index.vectors.check with `metric`) of smallest key(seeds[i]),
