@@ -212,6 +212,22 @@ def test_the_read_pass_takes_the_same_samples_and_the_build_makes_no_pass_for_th
     assert "samples of 1000 and 100 rows: taken in the read pass" in said.text
 
 
+def test_the_read_pass_samples_only_what_it_can_hold_and_counts_only_then():
+    counted = []
+
+    def count() -> int:
+        counted.append(1)
+        return 50_000
+
+    assert training.sampling(IndexOptions(), count) is None and not counted  # 100k to train: a pass of its own
+    small = training.sampling(IndexOptions(train_size=5000, recall_queries=200, seed=3), count)
+    assert (small.counts, small.seeds, small.total, len(counted)) == ((0, 200), (3, 4), 50_000, 1)  # auto: Flat
+    ivf = training.sampling(IndexOptions(factory="IVF64,Flat", train_size=5000, metric="l2"), count)
+    assert (ivf.counts, ivf.metric) == ((5000, 1000), "l2")
+    assert training.sampling(IndexOptions(factory="HNSW32"), count).counts == (0, 1000)  # nothing to train
+    assert training.sampling(IndexOptions(factory="IVF64,Flat"), count) is None
+
+
 @pytest.mark.parametrize("extra, said", [
     (["--set", "shard_bytes=abc"], "key 'shard_bytes': 'abc' is not a size"),
     (["--set", "shards_to_keep=-1"], "shards_to_keep"),
