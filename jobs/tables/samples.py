@@ -83,7 +83,7 @@ def cut(table: Any, sampling: Sampling) -> Samples:
     for i, (count, limit) in enumerate(zip(sampling.counts, sampling.thresholds())):
         keys = table.column(f"key_{i}").to_numpy()
         chosen = np.flatnonzero(usable & (keys < limit))
-        chosen = chosen[np.argsort(keys[chosen], kind="stable")][:count]
+        chosen = chosen[np.lexsort((ids[chosen], keys[chosen]))][:count]  # equal keys: by id, for any row order
         taken.append((ids[chosen], vectors.matrix(column.take(chosen))))
         complete.append(len(chosen) == count or limit == ALL)
     return Samples(sampling, tuple(taken), tuple(complete))
