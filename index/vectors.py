@@ -43,3 +43,12 @@ def check(column: Any, dim: int, metric: str) -> np.ndarray:
 def left_out(codes: np.ndarray) -> np.ndarray:
     """int64 [len(STATUSES)]: how many of `codes` (check's) have each status."""
     return np.bincount(codes, minlength=len(STATUSES) + 1)[1:].astype(np.int64)
+
+
+def matrix(column: Any) -> np.ndarray:
+    """float32 [n, dim] of an Arrow list column (Array or ChunkedArray) of n equal-length vectors ([0, 0]
+    when n is 0): one copy of the values, no per-row object (a pandas column makes n arrays)."""
+    if hasattr(column, "combine_chunks"):
+        column = column.combine_chunks()
+    flat = column.flatten().to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat, dtype=np.float32).reshape(len(column), -1 if len(column) else 0)

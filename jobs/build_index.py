@@ -14,9 +14,9 @@ from jobs.core.config import ConfigError, JobConfig, key  # noqa: E402
 from jobs.core.paths import check_input_exists, check_output_not_input, is_table  # noqa: E402
 from jobs.core.summary import RunSummary  # noqa: E402
 from jobs.indexing.assembly import shortfall  # noqa: E402
-from jobs.indexing.build import TO_INDEX, build_index  # noqa: E402
+from jobs.indexing.build import build_index, read_to_index  # noqa: E402
 from jobs.indexing.options import IndexOptions  # noqa: E402
-from jobs.tables import contracts, publish  # noqa: E402
+from jobs.tables import publish  # noqa: E402
 
 NAME = "build-index"
 PLAN = ("read ok rows, leave out unusable vectors → plan the shards and merge (driver) → train on a sample "
@@ -73,7 +73,7 @@ class Config(JobConfig):
 def run(spark, cfg: Config, summary: RunSummary) -> None:
     publish.prepare_output(spark, cfg.output, "overwrite")
     with summary.timed("read embeddings"):
-        table = contracts.read_embeddings(spark, cfg.embeddings, TO_INDEX)
+        table = read_to_index(spark, cfg.embeddings, cfg.options)
     info = build_index(table, cfg.output, cfg.options, stages=summary.stages, run_id=summary.run_id)
     summary.rows_in, summary.statuses = table.n_rows, info.statuses
     summary.stats.update({"recall_at_10": info.recall_at_10 or 0.0, "nprobe": info.nprobe, "shards": info.shards,

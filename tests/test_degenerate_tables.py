@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import cli
+from jobs.indexing.partitions import faiss_id_column
 from tests.conftest import common_args
 from tests.test_hostile_inputs import Warnings
 from tests.test_index_jobs import write_embeddings
@@ -164,6 +165,10 @@ def test_bad_vectors_are_left_out_with_their_status_in_every_job(spark, tmp_path
     assert code == 0
     meta = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert (meta["ntotal"], meta["left_out"]) == (3, {"non_finite": 2, "zero_vector": 1})
+    usable = spark.read.parquet(table_path).filter("id IN ('a', 'b', 'c')").select(faiss_id_column(), "id",
+                                                                                     "content_hash").collect()
+    written = pq.read_table(tmp_path / "index" / "ids.parquet").to_pylist()  # by the shard writers
+    assert sorted(written, key=lambda r: r["id"]) == sorted((r.asDict() for r in usable), key=lambda r: r["id"])
     run = last_run(tmp_path, "build-index")
     # every row of the table is counted: indexed (ok), left out (its vector's status), not ok (its own)
     assert (run["rows_in"], run["statuses"]) == (7, {"ok": 3, "non_finite": 2, "zero_vector": 1, "decode_error": 1})

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+import faiss
 import numpy as np
 import pytest
 
@@ -208,3 +209,20 @@ def test_worker_cache_holds_one_version_per_key():
     rebuilt = cache.get_latest(("test-index", "/x"), "v2", lambda: loads.append(3) or "index v2")
     assert (first, again, rebuilt, loads) == ("index v1", "index v1", "index v2", [1, 3])
     assert cache.loaded_keys().count(("test-index", "/x")) == 1
+
+
+@pytest.mark.parametrize("factory_string", ["IVF32,Flat", "IVF32,PQ4", "IDMap2,Flat"])
+def test_merging_shard_files_into_the_first_gives_the_same_index_byte_for_byte(tmp_path, factory_string):
+    """The tree merge's way (shard files memory-mapped, IVF lists appended to the first shard's) writes the same
+    index file as merge_from into a copy of the trained empty index."""
+    data = clustered(3000, 32, 30, seed=4)
+    ids = np.arange(3000, dtype=np.int64) * 3 + 1
+    index = factory.build_empty(factory_string, 32, "ip")
+    factory.train(index, data, seed=0)
+    trained, paths = shards.serialize(index), []
+    for n, part in enumerate(np.array_split(np.random.default_rng(5).permutation(3000), 4)):
+        paths.append(str(tmp_path / shards.shard_name(n)))
+        shards.write_index(shards.fill(trained, [(ids[part], data[part])]), paths[-1])
+    old = shards.merge_in_memory(trained, shards.read_shards(paths))
+    new = shards.merge_files(faiss.read_index(paths[0]), paths[1:])
+    assert new.ntotal == 3000 and shards.serialize(new) == shards.serialize(old)

@@ -10,8 +10,10 @@ import pytest
 
 from index import factory, recall, searcher, shards, store
 from jobs import cli
+from jobs.indexing import build as build_step
 from jobs.indexing import partitions, training
 from jobs.indexing.options import IndexOptions
+from jobs.tables import samples
 from tests.test_degenerate_tables import last_run
 from tests.test_index import clustered
 from tests.test_index_jobs import build, write_embeddings
@@ -183,13 +185,47 @@ def test_a_recall_far_below_target_is_warned_with_what_to_change(spark, tmp_path
 
 def test_the_training_sample_and_the_recall_queries_come_from_one_seeded_pass(spark, source):
     rows = spark.read.parquet(source).select(partitions.faiss_id_column(), "embedding")
-    train, queries = training.samples(rows, (1000, 100), ROWS, (0, 1), "ip")
+    train, queries = samples.samples(rows, (1000, 100), ROWS, (0, 1), "ip")
     assert train.shape == (1000, DIM) and queries.shape == (100, DIM) and train.dtype == np.float32
     table = {v.tobytes() for v in clustered(ROWS, DIM, 30, seed=11)}  # the source's vectors, none other
     assert all(v.tobytes() in table for v in (*train, *queries)) and len({v.tobytes() for v in train}) == 1000
-    again = training.samples(rows, (1000, 100), ROWS, (0, 1), "ip")
+    again = samples.samples(rows.repartition(7), (1000, 100), ROWS, (0, 1), "ip")  # any partitioning
     assert np.array_equal(again[0], train) and np.array_equal(again[1], queries)  # seeded
-    assert np.array_equal(training.sample_vectors(rows, 100, ROWS, 1, "ip"), queries)  # the same sample alone
+    assert np.array_equal(samples.sample_vectors(rows, 100, ROWS, 1, "ip"), queries)  # the same sample alone
+    keyed = rows.select("faiss_id", "embedding", samples.key("faiss_id", 1).alias("k")).orderBy("k").limit(100)
+    smallest = keyed.orderBy("faiss_id").toArrow()  # the 100 rows of smallest key, by id
+    assert np.array_equal(queries, np.stack(smallest.column("embedding").to_pylist()).astype(np.float32))
+
+
+def test_the_read_pass_takes_the_same_samples_and_the_build_makes_no_pass_for_them(spark, tmp_path, source):
+    opts = IndexOptions(factory="IVF16,Flat", train_size=1000, recall_queries=100)
+    table = build_step.read_to_index(spark, source, opts)
+    rows = spark.read.parquet(source).select(partitions.faiss_id_column(), "embedding")
+    assert table.sample.complete == (True, True) and table.n_ok == ROWS
+    for counts in ((1000, 100), (500, 100), (0, 30)):  # fewer rows: the first by key, as a pass of their own
+        taken, own = table.sample.take(counts, (0, 1), "ip"), samples.samples(rows, counts, ROWS, (0, 1), "ip")
+        assert [a.tobytes() for a in taken] == [b.tobytes() for b in own] and len(taken[1]) == counts[1]
+    assert table.sample.take((1000, 100), (1, 2), "ip") is None and table.sample.take((1001, 100), (0, 1), "ip") is None
+    with Said() as said:
+        assert build(tmp_path, source, str(tmp_path / "idx"), "--factory", "IVF16,Flat", "--set", "train_size=1000",
+                     "--set", "recall_queries=100") == 0
+    assert "samples of 1000 and 100 rows: taken in the read pass" in said.text
+
+
+def test_the_read_pass_samples_only_what_it_can_hold_and_counts_only_then():
+    counted = []
+
+    def count() -> int:
+        counted.append(1)
+        return 50_000
+
+    assert training.sampling(IndexOptions(), count) is None and not counted  # 100k to train: a pass of its own
+    small = training.sampling(IndexOptions(train_size=5000, recall_queries=200, seed=3), count)
+    assert (small.counts, small.seeds, small.total, len(counted)) == ((0, 200), (3, 4), 50_000, 1)  # auto: Flat
+    ivf = training.sampling(IndexOptions(factory="IVF64,Flat", train_size=5000, metric="l2"), count)
+    assert (ivf.counts, ivf.metric) == ((5000, 1000), "l2")
+    assert training.sampling(IndexOptions(factory="HNSW32"), count).counts == (0, 1000)  # nothing to train
+    assert training.sampling(IndexOptions(factory="IVF64,Flat"), count) is None
 
 
 @pytest.mark.parametrize("extra, said", [

@@ -13,7 +13,7 @@ from index import factory, manifest, recall, searcher, shards, store, vectors
 from index.manifest import Manifest
 from jobs.core.config import ConfigError
 from jobs.core.summary import JobFailed
-from jobs.indexing import partitions, tree_merge
+from jobs.indexing import partitions, shard_writer, tree_merge
 from jobs.indexing.options import IndexOptions
 from jobs.tables import publish
 
@@ -41,20 +41,21 @@ def nprobes(trained: bytes, opts: IndexOptions) -> tuple[int, ...]:
 
 
 def add_shards(rows, trained: bytes, folder: str, queries: np.ndarray, opts: IndexOptions,
-               shuffle: bool = True) -> tuple[list[dict], dict[str, int]]:
-    """`opts.num_shards` shards (> 0: layout.resolved options) of `rows` (faiss_id, embedding), written by
-    `partitions.shard_writer`: ([SHARD_SCHEMA rows as dicts] by shard name, {status: rows} of the rows left
+               shuffle: bool = True, ids: bool = False) -> tuple[list[dict], dict[str, int]]:
+    """`opts.num_shards` shards (> 0: layout.resolved options) of `rows` (faiss_id, embedding; with `ids` also
+    id and content_hash: each shard writer then writes its usable rows as a part of ids.parquet), written by
+    `shard_writer.shard_writer`: ([SHARD_SCHEMA rows as dicts] by shard name, {status: rows} of the rows left
     out because their vectors fail index.vectors.check, found while adding: only statuses that occur). With
     `shuffle` the rows are hash-partitioned by id (a shuffle of every vector); without, a shard is a group of
     whole input partitions (`coalesce`: no shuffle; layout.plan decides). Ids must be unique (check_hashes)."""
     spark = rows.sparkSession
     shipped = spark.sparkContext.broadcast(trained), spark.sparkContext.broadcast(queries)
-    task = partitions.ShardTask(folder, RECALL_K, opts.metric, opts.resume, nprobes(trained, opts), opts.ef_search,
-                                shards.deserialize(trained).d)
-    frame = rows.select("faiss_id", "embedding")
+    task = shard_writer.ShardTask(folder, RECALL_K, opts.metric, opts.resume, nprobes(trained, opts), opts.ef_search,
+                                shards.deserialize(trained).d, ids)
+    frame = rows.select("embedding", *shard_writer.ID_COLUMNS) if ids else rows.select("faiss_id", "embedding")
     frame = frame.repartition(opts.num_shards, "faiss_id") if shuffle else frame.coalesce(opts.num_shards)
-    result = [r.asDict() for r in frame.mapInArrow(partitions.shard_writer(*shipped, task),
-                                                   partitions.SHARD_SCHEMA).collect()]
+    result = [r.asDict() for r in frame.mapInArrow(shard_writer.shard_writer(*shipped, task),
+                                                   shard_writer.SHARD_SCHEMA).collect()]
     for broadcast in shipped:
         broadcast.unpersist()
     counts = np.sum([r.pop("left_out") for r in result], axis=0, dtype=np.int64) if result else []
@@ -151,7 +152,7 @@ def measure_recall(meta: Manifest, folder: str, shard_rows: list[dict], queries:
 def recall_from_partials(meta: Manifest, shard_rows: list[dict], n_queries: int, candidates: tuple[int, ...],
                          opts: IndexOptions) -> None:
     """recall@10 and the tuned nprobe (as measure_recall finds them) from each shard's exact and approximate
-    partial top-k (`shard_rows`, partitions.shard_writer's), merged (index.recall.tune): nothing loads the
+    partial top-k (`shard_rows`, shard_writer.shard_writer's), merged (index.recall.tune): nothing loads the
     index."""
     exact = partitions.exact_from_shards(shard_rows, n_queries, RECALL_K, opts.metric)
     shape = (len(candidates), n_queries, RECALL_K)

@@ -14,13 +14,23 @@ from jobs.core.summary import new_run_id, timed
 from jobs.indexing import assembly, layout, partitions, training, tree_merge, update
 from jobs.indexing.assembly import Shape
 from jobs.indexing.options import IndexInfo, IndexOptions
-from jobs.tables import publish, vectors
+from jobs.tables import contracts, publish, samples, vectors
 from jobs.tables.contracts import Embeddings, EmbeddingsCheck
 
 log = logging.getLogger(__name__)
 # how the build's table is read; its unusable vectors are found while the shards are added (a full build) or
 # in a pass of their own (an incremental update)
 TO_INDEX = EmbeddingsCheck(purpose="to index", hint="build one index per model")
+
+
+def read_to_index(spark, location: str, opts: IndexOptions = IndexOptions()) -> Embeddings:
+    """The embeddings table at `location` read and checked (contracts.check_embeddings, TO_INDEX) in one pass
+    that also takes the build's seeded training sample and recall queries (training.sampling), so the build
+    makes no pass of its own for them, when they are small enough (training.sampling). The rows are counted
+    first (Parquet and metastore tables: from file metadata) to size the share of them sampled."""
+    raw = contracts.read_table(spark, location)
+    check = dataclasses.replace(TO_INDEX, sample=training.sampling(opts, raw.count))
+    return contracts.check_embeddings(raw, check, location)
 
 
 def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(), *,
@@ -32,7 +42,7 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
     table: too few rows to train, repeated ids, no usable vector, ...), JobFailed (recall@10 below
     `opts.min_recall`, a shard changed); nothing is published then, and the previous index at `path` stays.
     The factory and the shards are planned for every ok row: a full build finds the unusable vectors while
-    it adds the shards (partitions.shard_writer), not in a pass of its own."""
+    it adds the shards (shard_writer.shard_writer), not in a pass of its own."""
     opts.check()
     spark, stages = table.rows.sparkSession, {} if stages is None else stages
     run_id = run_id or new_run_id()
@@ -59,7 +69,7 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
             with timed(stages, "check ids", "build-index"):
                 assembly.check_hashes(table.ok, table.n_ok)
         if prev is None:
-            meta, left_out, updated = *_build(rows, shape, folder, opts, stages, plan.shuffle), {}
+            meta, left_out, updated = *_build(rows, shape, folder, opts, stages, (plan.shuffle, table.sample)), {}
         else:
             meta, updated = update.update(path, prev, rows, shape, folder, opts, stages)
         meta.left_out, meta.source, meta.config = left_out, table.location, dataclasses.asdict(given)
@@ -76,34 +86,34 @@ def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(
 
 
 def _build(rows, shape: Shape, folder: str, opts: IndexOptions, stages: dict[str, float],
-           shuffle: bool) -> tuple[manifest.Manifest, dict[str, int]]:
+           given: tuple[bool, samples.Samples | None]) -> tuple[manifest.Manifest, dict[str, int]]:
     """Train (driver), add shards (executors: each also gives its exact and approximate top-k of the recall
-    queries, and counts the rows it leaves out), write ids, merge (memory: into one file by one executor
+    queries, counts the rows it leaves out and writes its part of ids.parquet), merge (memory: into one file by one executor
     task; ondisk: on the driver, RAM bounded) or keep the shards (a tree merge on executors with
     shards_to_keep), tune recall from the shards' partial top-k (driver: no index loaded). Returns the
-    manifest and {status: rows} of the ok rows left out (vectors.usable_rows logs them)."""
-    with timed(stages, "sample", "build-index"):  # the training sample and the recall queries: one pass
-        count = training.to_train(opts, shape.choice.factory, shape.dim, shape.rows, folder)
-        sample, queries = training.samples(rows, (count, opts.recall_queries), shape.rows,
-                                           (opts.seed, opts.seed + 1), opts.metric)
+    manifest and {status: rows} of the ok rows left out (vectors.usable_rows logs them). `given`: whether
+    the rows are shuffled by id into the shards, and the samples the read pass took (None: not taken)."""
+    (shuffle, taken), seeds = given, (opts.seed, opts.seed + 1)
+    with timed(stages, "sample", "build-index"):  # the training sample and the recall queries: one pass, if any
+        counts = (training.to_train(opts, shape.choice.factory, shape.dim, shape.rows, folder), opts.recall_queries)
+        found = taken.take(counts, seeds, opts.metric) if taken else None
+        log.info("samples of %d and %d rows: %s", *counts, "taken in the read pass" if found else "a pass of their own")
+        sample, queries = found or samples.samples(rows, counts, shape.rows, seeds, opts.metric)
         if not len(queries):  # no sampled row is usable: ConfigError when none is, else sample the usable ones
             usable, found = vectors.usable_rows(rows, shape.rows, shape.dim, opts.metric, "the index")
-            sample, queries = training.samples(usable, (count, opts.recall_queries), shape.rows - sum(found.values()),
-                                               (opts.seed, opts.seed + 1), opts.metric)
+            sample, queries = samples.samples(usable, counts, shape.rows - sum(found.values()), seeds, opts.metric)
     with timed(stages, "train", "build-index"):
         trained = training.train(sample, shape.rows, shape.dim, shape.choice.factory, opts, folder)
         del sample
-    with timed(stages, "add shards", "build-index"):
-        shard_rows, found = assembly.add_shards(rows, trained, folder, queries, opts, shuffle)
+    with timed(stages, "add shards", "build-index"):  # and ids.parquet: each shard writer writes its part
+        shard_rows, found = assembly.add_shards(rows, trained, folder, queries, opts, shuffle, ids=True)
         rows, left_out = vectors.usable_rows(rows, shape.rows, shape.dim, opts.metric, "the index", found)
         shape = dataclasses.replace(shape, rows=shape.rows - sum(left_out.values()))
-    with timed(stages, "write ids", "build-index"):
-        rows.select("faiss_id", "id", "content_hash").write.mode("overwrite").parquet(f"{folder}/{manifest.IDS}")
     keep, whole = 1 if opts.merge == "memory" else opts.shards_to_keep if opts.merge == "none" else 0, None
     if keep:  # merged on the executors (into one file for memory: the driver never loads the index)
         with timed(stages, "tree merge", "build-index"):
-            merged = tree_merge.merge_groups(rows.sparkSession, folder, trained, shard_rows, keep,
-                                             assembly.RECALL_K, opts.metric)
+            merged = tree_merge.merge_groups(rows.sparkSession, folder, shard_rows, keep, assembly.RECALL_K,
+                                             opts.metric)
             if opts.merge == "memory":
                 whole = merged[0]  # the manifest still lists the shards added
             elif any(r["shard"].startswith(tree_merge.MERGED) for r in merged):

@@ -1,41 +1,23 @@
-"""The partition functions (mapInPandas) that write index shards, scan and search: thin shells around
-`index.shards` and `index.searcher`, and the helpers they share."""
+"""The partition functions (mapInPandas) that scan and search an index: thin shells around `index.shards` and
+`index.searcher`, and the helpers they share with the shard writer (jobs.indexing.shard_writer)."""
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from index import recall, searcher, shards, store, vectors
+from index import manifest, searcher, shards
 from jobs.tables.ids import id_hash
 from udfs import reranking
 from udfs.batches import rebatch
 from udfs.reranking import Rerank
 
-SHARD_SCHEMA = ("shard string, sha256 string, ntotal long, bytes long, min_id long, max_id long, "
-                "scores binary, ids binary, approx_scores binary, approx_ids binary, left_out array<long>")
 SHARD_BLOCK_ROWS = 8192  # vectors added (and exactly scanned) per block: fewer, larger blocks are faster
 NO_NEIGHBOURS = "no_neighbours"
-MAX_INT64 = 0x7FFFFFFFFFFFFFFF
 Frames = Iterator[pd.DataFrame]
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    """What every shard-writing task is told: where shards go, the recall top-k and metric, whether to
-    reuse finished shards, the search settings its partial top-k are taken at, and the vectors' dim."""
-
-    folder: str
-    k: int
-    metric: str
-    resume: bool
-    nprobes: tuple[int, ...] = (0,)   # ascending (index.recall.nprobe_candidates)
-    ef_search: int = 0
-    dim: int = 0                      # a vector of another length is left out as wrong_dim; 0 = not checked
 
 
 def faiss_id_column():
@@ -46,116 +28,6 @@ def faiss_id_column():
 
 def vectors_of(frame: pd.DataFrame) -> np.ndarray:
     return np.stack(frame["embedding"].to_numpy()).astype(np.float32, copy=False)
-
-
-def arrow_vectors(column: Any) -> np.ndarray:
-    """float32 [n, dim] of an Arrow list column (Array or ChunkedArray) of n equal-length vectors ([0, 0]
-    when n is 0): one copy of the values, no per-row object (vectors_of's pandas column makes n arrays)."""
-    if hasattr(column, "combine_chunks"):
-        column = column.combine_chunks()
-    flat = column.flatten().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(flat, dtype=np.float32).reshape(len(column), -1 if len(column) else 0)
-
-
-def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Iterator[Any]], Iterator[Any]]:
-    """A mapInArrow function: one partition of (faiss_id, embedding) Arrow record batches, in any order (read
-    into numpy blocks of at least SHARD_BLOCK_ROWS without pandas; a row whose vector fails
-    index.vectors.check is left out and counted, so no pass over the table is made only to check them) →
-    one shard file, the exact top-k of the recall queries over it (so ground truth costs no extra pass over
-    the data) and the shard's own
-    approximate top-k at each of `task.nprobes` (index.recall.partial_topk: recall is measured without
-    loading the whole index anywhere).
-
-    The shard is `index.shards.fill` of a copy of the trained empty index, written as
-    `shards/shard-<partition>.faiss` with a `.sha256` done-marker written last; with `resume`, a shard
-    whose marker exists is reused (read back, scanned). `trained` (bytes) and `queries` (float32 [q, dim])
-    are Spark broadcasts: shipped once per executor. Returns one SHARD_SCHEMA row (partials as float32 /
-    int64 [len(nprobes), q, k] bytes; `left_out`: the rows left out by status, in index.vectors.STATUSES
-    order), none when the partition is empty, and a row without a shard (name "", ntotal 0) when it held
-    only rows left out.
-    """
-    def write_shard(batches: Iterator[Any]) -> Iterator[Any]:
-        import pyarrow as pa
-        from pyspark import TaskContext
-
-        from udfs import cache
-
-        cache.set_faiss_threads()
-        name = f"shards/{shards.shard_name(TaskContext.get().partitionId())}"
-        uri = store.join(task.folder, name)
-        marker = uri + ".sha256"
-        reuse = task.resume and store.exists(marker)
-        scan, seen = shards.ExactTopK(queries.value, task.k, task.metric), _Ids(task.dim, task.metric)
-        blocks = scan.passing(seen.blocks(batches))
-        if reuse:
-            for _ in blocks:
-                pass
-        else:
-            index = shards.fill(trained.value, blocks)
-        if seen.count == 0:
-            if seen.left_out.any():  # no shard, but its rows are counted
-                yield pa.RecordBatch.from_pylist([{"shard": "", "ntotal": 0, "left_out": seen.left_out.tolist()}],
-                                                 schema=_shard_schema())
-            return
-        if reuse:
-            digest = store.read_bytes(marker).decode().strip()
-            index = shards.deserialize(store.read_bytes(uri))
-        else:
-            digest = store.write_index(uri, index)
-            store.write_bytes(marker, digest.encode())
-        scores, ids = scan.result()
-        approx = recall.partial_topk(index, queries.value, task.k, list(task.nprobes), task.ef_search,
-                                     (scores, ids))
-        yield pa.RecordBatch.from_pydict({
-            "shard": [name], "sha256": [digest], "ntotal": [seen.count], "bytes": [store.size(uri)],
-            "min_id": [seen.low], "max_id": [seen.high], "scores": [scores.tobytes()], "ids": [ids.tobytes()],
-            "approx_scores": [np.stack([a[0] for a in approx]).tobytes()],
-            "approx_ids": [np.stack([a[1] for a in approx]).tobytes()], "left_out": [seen.left_out.tolist()]})
-    return write_shard
-
-
-def _shard_schema():
-    """SHARD_SCHEMA as an Arrow schema (a row of nulls would not tell its types)."""
-    import pyarrow as pa
-
-    kinds = {"string": pa.string(), "long": pa.int64(), "binary": pa.binary(), "array<long>": pa.list_(pa.int64())}
-    return pa.schema([(name, kinds[kind]) for name, kind in (part.split(" ", 1) for part in SHARD_SCHEMA.split(", "))])
-
-
-class _Ids:
-    """Blocks (faiss ids [n], vectors [n, dim]) of Arrow record batches' usable rows (index.vectors.check),
-    at least SHARD_BLOCK_ROWS rows read for each (the last may hold fewer; a block of no usable row is not
-    given), counting the rows kept and left out and keeping the id range."""
-
-    def __init__(self, dim: int = 0, metric: str = "ip") -> None:
-        self.count, self.low, self.high = 0, MAX_INT64, -1
-        self.dim, self.metric = dim, metric
-        self.left_out = np.zeros(len(vectors.STATUSES), np.int64)
-
-    def blocks(self, batches: Iterator[Any]) -> Iterator[shards.Block]:
-        pending, rows = [], 0
-        for batch in batches:
-            pending, rows = pending + [batch], rows + batch.num_rows
-            if rows >= SHARD_BLOCK_ROWS:
-                yield from self._block(pending)
-                pending, rows = [], 0
-        if rows:
-            yield from self._block(pending)
-
-    def _block(self, batches: list) -> Iterator[shards.Block]:
-        import pyarrow as pa
-
-        table = pa.Table.from_batches(batches)
-        ids, column = table.column("faiss_id").to_numpy().astype(np.int64, copy=False), table.column("embedding")
-        codes = vectors.check(column, self.dim, self.metric)
-        if codes.any():
-            self.left_out += vectors.left_out(codes)
-            usable = codes == vectors.OK
-            ids, column = ids[usable], column.filter(pa.array(usable))
-        if len(ids):
-            self.count += len(ids)
-            self.low, self.high = min(self.low, int(ids.min())), max(self.high, int(ids.max()))
-            yield ids, arrow_vectors(column)
 
 
 def exact_scan(spark, rows, queries: np.ndarray, k: int, metric: str) -> list[dict]:
@@ -185,8 +57,6 @@ def exact_from_shards(rows: list, n_queries: int, k: int, metric: str) -> tuple[
 
 def index_version(folder: str) -> str:
     """A digest of every file an index's manifest vouches for (driver side)."""
-    from index import manifest
-
     digests = manifest.expected_sha256(manifest.read(folder))
     return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
 

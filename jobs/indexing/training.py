@@ -3,15 +3,21 @@ empty index."""
 from __future__ import annotations
 
 import logging
+import re
+from typing import Callable
 
 import numpy as np
 
-from index import factory, shards, store, vectors
+from index import factory, shards, store
 from jobs.core.config import ConfigError
 from jobs.indexing.options import IndexOptions
-from jobs.indexing.partitions import arrow_vectors
+from jobs.tables.samples import Sampling
 
 log = logging.getLogger(__name__)
+UNTRAINED = r"(IDMap2?,)?(Flat|HNSW\d+(,Flat)?)"  # factories with nothing to train
+# most rows the read pass samples: Spark gathers them in one aggregation buffer, then as one task's result; the
+# default train_size (100k x 384-d, 150 MB) overflowed a 1 GiB driver heap there (a pass of its own streams them)
+READ_PASS_ROWS = 10_000
 
 
 def choose(opts: IndexOptions, rows: int, dim: int) -> factory.Choice:
@@ -67,32 +73,19 @@ def _working(factory_string: str, rows: int, dim: int, opts: IndexOptions) -> st
     return f"factory: auto would use {auto}" + (f", or {ivf} keeps an IVF" if "IVF" in factory_string else "")
 
 
-def sample_vectors(rows, count: int, total: int, seed: int, metric: str) -> np.ndarray:
-    """A seeded sample of about `count` vectors [count, dim] of `rows` (faiss_id, embedding; `total` of
-    them), ordered by id so it is reproducible (`samples` of one)."""
-    return samples(rows, (count,), total, (seed,), metric)[0]
-
-
-def samples(rows, counts: tuple[int, ...], total: int, seeds: tuple[int, ...], metric: str) -> list[np.ndarray]:
-    """Seeded samples [counts[i], dim] float32 of `rows` (faiss_id, embedding; `total` of them), taken in
-    one pass: row r is in sample i when rand(seeds[i]) < a fraction giving counts[i] + 6 sd rows (a
-    Bernoulli sample; fewer than counts[i] has odds of about 1e-9), each ordered by id and cut to its count.
-    A sampled row whose vector cannot be indexed with `metric` (index.vectors.check) is dropped before the
-    cut, so with such rows in `rows` a sample may hold fewer. The rows reach the driver as Arrow
-    (DataFrame.toArrow), read into numpy without a per-row object."""
-    from pyspark.sql import functions as F
-
-    fractions = [min(1.0, (c + 6 * np.sqrt(c) + 20) / max(total, 1)) if c else 0.0 for c in counts]
-    picked = [(F.rand(seed) < fraction).alias(f"in_{i}") for i, (seed, fraction) in enumerate(zip(seeds, fractions))]
-    frame = rows.select("faiss_id", "embedding", *picked)
-    table = frame.filter(" OR ".join(f"in_{i}" for i in range(len(counts)))).toArrow()
-    ids, usable = table.column("faiss_id").to_numpy(), vectors.check(table.column("embedding"), 0, metric) == vectors.OK
-    found = []
-    for i, count in enumerate(counts):
-        chosen = np.flatnonzero(table.column(f"in_{i}").to_numpy(zero_copy_only=False) & usable)
-        chosen = chosen[np.argsort(ids[chosen], kind="stable")][:count]
-        found.append(arrow_vectors(table.column("embedding").take(chosen)))
-    return found
+def sampling(opts: IndexOptions, count: Callable[[], int]) -> Sampling | None:
+    """The samples a build takes in its read pass of `count()` rows (contracts.check_embeddings), seeds `seed`
+    (training) and `seed` + 1 (recall queries): both when train_size + recall_queries is at most
+    READ_PASS_ROWS (no training sample when `factory: auto` keeps the table Flat, at most FLAT_MAX_ROWS rows),
+    the queries alone for a Flat or HNSW factory (nothing to train); otherwise None, without counting: a pass
+    of its own reads every vector for the training sample and takes the queries with it (the same rows)."""
+    untrained = bool(re.fullmatch(UNTRAINED, opts.factory))
+    if not untrained and opts.train_size + opts.recall_queries > READ_PASS_ROWS:
+        return None  # not counted (auto on a table it keeps Flat then samples its queries in their own pass)
+    total = count()
+    flat = untrained or (opts.factory == "auto" and total <= factory.FLAT_MAX_ROWS)
+    return Sampling((0 if flat else opts.train_size, opts.recall_queries), (opts.seed, opts.seed + 1), opts.metric,
+                    total)
 
 
 def to_train(opts: IndexOptions, factory_string: str, dim: int, total: int, folder: str) -> int:

@@ -2,8 +2,7 @@
 tasks into fewer, larger shards (autofaiss' `nb_indices_to_keep`); the driver only plans and collects."""
 from __future__ import annotations
 
-import hashlib
-from typing import Iterator
+import shutil
 
 import numpy as np
 
@@ -13,45 +12,50 @@ from jobs.indexing import layout
 MERGED = "merged"  # the folder of the merged shards, beside `shards/`
 
 
-def merge_groups(spark, folder: str, trained: bytes, shard_rows: list[dict], keep: int, k: int,
-                 metric: str) -> list[dict]:
+def merge_groups(spark, folder: str, shard_rows: list[dict], keep: int, k: int, metric: str) -> list[dict]:
     """`shard_rows` (assembly.add_shards' rows, by name) merged into `keep` shards
-    `merged/shard-<group>.faiss`, one Spark task per group; each task reads its shards, merges them into a
-    copy of the trained empty index (index.shards.merge_in_memory: faiss merge_from, IVF lists via
-    extract_index_ivf), writes the result and its sha256 marker. Returns the merged shards' rows in the
-    same format (partial top-k merged per nprobe, id ranges joined); `shard_rows` unchanged when there is
-    nothing to merge. The input shards are left for the caller to delete once the manifest is written."""
+    `merged/shard-<group>.faiss`, one Spark task per group; each task checks its shards' sha256, appends the
+    others to the first (index.shards.merge_files: IVF lists memory-mapped and appended, each vector copied
+    once; the same index as merge_from into a copy of the trained empty index), writes the result and its
+    sha256 marker. Returns the merged shards' rows in the same format (partial top-k merged per nprobe, id
+    ranges joined); `shard_rows` unchanged when there is nothing to merge. The input shards are left for the
+    caller to delete once the manifest is written."""
     plan = layout.groups(len(shard_rows), keep)
     if len(plan) == len(shard_rows):
         return shard_rows
     inputs = [(number, [(store.join(folder, shard_rows[i]["shard"]), shard_rows[i]["sha256"]) for i in group])
               for number, group in enumerate(plan)]
-    shipped = spark.sparkContext.broadcast(trained)
 
     def merge_group(item: tuple[int, list[tuple[str, str]]]) -> tuple[int, str, int, int]:
+        import faiss
+
         from udfs import cache
 
         cache.set_faiss_threads()
         number, parts = item
-        merged = shards.merge_in_memory(shipped.value, _checked(parts))
+        scratch = store.scratch_dir()  # copies of remote shards (faiss maps local files); local ones are used in place
+        try:
+            paths = [_checked(uri, digest, scratch) for uri, digest in parts]
+            merged = shards.merge_files(faiss.read_index(paths[0]), paths[1:])
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         uri = store.join(folder, MERGED, shards.shard_name(number))
         digest = store.write_index(uri, merged)
         store.write_bytes(uri + ".sha256", digest.encode())
         return number, digest, int(merged.ntotal), store.size(uri)
 
     done = spark.sparkContext.parallelize(inputs, len(inputs)).map(merge_group).collect()
-    shipped.unpersist()
     return [_joined([shard_rows[i] for i in plan[number]], number, digest, ntotal, size, k, metric)
             for number, digest, ntotal, size in sorted(done)]
 
 
-def _checked(parts: list[tuple[str, str]]) -> Iterator["object"]:
-    """The shards at (uri, sha256) read one at a time; RuntimeError when one changed after it was written."""
-    for uri, digest in parts:
-        data = store.read_bytes(uri)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise RuntimeError(f"{uri} changed after it was written (sha256 mismatch)")
-        yield shards.deserialize(data)
+def _checked(uri: str, digest: str, scratch: str) -> str:
+    """A local path of the shard at `uri` (itself when local); RuntimeError when it changed after it was
+    written (its sha256 is not `digest`)."""
+    path = store.local_copy(uri, scratch)
+    if store.sha256(path) != digest:
+        raise RuntimeError(f"{uri} changed after it was written (sha256 mismatch)")
+    return path
 
 
 def _joined(rows: list[dict], number: int, digest: str, ntotal: int, size: int, k: int, metric: str) -> dict:

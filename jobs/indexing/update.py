@@ -11,7 +11,8 @@ from index.factory import Choice
 from index.manifest import IndexIntegrityError, Manifest
 from jobs.core.paths import reader_paths
 from jobs.core.summary import timed
-from jobs.indexing import assembly, partitions, training
+from jobs.indexing import assembly, partitions
+from jobs.tables import samples
 from jobs.indexing.assembly import Shape
 from jobs.indexing.options import IndexOptions
 
@@ -66,7 +67,7 @@ def update(path: str, prev: Manifest, rows, shape: Shape, folder: str, opts: Ind
     manifest.verify(path, prev)  # nothing of the previous index is read unchecked
     trained = store.read_bytes(store.join(path, "trained.faiss"))
     store.write_bytes(store.join(folder, "trained.faiss"), trained)
-    queries = training.sample_vectors(rows, opts.recall_queries, shape.rows, opts.seed + 1, opts.metric)
+    queries = samples.sample_vectors(rows, opts.recall_queries, shape.rows, opts.seed + 1, opts.metric)
     changed = counts.get("new", 0) + counts.get("changed", 0)
     with timed(stages, "add shards", "build-index"):
         # rows checked already (build_index): none left out here

@@ -11,7 +11,7 @@ from typing import Any
 
 from jobs.core.config import ConfigError
 from jobs.core.paths import is_table
-from jobs.tables import ids, inputs, vectors
+from jobs.tables import ids, inputs, samples, vectors
 
 OK = "ok"
 
@@ -101,6 +101,7 @@ class EmbeddingsCheck:
     model: str = ""          # an index's model: every ok row must have it; "" = the ok rows share one
     dim: int = 0             # an index's dim: some ok row must have it; 0 = the ok rows share one dim
     hint: str = ""           # what to do about ok rows of several models
+    sample: samples.Sampling | None = None  # seeded samples of the usable ok rows to take in the same pass
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class Embeddings:
     model: str                # of the ok rows; "" = no ok row
     location: str             # where it came from, for messages
     hashes_apart: bool = False  # the ok rows' id hashes (ids.id_hash, an index's keys) are distinct: counted
+    sample: samples.Samples | None = None  # the samples the check asked for, taken in the read pass
 
     @property
     def n_rows(self) -> int:
@@ -169,7 +171,11 @@ def check_embeddings(df, check: EmbeddingsCheck, location: str) -> Embeddings:
     groups = rows.groupBy("status").agg(
         F.count("*").alias("n"), F.min(size).alias("lo"), F.max(size).alias("hi"),
         F.collect_set("model").alias("models"), F.count(F.when(size == check.dim, 1)).alias("fit"),
-        *ids.id_stats()).collect()
+        *ids.id_stats(), *_sampled(check.sample))
+    if check.sample:  # the sampled rows reach the driver as Arrow blocks
+        groups, sampled = samples.split(groups, check.sample, OK)
+    else:
+        groups, sampled = groups.collect(), None
     statuses = {str(g["status"]) if g["status"] is not None else "null": int(g["n"]) for g in groups}
     ok = next((g for g in groups if g["status"] == OK), None)
     if ok is None:
@@ -188,4 +194,18 @@ def check_embeddings(df, check: EmbeddingsCheck, location: str) -> Embeddings:
     if not check.dim and ok["lo"] != ok["hi"]:
         raise ConfigError(f"key '{check.key}': embeddings of {ok['lo']} and {ok['hi']} dims in {location!r}")
     return Embeddings(rows, statuses, check.dim or int(ok["lo"]), check.model or models[0], location,
-                      ids.hashes_apart(ok, ok["n"]))
+                      ids.hashes_apart(ok, ok["n"]), sampled)
+
+
+def _sampled(sampling: samples.Sampling | None) -> list:
+    """The aggregate column of the rows some sample keeps (faiss_id, embedding, key_0, ...: samples.cut's
+    table), for check_embeddings' pass; none without `sampling`."""
+    from pyspark.sql import functions as F
+
+    if sampling is None:
+        return []
+    faiss_id = ids.id_hash()
+    keys = [samples.key(faiss_id, seed).alias(f"key_{i}") for i, seed in enumerate(sampling.seeds)]
+    picked = samples.kept([samples.key(faiss_id, seed) for seed in sampling.seeds], sampling.thresholds())
+    row = F.struct(faiss_id.alias("faiss_id"), F.col("embedding"), *keys)
+    return [F.collect_list(F.when((F.col("status") == OK) & picked, row)).alias("_sampled")]
