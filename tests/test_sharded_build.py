@@ -309,3 +309,24 @@ def test_ids_that_share_a_hash_are_not_repeats_but_an_index_refuses_them(spark):
         ids.refuse_repeated(spark.createDataFrame([("a",), ("a",)], "id string"), stats, 2, "t", "embeddings")
     with pytest.raises(ConfigError, match="1 ids share a 64-bit hash"):  # what build-index runs when not apart
         assembly.check_hashes(apart, 3)
+
+
+def test_the_read_pass_samples_a_table_with_rows_of_other_statuses(spark, tmp_path, source):
+    """Rows of another status (their group samples nothing) and an ok row whose vector cannot be indexed: the
+    read pass still counts every status and samples exactly what a pass of its own over the usable rows gives."""
+    import pandas as pd
+
+    frame = pd.read_parquet(source)
+    bad = frame.index[:5]
+    frame.loc[bad, "status"], frame.loc[bad, "error"], frame.loc[bad, "embedding"] = "decode_error", "bad", None
+    frame.at[frame.index[5], "embedding"] = np.full(DIM, np.nan, np.float32)
+    mixed = tmp_path / "mixed.parquet"
+    frame.to_parquet(mixed)
+    opts = IndexOptions(factory="IVF16,Flat", train_size=1000, recall_queries=100)
+    table = build_step.read_to_index(spark, str(mixed), opts)
+    assert table.statuses == {"ok": ROWS - 5, "decode_error": 5} and table.sample.complete == (True, True)
+    rows = spark.read.parquet(str(mixed)).filter("status = 'ok'").select(partitions.faiss_id_column(), "embedding")
+    own = samples.samples(rows, (1000, 100), ROWS - 5, (0, 1), "ip")
+    taken = table.sample.take((1000, 100), (0, 1), "ip")
+    assert [a.tobytes() for a in taken] == [b.tobytes() for b in own] and [len(a) for a in taken] == [1000, 100]
+    assert not np.isnan(np.concatenate(taken)).any()  # the NaN row is never sampled

@@ -94,20 +94,23 @@ def split(groups, sampling: Sampling, ok: str) -> tuple[list[dict], Samples | No
     dicts without `_sampled`, the Samples of the `ok` group's list; None without an ok group). The lists are
     exploded in Spark, so they reach the driver as Arrow blocks of ordinary rows: one aggregated row holding
     ~100k vectors, made one Arrow batch by Spark, overflowed a 1 GiB JVM heap."""
-    import pyarrow as pa
     import pyarrow.compute as pc
     from pyspark.sql import functions as F
 
     stats = [c for c in groups.columns if c != "_sampled"]
-    table = groups.select(*stats, F.explode_outer("_sampled").alias("_row")).toArrow()
+    fields = groups.schema["_sampled"].dataType.elementType.fieldNames()
+    # the struct's fields taken out one by one: a status group with an empty list explodes to a null row, and a
+    # null struct of non-nullable fields cannot become Arrow (ArrowInvalid); its fields, taken out, are nullable
+    row = F.explode_outer("_sampled").alias("_row")
+    table = groups.select(*stats, row).select(*stats, *(F.col("_row")[f].alias(f"_row_{f}") for f in fields)).toArrow()
     firsts: dict = {}
     for i, status in enumerate(table.column("status").to_pylist()):
         firsts.setdefault(status, i)
     rows = [table.select(stats).slice(i, 1).to_pylist()[0] for i in firsts.values()]
     if ok not in firsts:
         return rows, None
-    kept = table.filter(pc.equal(table.column("status"), ok)).column("_row").drop_null().combine_chunks()
-    return rows, cut(pa.Table.from_struct_array(kept), sampling)
+    kept = table.filter(pc.equal(table.column("status"), ok)).select([f"_row_{f}" for f in fields]).rename_columns(fields)
+    return rows, cut(kept.filter(pc.is_valid(kept.column("faiss_id"))), sampling)
 
 
 def samples(rows, counts: tuple[int, ...], total: int, seeds: tuple[int, ...], metric: str) -> list[np.ndarray]:
