@@ -1,0 +1,67 @@
+"""The BLAS kernels faiss runs on: faiss-cpu's wheels bundle OpenBLAS 0.3.15, which does not know CPUs newer than
+itself (Sapphire Rapids, recent Core and Zen parts) and falls back to its generic Prescott (SSE3) kernels; every
+matrix product faiss makes (k-means training, IVF assignment while adding, exact and coarse search) then runs
+4-6x slower than the CPU allows (measured here: a 1,000 x 49k inner-product k-NN 2.2 s on Prescott, 0.34 s on
+SkylakeX kernels). OpenBLAS fixed the detection in 0.3.19 (OpenMathLib/OpenBLAS#3485; threadpoolctl#117 shows
+the symptom); until the wheels carry it, OpenBLAS's own override, the environment variable OPENBLAS_CORETYPE
+(read once, when the library loads), names the kernels.
+
+No installable library maps a CPU's features to an OpenBLAS kernel name, so `core_type` does (our own code): the
+AVX-512 kernels (SkylakeX) when the CPU has the AVX-512 subsets they use, Haswell's with AVX2 and FMA, else
+nothing (OpenBLAS's own choice stands). A value the user set is always kept."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+VARIABLE = "OPENBLAS_CORETYPE"
+SKYLAKEX = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})
+HASWELL = frozenset({"avx2", "fma"})
+
+
+def core_type(flags: set[str] | frozenset[str]) -> str | None:
+    """The OpenBLAS kernel set for a CPU with these /proc/cpuinfo `flags`: "SkylakeX", "Haswell", or None
+    (leave OpenBLAS's own detection)."""
+    if SKYLAKEX <= flags:
+        return "SkylakeX"
+    if HASWELL <= flags:
+        return "Haswell"
+    return None
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The first CPU's feature flags from Linux's /proc/cpuinfo; empty elsewhere (macOS, Windows) or when it
+    cannot be read."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def load_faiss(environ: dict | None = None):
+    """Imports faiss with its OpenBLAS on the kernels `core_type` picks for this CPU, unless OPENBLAS_CORETYPE is
+    set already (the user's choice) or faiss is loaded already (too late to choose). The variable is set only
+    while faiss's libraries load, then removed, so numpy's own (newer) OpenBLAS and child processes keep their
+    own detection. Returns the faiss module."""
+    import sys
+
+    environ = os.environ if environ is None else environ
+    if "faiss" in sys.modules or VARIABLE in environ:
+        import faiss
+        return faiss
+    import numpy  # noqa: F401  numpy's OpenBLAS detects the CPU itself; it is loaded before the variable is set
+
+    chosen = core_type(cpu_flags())
+    if chosen:
+        environ[VARIABLE] = chosen
+    try:
+        import faiss
+    finally:
+        if chosen:
+            environ.pop(VARIABLE, None)
+    return faiss
