@@ -126,6 +126,37 @@ def single_ground_truth(vectors: np.ndarray, queries: int, k: int = K) -> float:
     return time.perf_counter() - start
 
 
+def openblas_kernels() -> list[str]:
+    """The kernel sets of the OpenBLAS libraries faiss loaded in this process (threadpoolctl)."""
+    import threadpoolctl
+
+    return [i["architecture"] for i in threadpoolctl.threadpool_info()
+            if i["internal_api"] == "openblas" and "faiss" in i["filepath"]]
+
+
+def stock_child(path: str, factory_string: str, train_size: int, queries: int) -> None:
+    """--stock-child: single_build and single_ground_truth of the vectors in `path` (.npy) in a process that
+    imported faiss before sparkamp's `index` (as `python -c "import faiss; ..."` launches it), so faiss runs on
+    the BLAS kernels its bundled OpenBLAS detects itself: faiss as installed. Prints their JSON."""
+    vectors = np.load(path)
+    result = single_build(vectors, factory_string, train_size)
+    print(json.dumps({"single": result, "truth_s": single_ground_truth(vectors, queries),
+                      "kernels": openblas_kernels()}))
+
+
+def stock_build(work: Path, vectors: np.ndarray, factory_string: str, train_size: int, queries: int) -> dict:
+    """single_build + ground truth of `vectors` by faiss as installed, in a child process (stock_child)."""
+    path = work / "vectors.npy"
+    np.save(path, vectors)
+    code = ("import faiss, runpy, sys; sys.argv = sys.argv[1:]; "  # faiss first: its own BLAS detection
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    argv = [sys.executable, "-c", code, str(Path(__file__).resolve()), "--stock-child", str(path), factory_string,
+            str(train_size), str(queries)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    path.unlink()
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def verify_recall(folder: str, vectors: np.ndarray, queries: np.ndarray) -> float:
     """recall@10 of the published index (its tuned nprobe) vs IndexFlatIP over the same vectors."""
     import faiss
@@ -268,8 +299,11 @@ def measure_build(work: Path, n: int, other: OtherLoad) -> dict[str, Any]:
     with other.during(f"{n:,} single build"):
         single = single_build(vectors, meta["factory"], meta["config"]["train_size"])
         truth_s = single_ground_truth(vectors, meta["config"]["recall_queries"])
-    result = {"n": n, "build_s": build_s, "meta": meta, "single": single, "truth_s": truth_s,
-              "recall": verify_recall(str(work / f"idx-{n}"), vectors, held_out)}
+    with other.during(f"{n:,} single build, faiss as installed"):
+        stock = stock_build(work, vectors, meta["factory"], meta["config"]["train_size"],
+                            meta["config"]["recall_queries"])
+    result = {"n": n, "build_s": build_s, "meta": meta, "single": single, "truth_s": truth_s, "stock": stock,
+              "kernels": openblas_kernels(), "recall": verify_recall(str(work / f"idx-{n}"), vectors, held_out)}
     shutil.rmtree(work / f"emb-{n}")
     shutil.rmtree(work / f"idx-{n}")
     return result
@@ -327,6 +361,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--no-md", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--merge-child", nargs=2, metavar=("VARIANT", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--stock-child", nargs=4, metavar=("NPY", "FACTORY", "TRAIN", "QUERIES"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.argv = argv
     args.sizes = args.sizes or ([100_000] if args.quick else [100_000, 1_000_000])
@@ -338,6 +374,9 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     if args.merge_child:
         return merge_child(*args.merge_child)
+    if args.stock_child:
+        path, factory_string, train, queries = args.stock_child
+        return stock_child(path, factory_string, int(train), int(queries))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="bench-index-", dir=args.work) as tmp:

@@ -114,12 +114,19 @@ def build_report(args: argparse.Namespace, results: list[dict[str, Any]], other:
              f"Date: {datetime.datetime.now().astimezone().isoformat(timespec='minutes')}  ",
              f"Machine: {machine()} (`lscpu`); Spark local[2]", ""]
     lines += table(["vectors", "factory (auto)", "merge (auto)", "shards", "Spark build s", "single train s",
-                    "single add s", "single total s", "Spark ÷ single", "target",
-                    "single ground truth s", "Spark ÷ (single + ground truth)"],
+                    "single add s", "single total s", "Spark ÷ single", "single ground truth s",
+                    "Spark ÷ (single + ground truth)", "faiss as installed: total s", "Spark ÷ faiss as installed",
+                    "target"],
                    [[r["n"], f"`{r['meta']['factory']}`", r["meta"]["merge"], len(r["meta"]["shards"]), r["build_s"],
-                     *r["single"].values(), r["build_s"] / r["single"]["total"],
-                     verdict(r["build_s"] / r["single"]["total"], BUILD_ONLY_TARGET, False), r["truth_s"],
-                     r["build_s"] / (r["single"]["total"] + r["truth_s"])] for r in results])
+                     *r["single"].values(), r["build_s"] / r["single"]["total"], r["truth_s"],
+                     r["build_s"] / (r["single"]["total"] + r["truth_s"]), r["stock"]["single"]["total"],
+                     r["build_s"] / r["stock"]["single"]["total"],
+                     verdict(r["build_s"] / r["stock"]["single"]["total"], BUILD_ONLY_TARGET, False)] for r in results])
+    lines += ["faiss's OpenBLAS kernels: single (this process, faiss loaded by sparkamp's `index`, index.blas) "
+              + ", ".join(f"{r['n']:,}: {'/'.join(r['kernels'])}" for r in results) + "; faiss as installed (a child "
+              "process that imports faiss first: its bundled OpenBLAS's own detection; its train + add, and its "
+              "ground truth " + ", ".join(f"{r['stock']['truth_s']:.1f} s" for r in results) + ") "
+              + ", ".join(f"{r['n']:,}: {'/'.join(r['stock']['kernels'])}" for r in results) + ".", ""]
     lines += ["Spark build stages, s (manifest `stage_seconds`, in order; the job's validation and session "
               "overhead is the rest of its wall time): " + "; ".join(
                   f"{r['n']:,}: " + ", ".join(f"{k} {v:.1f}" for k, v in in_order(r["meta"]["stage_seconds"]))
