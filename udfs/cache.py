@@ -43,10 +43,9 @@ def set_torch_threads(requested: int) -> int:
 
 
 def set_faiss_threads(requested: int = 0) -> int:
-    """OpenMP threads for faiss in this task; oversubscribed OpenMP spin-waits can cost 100x."""
-    from index import blas
-
-    faiss = blas.load_faiss()  # on this CPU's BLAS kernels, should this task be the first to load it
+    """OpenMP threads for faiss in this task; oversubscribed OpenMP spin-waits can cost 100x. Its callers
+    (jobs.indexing) import the `index` package first, which loads faiss on this CPU's BLAS kernels (index.blas)."""
+    import faiss
 
     threads = requested or _task_cpus()
     faiss.omp_set_num_threads(threads)
