@@ -1,10 +1,10 @@
-"""The BLAS kernels faiss runs on: faiss-cpu's wheels bundle OpenBLAS 0.3.15, which does not know CPUs newer than
-itself (Sapphire Rapids, recent Core and Zen parts) and falls back to its generic Prescott (SSE3) kernels; every
-matrix product faiss makes (k-means training, IVF assignment while adding, exact and coarse search) then runs
-4-6x slower than the CPU allows (measured here: a 1,000 x 49k inner-product k-NN 2.2 s on Prescott, 0.34 s on
-SkylakeX kernels). OpenBLAS fixed the detection in 0.3.19 (OpenMathLib/OpenBLAS#3485; threadpoolctl#117 shows
-the symptom); until the wheels carry it, OpenBLAS's own override, the environment variable OPENBLAS_CORETYPE
-(read once, when the library loads), names the kernels.
+"""The BLAS kernels faiss runs on: faiss-cpu's wheels bundle OpenBLAS 0.3.15, which does not recognise CPUs newer
+than itself (this project's Sapphire Rapids Xeon among them) and falls back to its generic Prescott (SSE3) kernels;
+every matrix product faiss makes (k-means training, IVF assignment while adding, exact and coarse search) then runs
+several times slower than the CPU allows (1M x 384-d, one process, IVF2048: train + add 72 s on Prescott, 20 s on
+SkylakeX kernels; BENCHMARKS.md, bench/index.py --build-only). OpenBLAS fixed the detection in 0.3.19
+(OpenMathLib/OpenBLAS#3485; threadpoolctl#117 shows the symptom); until faiss's wheels carry it, OpenBLAS's own
+override, the environment variable OPENBLAS_CORETYPE (read once, when the library loads), names the kernels.
 
 No installable library maps a CPU's features to an OpenBLAS kernel name, so `core_type` does (our own code): the
 AVX-512 kernels (SkylakeX) when the CPU has the AVX-512 subsets they use, Haswell's with AVX2 and FMA, else
@@ -43,14 +43,14 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
     return frozenset()
 
 
-def load_faiss(environ: dict | None = None):
+def load_faiss():
     """Imports faiss with its OpenBLAS on the kernels `core_type` picks for this CPU, unless OPENBLAS_CORETYPE is
     set already (the user's choice) or faiss is loaded already (too late to choose). The variable is set only
     while faiss's libraries load, then removed, so numpy's own (newer) OpenBLAS and child processes keep their
     own detection. Returns the faiss module."""
     import sys
 
-    environ = os.environ if environ is None else environ
+    environ = os.environ
     if "faiss" in sys.modules or VARIABLE in environ:
         import faiss
         return faiss
