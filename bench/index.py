@@ -36,7 +36,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 from bench.index_report import CLUSTERS, DIM, JOB, NOISE, RAW, build_report, report, update_section  # noqa: E402
-from index import factory, searcher, shards, store  # noqa: E402
+from index import blas, factory, searcher, shards, store  # noqa: E402
 
 log = logging.getLogger("bench.index")
 SEED, K, CHUNK, TICK = 0, 10, 100_000, os.sysconf("SC_CLK_TCK")
@@ -126,14 +126,6 @@ def single_ground_truth(vectors: np.ndarray, queries: int, k: int = K) -> float:
     return time.perf_counter() - start
 
 
-def openblas_kernels() -> list[str]:
-    """The kernel sets of the OpenBLAS libraries faiss loaded in this process (threadpoolctl)."""
-    import threadpoolctl
-
-    return [i["architecture"] for i in threadpoolctl.threadpool_info()
-            if i["internal_api"] == "openblas" and "faiss" in i["filepath"]]
-
-
 def stock_child(path: str, factory_string: str, train_size: int, queries: int) -> None:
     """--stock-child: single_build and single_ground_truth of the vectors in `path` (.npy) in a process that
     imported faiss before sparkamp's `index` (as `python -c "import faiss; ..."` launches it), so faiss runs on
@@ -141,7 +133,7 @@ def stock_child(path: str, factory_string: str, train_size: int, queries: int) -
     vectors = np.load(path)
     result = single_build(vectors, factory_string, train_size)
     print(json.dumps({"single": result, "truth_s": single_ground_truth(vectors, queries),
-                      "kernels": openblas_kernels()}))
+                      "kernels": blas.faiss_kernels()}))
 
 
 def stock_build(work: Path, vectors: np.ndarray, factory_string: str, train_size: int, queries: int) -> dict:
@@ -303,7 +295,7 @@ def measure_build(work: Path, n: int, other: OtherLoad) -> dict[str, Any]:
         stock = stock_build(work, vectors, meta["factory"], meta["config"]["train_size"],
                             meta["config"]["recall_queries"])
     result = {"n": n, "build_s": build_s, "meta": meta, "single": single, "truth_s": truth_s, "stock": stock,
-              "kernels": openblas_kernels(), "recall": verify_recall(str(work / f"idx-{n}"), vectors, held_out)}
+              "kernels": blas.faiss_kernels(), "recall": verify_recall(str(work / f"idx-{n}"), vectors, held_out)}
     shutil.rmtree(work / f"emb-{n}")
     shutil.rmtree(work / f"idx-{n}")
     return result

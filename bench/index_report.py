@@ -121,7 +121,9 @@ def build_report(args: argparse.Namespace, results: list[dict[str, Any]], other:
                      *r["single"].values(), r["build_s"] / r["single"]["total"], r["truth_s"],
                      r["build_s"] / (r["single"]["total"] + r["truth_s"]), r["stock"]["single"]["total"],
                      r["build_s"] / r["stock"]["single"]["total"],
-                     verdict(r["build_s"] / r["stock"]["single"]["total"], BUILD_ONLY_TARGET, False)] for r in results])
+                     f"as installed {verdict(r['build_s'] / r['stock']['single']['total'], BUILD_ONLY_TARGET, False)}; "
+                     f"same kernels {verdict(r['build_s'] / r['single']['total'], BUILD_ONLY_TARGET, False)}"]
+                    for r in results])
     lines += ["faiss's OpenBLAS kernels: single (this process, faiss loaded by sparkamp's `index`, index.blas) "
               + ", ".join(f"{r['n']:,}: {'/'.join(r['kernels'])}" for r in results) + "; faiss as installed (a child "
               "process that imports faiss first: its bundled OpenBLAS's own detection; its train + add, and its "

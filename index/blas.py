@@ -50,18 +50,26 @@ def load_faiss():
     own detection. Returns the faiss module."""
     import sys
 
-    environ = os.environ
-    if "faiss" in sys.modules or VARIABLE in environ:
+    if "faiss" in sys.modules or VARIABLE in os.environ:
         import faiss
         return faiss
     import numpy  # noqa: F401  numpy's OpenBLAS detects the CPU itself; it is loaded before the variable is set
 
     chosen = core_type(cpu_flags())
     if chosen:
-        environ[VARIABLE] = chosen
+        os.environ[VARIABLE] = chosen
     try:
         import faiss
     finally:
         if chosen:
-            environ.pop(VARIABLE, None)
+            os.environ.pop(VARIABLE, None)
     return faiss
+
+
+def faiss_kernels() -> list[str]:
+    """The kernel sets the OpenBLAS libraries faiss loaded in this process run (threadpoolctl, which comes with
+    scikit-learn, reads them): e.g. ["SkylakeX"], or ["Prescott"] for faiss imported before this package."""
+    import threadpoolctl
+
+    return [lib["architecture"] for lib in threadpoolctl.threadpool_info()
+            if lib["internal_api"] == "openblas" and "faiss" in lib["filepath"]]

@@ -17,9 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = """
 import json, os, sys
 sys.path.insert(0, {root!r})
-import index, faiss, threadpoolctl
-libs = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas" and "faiss" in i["filepath"]]
-print(json.dumps({{"faiss_openblas": [i["architecture"] for i in libs], "left": os.environ.get("OPENBLAS_CORETYPE")}}))
+import index, faiss
+print(json.dumps({{"faiss_openblas": index.blas.faiss_kernels(), "left": os.environ.get("OPENBLAS_CORETYPE")}}))
 """
 
 
