@@ -324,3 +324,54 @@ def test_unique_looks_past_exact_copies(spark, tmp_path):
     assert ranked.id.tolist() == [f"s{i}" for i in range(5)] and set(ranked.status) == {"only_copies"}
     assert ranked.nearest_id.isna().all() and ranked.error.iloc[0] == (
         "its 4 nearest items are all exact copies of it (same content_hash): no other item to compare with")
+
+
+def _rows(status: list, ids: list, models: list, dims: list) -> pd.DataFrame:
+    return pd.DataFrame({"id": ids, "source": ids, "content_hash": ids, "model": models, "status": status,
+                         "embedding": [None if d is None else [0.5] * d for d in dims],
+                         "error": [None if s == "ok" else "bad" for s in status]})
+
+
+# tables whose ok rows break the contract in each way check_embeddings refuses, and tables it accepts
+CONTRACT_TABLES = {
+    "clean": _rows(["ok"] * 3, list("abc"), [MODEL] * 3, [DIM] * 3),
+    "a repeated id": _rows(["ok"] * 3, list("aab"), [MODEL] * 3, [DIM] * 3),
+    "a blank id": _rows(["ok"] * 3, ["a", " \u3000", "c"], [MODEL] * 3, [DIM] * 3),
+    "a null id": _rows(["ok"] * 3, ["a", None, "c"], [MODEL] * 3, [DIM] * 3),
+    "two models": _rows(["ok"] * 3, list("abc"), [MODEL, "other", MODEL], [DIM] * 3),
+    "a null model beside one": _rows(["ok"] * 3, list("abc"), [None, MODEL, MODEL], [DIM] * 3),
+    "only null models": _rows(["ok"] * 2, list("ab"), [None, None], [DIM] * 2),
+    "two dims": _rows(["ok"] * 3, list("abc"), [MODEL] * 3, [DIM, DIM, 4]),
+    "no ok row": _rows(["decode_error"] * 2, list("ab"), [MODEL] * 2, [None, None]),
+    "other statuses repeat ids": _rows(["ok", "decode_error", "decode_error", None], list("abbc"),
+                                       [MODEL, "other", None, MODEL], [DIM, None, None, 3]),
+}
+
+
+def _checked(spark, path: str, stored: bool, check) -> tuple:
+    from jobs.core.config import ConfigError
+    from jobs.tables import contracts
+
+    try:
+        found = contracts.check_embeddings(contracts.read_table(spark, path), check, path, stored=stored)
+    except ConfigError as exc:
+        return ("refused", str(exc))
+    return ("read", found.statuses, found.dim, found.model, found.hashes_apart)
+
+
+@pytest.mark.parametrize("name", list(CONTRACT_TABLES))
+def test_the_two_pass_read_of_a_stored_table_checks_as_the_one_pass_read(spark, tmp_path, name):
+    """check_embeddings(stored=True) reads the vectors' lengths and the ids and models in two passes: for
+    each kind of table it accepts or refuses, the same result or error as one pass over every column."""
+    from jobs.tables.contracts import EmbeddingsCheck
+
+    path = str(tmp_path / "emb")
+    spark.createDataFrame(CONTRACT_TABLES[name], "id string, source string, content_hash string, model string, "
+                          "status string, embedding array<float>, error string").write.parquet(path)
+    found = []
+    for check in (EmbeddingsCheck(purpose="to index"), EmbeddingsCheck(model=MODEL, dim=DIM)):
+        one, two = _checked(spark, path, False, check), _checked(spark, path, True, check)
+        assert one == two
+        found.append(two)
+    accepted = {"clean", "other statuses repeat ids", "a null model beside one"}  # a null model is no other model
+    assert found[0][0] == ("read" if name in accepted else "refused"), found[0]

@@ -30,7 +30,7 @@ def read_to_index(spark, location: str, opts: IndexOptions = IndexOptions()) -> 
     first (Parquet and metastore tables: from file metadata) to size the share of them sampled."""
     raw = contracts.read_table(spark, location)
     check = dataclasses.replace(TO_INDEX, sample=training.sampling(opts, raw.count))
-    return contracts.check_embeddings(raw, check, location)
+    return contracts.check_embeddings(raw, check, location, stored=True)
 
 
 def build_index(table: Embeddings, path: str, opts: IndexOptions = IndexOptions(), *,

@@ -152,14 +152,18 @@ class Embeddings:
 
 
 def read_embeddings(spark, location: str, check: EmbeddingsCheck = EmbeddingsCheck()) -> Embeddings:
-    """The embeddings table at `location`, checked (`check_embeddings`)."""
-    return check_embeddings(read_table(spark, location), check, location)
+    """The embeddings table at `location`, checked (`check_embeddings`, its columns read in two passes)."""
+    return check_embeddings(read_table(spark, location), check, location, stored=True)
 
 
-def check_embeddings(df, check: EmbeddingsCheck, location: str) -> Embeddings:
-    """An embeddings DataFrame checked in one pass over it. ConfigError (naming `check.key`) when: a
-    required column is missing; `embedding` is not an array of floats; ok rows repeat an id or lack one;
-    the ok rows are of several models (or not all of `check.model`); of several dims (or, with
+def check_embeddings(df, check: EmbeddingsCheck, location: str, stored: bool = False) -> Embeddings:
+    """An embeddings DataFrame checked in one pass over it, or with `stored` (`df` is a read of stored files
+    or a table, as read_table gives it: a pass that reads only some columns reads only those) in two: the
+    vectors' lengths (and the samples), then the ids and models, each reading only its own columns. That
+    is faster than one pass: the ids' distinct count makes Spark expand every row, vectors included, in two
+    (1M 384-d rows on local[2]: 9.5-10.8 s in one pass, 4.3 s in two). ConfigError (naming `check.key`)
+    when: a required column is missing; `embedding` is not an array of floats; ok rows repeat an id or lack
+    one; the ok rows are of several models (or not all of `check.model`); of several dims (or, with
     `check.dim`, none has it); there is no ok row and `check.purpose` says what it was for."""
     from pyspark.sql import functions as F
 
@@ -168,14 +172,16 @@ def check_embeddings(df, check: EmbeddingsCheck, location: str) -> Embeddings:
     if kind not in ("array<float>", "array<double>"):
         raise ConfigError(f"key '{check.key}': column embedding is {kind}, not an array of floats")
     size = F.size("embedding")
-    groups = rows.groupBy("status").agg(
-        F.count("*").alias("n"), F.min(size).alias("lo"), F.max(size).alias("hi"),
-        F.collect_set("model").alias("models"), F.count(F.when(size == check.dim, 1)).alias("fit"),
-        *ids.id_stats(), *_sampled(check.sample))
+    lengths = [F.count("*").alias("n"), F.min(size).alias("lo"), F.max(size).alias("hi"),
+               F.count(F.when(size == check.dim, 1)).alias("fit")]
+    keys = [] if stored else [F.collect_set("model").alias("models"), *ids.id_stats()]
+    groups = rows.groupBy("status").agg(*lengths, *keys, *_sampled(check.sample))
     if check.sample:  # the sampled rows reach the driver as Arrow blocks
         groups, sampled = samples.split(groups, check.sample, OK)
     else:
-        groups, sampled = groups.collect(), None
+        groups, sampled = [g.asDict() for g in groups.collect()], None
+    if stored:  # the second pass: ids and models, no vector read
+        groups = _with_keys(rows, groups)
     statuses = {str(g["status"]) if g["status"] is not None else "null": int(g["n"]) for g in groups}
     ok = next((g for g in groups if g["status"] == OK), None)
     if ok is None:
@@ -195,6 +201,24 @@ def check_embeddings(df, check: EmbeddingsCheck, location: str) -> Embeddings:
         raise ConfigError(f"key '{check.key}': embeddings of {ok['lo']} and {ok['hi']} dims in {location!r}")
     return Embeddings(rows, statuses, check.dim or int(ok["lo"]), check.model or models[0], location,
                       ids.hashes_apart(ok, ok["n"]), sampled)
+
+
+def _with_keys(rows, groups: list[dict]) -> list[dict]:
+    """`groups` (check_embeddings' rows by status) with each group's ids.id_stats() and the ok rows' models,
+    from a pass that reads only the id, model and status columns. The models are compared with one ok row's
+    and gathered (collect_set) only when some differ: a collect_set beside the ids' distinct count is kept
+    for every id hash, which made that pass 2.9 s instead of 1.4 s at 1M rows."""
+    from pyspark.sql import functions as F
+
+    ok = rows.filter(F.col("status") == OK)
+    first = ok.select("model").first()
+    model = first["model"] if first else None
+    other = F.count(F.when(~F.col("model").eqNullSafe(F.lit(model)), 1)).alias("_other_models")
+    found = {g["status"]: g.asDict() for g in rows.groupBy("status").agg(other, *ids.id_stats()).collect()}
+    if OK in found:  # collect_set leaves out nulls, as the one-pass check does
+        same = not found[OK]["_other_models"]
+        found[OK]["models"] = ([] if model is None else [model]) if same else ok.agg(F.collect_set("model")).first()[0]
+    return [{**g, **found[g["status"]]} for g in groups]
 
 
 def _sampled(sampling: samples.Sampling | None) -> list:
