@@ -120,6 +120,31 @@ def test_tree_merge_on_executors_keeps_the_same_vectors(spark, tmp_path, source)
     assert kept["recall_at_10"] == manifest_of(tmp_path / "all")["recall_at_10"] == 1.0
 
 
+def test_the_tree_merge_refuses_a_shard_changed_after_it_was_written(spark, tmp_path):
+    """Each merge task hashes its shards beside the merge (tree_merge: a thread) and fails before writing when
+    one is not the file its writer hashed; the shards that are intact merge."""
+    from jobs.indexing import tree_merge
+
+    data, index = clustered(600, DIM, 6, seed=3), factory.build_empty("IVF4,Flat", DIM, "ip")
+    factory.train(index, data, seed=0)
+    trained, rows = shards.serialize(index), []
+    for number, part in enumerate(np.array_split(np.arange(600), 4)):
+        name = f"shards/{shards.shard_name(number)}"
+        digest = store.write_index(str(tmp_path / name), shards.fill(trained, [(part.astype(np.int64), data[part])]))
+        top = shards.exact_topk(data[:5], [(part.astype(np.int64), data[part])], 10, "ip")
+        rows.append({"shard": name, "sha256": digest, "ntotal": len(part), "bytes": 0, "min_id": int(part[0]),
+                     "max_id": int(part[-1]), "scores": top[0].tobytes(), "ids": top[1].tobytes(),
+                     "approx_scores": top[0].tobytes(), "approx_ids": top[1].tobytes()})
+    merged = tree_merge.merge_groups(spark, str(tmp_path), rows, 2, 10, "ip")
+    assert [m["ntotal"] for m in merged] == [300, 300]
+    changed = tmp_path / rows[3]["shard"]
+    changed.write_bytes(changed.read_bytes()[:-8] + bytes(8))
+    with pytest.raises(Exception, match=r"shard-00003.faiss changed after it was written \(sha256 mismatch\)"):
+        tree_merge.merge_groups(spark, str(tmp_path / "again"), [{**r, "shard": "../" + r["shard"]} for r in rows],
+                                1, 10, "ip")
+    assert not (tmp_path / "again" / tree_merge.MERGED).exists()
+
+
 @pytest.mark.parametrize("factory_string", ["IDMap2,Flat", "IVF32,Flat"])
 def test_recall_from_partials_equals_recall_of_the_merged_index(factory_string):
     data = clustered(4000, DIM, 40, seed=0)
