@@ -73,6 +73,8 @@ def test_shard_bytes_sizes_the_shards_and_merge_auto_keeps_them(spark, tmp_path,
         assert shard["ntotal"] * DIM * 4 <= 1.3 * 40 * 1024  # hash-partitioned: about shard_bytes at most
         assert 0 <= shard["min_id"] <= shard["max_id"]
     assert not (tmp_path / "idx" / "index.faiss").exists()
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["ids.parquet", "manifest.json", "shards",
+                                                                    "trained.faiss"]  # no recall partials left
     assert "  merge                        none (the index (~400 KiB) exceeds" in said.text  # the job summary
 
 
@@ -131,17 +133,14 @@ def test_the_tree_merge_refuses_a_shard_changed_after_it_was_written(spark, tmp_
     for number, part in enumerate(np.array_split(np.arange(600), 4)):
         name = f"shards/{shards.shard_name(number)}"
         digest = store.write_index(str(tmp_path / name), shards.fill(trained, [(part.astype(np.int64), data[part])]))
-        top = shards.exact_topk(data[:5], [(part.astype(np.int64), data[part])], 10, "ip")
         rows.append({"shard": name, "sha256": digest, "ntotal": len(part), "bytes": 0, "min_id": int(part[0]),
-                     "max_id": int(part[-1]), "scores": top[0].tobytes(), "ids": top[1].tobytes(),
-                     "approx_scores": top[0].tobytes(), "approx_ids": top[1].tobytes()})
-    merged = tree_merge.merge_groups(spark, str(tmp_path), rows, 2, 10, "ip")
+                     "max_id": int(part[-1])})
+    merged = tree_merge.merge_groups(spark, str(tmp_path), rows, 2)
     assert [m["ntotal"] for m in merged] == [300, 300]
     changed = tmp_path / rows[3]["shard"]
     changed.write_bytes(changed.read_bytes()[:-8] + bytes(8))
     with pytest.raises(Exception, match=r"shard-00003.faiss changed after it was written \(sha256 mismatch\)"):
-        tree_merge.merge_groups(spark, str(tmp_path / "again"), [{**r, "shard": "../" + r["shard"]} for r in rows],
-                                1, 10, "ip")
+        tree_merge.merge_groups(spark, str(tmp_path / "again"), [{**r, "shard": "../" + r["shard"]} for r in rows], 1)
     assert not (tmp_path / "again" / tree_merge.MERGED).exists()
 
 
@@ -158,6 +157,10 @@ def test_recall_from_partials_equals_recall_of_the_merged_index(factory_string):
     partials = [recall.partial_topk(s, queries, 10, candidates, 0, e) for s, e in zip(filled, exact_parts)]
     exact = shards.merge_topk(exact_parts, 10, "ip")
     merged = shards.merge_in_memory(trained, (shards.fill(trained, [(ids[p], data[p])]) for p in parts))
+    folded = recall.Partials(10, "ip")  # the driver's way: each shard's file folded in turn
+    for e, p in zip(exact_parts, partials):
+        folded.add_bytes(recall.Partials.to_bytes(e, p))
+    assert folded.shards == 4 and np.array_equal(folded.exact[1], exact[1])
     for target in (0.5, 0.9, 0.99, 1.0):
         old = None  # the old way: the merged index searched at each nprobe until target is reached
         for nprobe in candidates:
@@ -166,6 +169,7 @@ def test_recall_from_partials_equals_recall_of_the_merged_index(factory_string):
             if old[0] >= target:
                 break
         assert recall.tune(exact, partials, candidates, 10, "ip", target) == old
+        assert folded.tune(candidates, len(queries), target) == old
     assert candidates == ([0] if factory_string.startswith("IDMap") else [1, 2, 4, 8, 16, 32])
 
 

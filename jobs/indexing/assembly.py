@@ -149,20 +149,22 @@ def measure_recall(meta: Manifest, folder: str, shard_rows: list[dict], queries:
         log.warning(shortfall(meta.factory, found, nprobe, opts.target_recall))
 
 
-def recall_from_partials(meta: Manifest, shard_rows: list[dict], n_queries: int, candidates: tuple[int, ...],
+def fold_partials(folder: str, shard_rows: list[dict], metric: str) -> recall.Partials:
+    """The recall partials of `shard_rows` (add_shards' rows: each names its file in `folder`), read and folded
+    one file at a time (the driver's memory does not grow with the shards); the files are then deleted."""
+    found = recall.Partials(RECALL_K, metric)
+    for row in shard_rows:
+        found.add_bytes(store.read_bytes(store.join(folder, row["partials"])))
+    store.delete_dir(store.join(folder, shard_writer.PARTIALS))
+    return found
+
+
+def recall_from_partials(meta: Manifest, partials: recall.Partials, n_queries: int, candidates: tuple[int, ...],
                          opts: IndexOptions) -> None:
-    """recall@10 and the tuned nprobe (as measure_recall finds them) from each shard's exact and approximate
-    partial top-k (`shard_rows`, shard_writer.shard_writer's), merged (index.recall.tune): nothing loads the
-    index."""
-    exact = partitions.exact_from_shards(shard_rows, n_queries, RECALL_K, opts.metric)
-    shape = (len(candidates), n_queries, RECALL_K)
-    partials = [list(zip(np.frombuffer(r["approx_scores"], np.float32).reshape(shape),
-                         np.frombuffer(r["approx_ids"], np.int64).reshape(shape))) for r in shard_rows]
-    if not partials:  # no vector indexed: nothing to find, as a search of the empty index finds
-        partials = [[(np.full((n_queries, RECALL_K), np.nan, np.float32),
-                      np.full((n_queries, RECALL_K), -1, np.int64))] * len(candidates)]
-    found, nprobe = recall.tune(exact, partials, list(candidates), RECALL_K, opts.metric, opts.target_recall)
-    log.info("recall@10 %.4f at nprobe %d (from %d shards' partial top-k)", found, nprobe, len(shard_rows))
+    """recall@10 and the tuned nprobe (as measure_recall finds them) from the shards' exact and approximate
+    partial top-k (fold_partials), merged (index.recall.tune): nothing loads the index."""
+    found, nprobe = partials.tune(list(candidates), n_queries, opts.target_recall)
+    log.info("recall@10 %.4f at nprobe %d (from %d shards' partial top-k)", found, nprobe, partials.shards)
     meta.recall_at_10, meta.nprobe, meta.ef_search = round(found, 4), nprobe, opts.ef_search
     if shortfall(meta.factory, found, nprobe, opts.target_recall):
         log.warning(shortfall(meta.factory, found, nprobe, opts.target_recall))

@@ -109,11 +109,11 @@ def _build(rows, shape: Shape, folder: str, opts: IndexOptions, stages: dict[str
         shard_rows, found = assembly.add_shards(rows, trained, folder, queries, opts, shuffle, ids=True)
         rows, left_out = vectors.usable_rows(rows, shape.rows, shape.dim, opts.metric, "the index", found)
         shape = dataclasses.replace(shape, rows=shape.rows - sum(left_out.values()))
+        partials = assembly.fold_partials(folder, shard_rows, opts.metric)
     keep, whole = 1 if opts.merge == "memory" else opts.shards_to_keep if opts.merge == "none" else 0, None
     if keep:  # merged on the executors (into one file for memory: the driver never loads the index)
         with timed(stages, "tree merge", "build-index"):
-            merged = tree_merge.merge_groups(rows.sparkSession, folder, shard_rows, keep, assembly.RECALL_K,
-                                             opts.metric)
+            merged = tree_merge.merge_groups(rows.sparkSession, folder, shard_rows, keep)
             if opts.merge == "memory":
                 whole = merged[0]  # the manifest still lists the shards added
             elif any(r["shard"].startswith(tree_merge.MERGED) for r in merged):
@@ -122,7 +122,7 @@ def _build(rows, shape: Shape, folder: str, opts: IndexOptions, stages: dict[str
     with timed(stages, "merge", "build-index"):
         meta = assembly.merge(folder, trained, shard_rows, shape, opts, whole=whole)
     with timed(stages, "measure recall", "build-index"):
-        assembly.recall_from_partials(meta, shard_rows, len(queries), assembly.nprobes(trained, opts), opts)
+        assembly.recall_from_partials(meta, partials, len(queries), assembly.nprobes(trained, opts), opts)
     return meta, left_out
 
 

@@ -11,8 +11,9 @@ import numpy as np
 from index import manifest, recall, shards, store, vectors
 from jobs.indexing.partitions import SHARD_BLOCK_ROWS
 
-SHARD_SCHEMA = ("shard string, sha256 string, ntotal long, bytes long, min_id long, max_id long, "
-                "scores binary, ids binary, approx_scores binary, approx_ids binary, left_out array<long>")
+SHARD_SCHEMA = ("shard string, sha256 string, ntotal long, bytes long, min_id long, max_id long, partials string, "
+                "left_out array<long>")
+PARTIALS = "partials"  # the work folder's folder of the shards' recall partials (index.recall.Partials files)
 MAX_INT64 = 0x7FFFFFFFFFFFFFFF
 ID_COLUMNS = ("faiss_id", "id", "content_hash")  # of index.manifest.IDS: faiss ids → the table's rows
 
@@ -40,13 +41,13 @@ def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Itera
     one shard file, the exact top-k of the recall queries over it (so ground truth costs no extra pass over
     the data) and the shard's own
     approximate top-k at each of `task.nprobes` (index.recall.partial_topk: recall is measured without
-    loading the whole index anywhere).
+    loading the whole index anywhere), written as `partials/part-<partition>.npz` (index.recall.Partials).
 
     The shard is `index.shards.fill` of a copy of the trained empty index, written as
     `shards/shard-<partition>.faiss` with a `.sha256` done-marker written last; with `resume`, a shard
     whose marker exists is reused (read back, scanned). `trained` (bytes) and `queries` (float32 [q, dim])
-    are Spark broadcasts: shipped once per executor. Returns one SHARD_SCHEMA row (partials as float32 /
-    int64 [len(nprobes), q, k] bytes; `left_out`: the rows left out by status, in index.vectors.STATUSES
+    are Spark broadcasts: shipped once per executor. Returns one SHARD_SCHEMA row (`partials`: the name of
+    its partials file in the folder; `left_out`: the rows left out by status, in index.vectors.STATUSES
     order), none when the partition is empty, and a row without a shard (name "", ntotal 0) when it held
     only rows left out. With `task.ids` the batches also hold id and content_hash, and the shard's rows
     (ID_COLUMNS) are written as `ids.parquet/part-<partition>.parquet`: the ids of exactly its vectors.
@@ -83,14 +84,13 @@ def shard_writer(trained: Any, queries: Any, task: ShardTask) -> Callable[[Itera
             store.write_bytes(marker, digest.encode())
         if task.ids:  # the ids of exactly the vectors in the shard: no pass of their own
             store.write_bytes(store.join(task.folder, manifest.IDS, f"part-{part:05d}.parquet"), seen.keys())
-        scores, ids = scan.result()
-        approx = recall.partial_topk(index, queries.value, task.k, list(task.nprobes), task.ef_search,
-                                     (scores, ids))
+        exact = scan.result()
+        approx = recall.partial_topk(index, queries.value, task.k, list(task.nprobes), task.ef_search, exact)
+        partials = f"{PARTIALS}/part-{part:05d}.npz"  # a file, not a column: the driver folds them one at a time
+        store.write_bytes(store.join(task.folder, partials), recall.Partials.to_bytes(exact, approx))
         yield pa.RecordBatch.from_pydict({
             "shard": [name], "sha256": [digest], "ntotal": [seen.count], "bytes": [store.size(uri)],
-            "min_id": [seen.low], "max_id": [seen.high], "scores": [scores.tobytes()], "ids": [ids.tobytes()],
-            "approx_scores": [np.stack([a[0] for a in approx]).tobytes()],
-            "approx_ids": [np.stack([a[1] for a in approx]).tobytes()], "left_out": [seen.left_out.tolist()]})
+            "min_id": [seen.low], "max_id": [seen.high], "partials": [partials], "left_out": [seen.left_out.tolist()]})
     return write_shard
 
 

@@ -5,21 +5,20 @@ from __future__ import annotations
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
 from index import shards, store
 from jobs.indexing import layout
 
 MERGED = "merged"  # the folder of the merged shards, beside `shards/`
 
 
-def merge_groups(spark, folder: str, shard_rows: list[dict], keep: int, k: int, metric: str) -> list[dict]:
+def merge_groups(spark, folder: str, shard_rows: list[dict], keep: int) -> list[dict]:
     """`shard_rows` (assembly.add_shards' rows, by name) merged into `keep` shards
     `merged/shard-<group>.faiss`, one Spark task per group; each task checks its shards' sha256, appends the
     others to the first (index.shards.merge_files: IVF lists memory-mapped and appended, each vector copied
     once; the same index as merge_from into a copy of the trained empty index), writes the result and its
-    sha256 marker. Returns the merged shards' rows in the same format (partial top-k merged per nprobe, id
-    ranges joined); `shard_rows` unchanged when there is nothing to merge. The input shards are left for the
+    sha256 marker. Returns the merged shards' rows in the same format (id ranges joined; no recall partials:
+    assembly.fold_partials folds them before); `shard_rows` unchanged when there is nothing to merge. The
+    input shards are left for the
     caller to delete once the manifest is written."""
     plan = layout.groups(len(shard_rows), keep)
     if len(plan) == len(shard_rows):
@@ -49,7 +48,7 @@ def merge_groups(spark, folder: str, shard_rows: list[dict], keep: int, k: int, 
         return number, digest, int(merged.ntotal), store.size(uri)
 
     done = spark.sparkContext.parallelize(inputs, len(inputs)).map(merge_group).collect()
-    return [_joined([shard_rows[i] for i in plan[number]], number, digest, ntotal, size, k, metric)
+    return [_joined([shard_rows[i] for i in plan[number]], number, digest, ntotal, size)
             for number, digest, ntotal, size in sorted(done)]
 
 
@@ -61,22 +60,9 @@ def _check(parts: list[tuple[str, str]], found: list[str]) -> None:
             raise RuntimeError(f"{uri} changed after it was written (sha256 mismatch)")
 
 
-def _joined(rows: list[dict], number: int, digest: str, ntotal: int, size: int, k: int, metric: str) -> dict:
-    """The row of a merged shard: its file, and its parts' top-k (exact and per nprobe) merged."""
+def _joined(rows: list[dict], number: int, digest: str, ntotal: int, size: int) -> dict:
+    """The row of a merged shard: its file and its parts' id range."""
     if ntotal != sum(r["ntotal"] for r in rows):
         raise RuntimeError(f"merged shard {number} holds {ntotal} vectors, its parts {sum(r['ntotal'] for r in rows)}")
-    queries = len(rows[0]["ids"]) // 8 // k
-    exact_scores, exact_ids = _merged(rows, "scores", "ids", queries, k, metric)
-    approx_scores, approx_ids = _merged(rows, "approx_scores", "approx_ids", queries, k, metric)
     return {"shard": f"{MERGED}/{shards.shard_name(number)}", "sha256": digest, "ntotal": ntotal, "bytes": size,
-            "min_id": min(r["min_id"] for r in rows), "max_id": max(r["max_id"] for r in rows),
-            "scores": exact_scores, "ids": exact_ids, "approx_scores": approx_scores, "approx_ids": approx_ids}
-
-
-def _merged(rows: list[dict], scores: str, ids: str, queries: int, k: int, metric: str) -> tuple[bytes, bytes]:
-    """Byte columns [layers, queries, k] of several rows merged layer by layer (one layer per nprobe)."""
-    stacks = [(np.frombuffer(r[scores], np.float32).reshape(-1, queries, k),
-               np.frombuffer(r[ids], np.int64).reshape(-1, queries, k)) for r in rows]
-    merged = [shards.merge_topk([(s[layer], i[layer]) for s, i in stacks], k, metric)
-              for layer in range(len(stacks[0][0]))]
-    return np.stack([m[0] for m in merged]).tobytes(), np.stack([m[1] for m in merged]).tobytes()
+            "min_id": min(r["min_id"] for r in rows), "max_id": max(r["max_id"] for r in rows), "partials": None}

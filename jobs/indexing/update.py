@@ -11,7 +11,7 @@ from index.factory import Choice
 from index.manifest import IndexIntegrityError, Manifest
 from jobs.core.paths import reader_paths
 from jobs.core.summary import timed
-from jobs.indexing import assembly, partitions
+from jobs.indexing import assembly, partitions, shard_writer
 from jobs.tables import samples
 from jobs.indexing.assembly import Shape
 from jobs.indexing.options import IndexOptions
@@ -72,6 +72,7 @@ def update(path: str, prev: Manifest, rows, shape: Shape, folder: str, opts: Ind
     with timed(stages, "add shards", "build-index"):
         # rows checked already (build_index): none left out here
         shard_rows = assembly.add_shards(added, trained, folder, queries, opts)[0] if changed else []
+        store.delete_dir(store.join(folder, shard_writer.PARTIALS))  # recall is measured by an exact scan below
     with timed(stages, "write ids", "build-index"):
         rows.select("faiss_id", "id", "content_hash").write.mode("overwrite").parquet(f"{folder}/{manifest.IDS}")
     with timed(stages, "merge", "build-index"):
