@@ -84,14 +84,22 @@ class Data:
     names: str     # label set YAML: the 4 names only, default template
 
 
+def classes() -> list[str]:
+    """AG News's class names, in the order of its class numbers 1..4."""
+    return (AGNEWS / "classes.txt").read_text().split()
+
+
+def read_agnews(name: str) -> pd.DataFrame:
+    """An AG News CSV as the benchmarks read it: text `title. description` (backslashes as spaces), label =
+    the class name."""
+    names = classes()
+    df = pd.read_csv(AGNEWS / name, header=None, names=["cls", "title", "description"])
+    text = (df.title.fillna("") + ". " + df.description.fillna("")).str.replace("\\", " ", regex=False)
+    return pd.DataFrame({"text": text, "label": [names[c - 1] for c in df.cls]})
+
+
 def prepare(work: Path, rows: int) -> Data:
-    classes = (AGNEWS / "classes.txt").read_text().split()
-
-    def read(name: str) -> pd.DataFrame:
-        df = pd.read_csv(AGNEWS / name, header=None, names=["cls", "title", "description"])
-        text = (df.title.fillna("") + ". " + df.description.fillna("")).str.replace("\\", " ", regex=False)
-        return pd.DataFrame({"text": text, "label": [classes[c - 1] for c in df.cls]})
-
+    read = read_agnews
     test = read("test.csv").head(rows)
     test.insert(0, "id", [f"test-{i:05d}" for i in range(len(test))])
     data = Data(str(work / "test.parquet"), str(work / "gold.csv"), str(work / "examples.csv"),
@@ -99,7 +107,7 @@ def prepare(work: Path, rows: int) -> Data:
     test[["id", "text"]].to_parquet(data.test, index=False)
     test[["id", "label"]].to_csv(data.gold, index=False)
     read("train_head581.csv").to_csv(data.examples, index=False)
-    Path(data.names).write_text(json.dumps({"labels": classes}))  # JSON is YAML
+    Path(data.names).write_text(json.dumps({"labels": classes()}))  # JSON is YAML
     return data
 
 

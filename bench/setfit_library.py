@@ -27,15 +27,16 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-AGNEWS = ROOT.parent / "shared" / "data" / "agnews"
+sys.path.insert(0, str(ROOT))
 PER_CLASS = 8
+
+from bench.labels import Bench, LABELS, classes, prepare, read_agnews  # noqa: E402
 
 
 def read(name: str) -> pd.DataFrame:
-    """AG News rows as bench/labels.py reads them: text `title. description`, label = class index 0..3."""
-    df = pd.read_csv(AGNEWS / name, header=None, names=["cls", "title", "description"])
-    text = (df.title.fillna("") + ". " + df.description.fillna("")).str.replace("\\", " ", regex=False)
-    return pd.DataFrame({"text": text, "label": df.cls - 1})
+    """bench/labels.py's rows of an AG News CSV with label = the class index 0..3 (classes.txt order)."""
+    rows, index = read_agnews(name), {label: i for i, label in enumerate(classes())}
+    return rows.assign(label=rows.label.map(index))
 
 
 def draw(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -64,16 +65,12 @@ def library(seed: int, train: pd.DataFrame, test: pd.DataFrame) -> dict:
 
 
 def job(seed: int, train: pd.DataFrame, work: Path) -> dict:
-    sys.path.insert(0, str(ROOT))
-    from bench import labels as bench_labels
-
     folder = work / f"setfit-job-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    data = bench_labels.prepare(folder, 7600)
+    data = prepare(folder, 7600)
     examples = pd.read_csv(data.examples)  # the same 581 rows, labels as class names
     examples.iloc[draw(train.label.to_numpy(), seed)].to_csv(data.examples, index=False)
-    found = bench_labels.Bench(folder, data, "", 2).assign("setfit", str(bench_labels.LABELS),
-                                                           f"examples_per_class={PER_CLASS}", "seed=0")
+    found = Bench(folder, data, "", 2).assign("setfit", str(LABELS), f"examples_per_class={PER_CLASS}", "seed=0")
     return {"seed": seed, "setfit_job": round(found["accuracy"], 2), "steps": found["stats"].get("setfit_steps"),
             "fit_s": round(found["fit_s"], 1)}
 
