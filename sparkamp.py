@@ -211,7 +211,8 @@ def assign_labels(embeddings_df, label_set: Any, *, method: str = "zero-shot", e
     mapping. `examples` (logreg, centroid, wmap, setfit): a DataFrame or location with label and text (or
     id) columns. The head is fitted on the driver (or loaded from `head`) and saved at `head_output` (a
     temporary folder when None). `options`: FitOptions' fields (seed, logreg_c, zmap_alpha, ...) and
-    ExampleOptions' (label_column, text_column, id_column, examples_per_class).
+    ExampleOptions' (label_column, text_column, id_column, examples_per_class). With
+    `co_training="tfidf"` the embeddings DataFrame also carries each row's text (`text_column`).
 
     Example: `assign_labels(emb, ["sports", "food", "law"], top_k=2)`"""
     fit, columns = _typed(methods.FitOptions, options, ExampleOptions), _typed(ExampleOptions, options,
@@ -221,9 +222,14 @@ def assign_labels(embeddings_df, label_set: Any, *, method: str = "zero-shot", e
         sets.check_label_inputs(method, labels, examples is not None)
     request = fitting.LabelRequest(method, labels, examples, fit, columns)
     if "embedding" in embeddings_df.columns:
+        from pyspark.sql import functions as F
+
         table = contracts.check_embeddings(embeddings_df, EmbeddingsCheck(
             purpose="to label", hint="label one model at a time"), _TABLE)
         source, model = table.rows.select("id", "embedding", "status", "error"), table.model
+        if columns.text_column in embeddings_df.columns and (fit.co_training != "none" or head):  # a TF-IDF view reads it
+            words = embeddings_df.select("id", F.col(columns.text_column).alias("text")).dropDuplicates(["id"])
+            source = source.join(words, "id", "left")
     else:
         source = steps.marked_items(embeddings_df, steps.ItemColumns(columns.id_column, text=columns.text_column))
         model = texts.DEFAULT_TEXT_MODEL if not fit.model_path else fit.model_path.rstrip("/").split("/")[-1]

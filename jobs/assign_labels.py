@@ -31,8 +31,8 @@ FIT_KEYS = tuple(methods.FitOptions.__dataclass_fields__)
 class Config(JobConfig):
     default_output: ClassVar[str] = "labels"
     embeddings: str = key("", "the embeddings table to label (not needed by setfit)", flag="--embeddings")
-    texts: str = key("", "setfit: the texts to label (a path or table with id and text columns)",
-                     flag="--texts")
+    texts: str = key("", "setfit: the texts to label; co_training: the texts the embeddings were made from, "
+                     "joined to them by id (a path or table with id and text columns)", flag="--texts")
     labels: str = key("", "label set YAML: labels with name, description, keywords, examples; "
                       "templates. Optional when examples name the labels", flag="--labels")
     method: Literal["zero-shot", "zmap", "wmap", "logreg", "centroid", "setfit"] = key(
@@ -74,6 +74,10 @@ class Config(JobConfig):
                                "Zhou et al. 2004) and keep the rows the spread labels are surest of; 0 = off")
     label_spreading_alpha: float = key(0.8, "label spreading: the share of a row's label taken from its "
                                        "neighbours, in (0, 1)")
+    co_training: Literal["none", "tfidf"] = key(
+        "none", "self-training: tfidf = co-training with a TF-IDF view of each row's text (key texts) beside "
+        "the embeddings; each round refits both views on the pseudo-labels of their averaged probabilities, "
+        "and rows are scored by that average (Blum & Mitchell 1998; needs 3+ self_training rounds to help)")
     setfit_pairs: int = key(20, "setfit: contrastive pairs drawn per example and kind (same/other), "
                             "with setfit_sampling random")
     setfit_sampling: Literal["random", "oversampling"] = key(
@@ -90,16 +94,13 @@ class Config(JobConfig):
         if self.head:
             check_input_exists("head", self.head, globs=False)
         if self.scores_texts:
-            if not self.texts:
-                raise ConfigError("key 'texts' is required by method setfit and by a saved setfit head "
-                                  "(they embed the texts with the fine-tuned encoder)")
-            check_input_exists("texts", self.texts)
-            check_output_not_input(self.texts, self.output)
+            self._require_input("texts", "method setfit and a saved setfit head (they embed the texts with the "
+                                "fine-tuned encoder)")
         else:
-            if not self.embeddings:
-                raise ConfigError(f"key 'embeddings' is required by method {self.method}")
-            check_input_exists("embeddings", self.embeddings)
-            check_output_not_input(self.embeddings, self.output)
+            self._require_input("embeddings", f"method {self.method}")
+            if self.reads_texts:
+                self._require_input("texts", "co_training tfidf and a co-trained head: the texts the embeddings "
+                                    "were made from (id and text columns), joined by id")
         for name in ("labels", "examples"):
             if getattr(self, name):
                 check_input_exists(name, getattr(self, name), globs=name == "examples")  # YAML: Python reads it
@@ -107,8 +108,19 @@ class Config(JobConfig):
         require_non_negative(self, "examples_per_class")
         self.fit.check()
         inputs.check_text_keys(self.encoding, self.delimiter)
+        if self.method == "setfit" and self.co_training != "none" and not self.head:
+            raise ConfigError("key 'co_training': tfidf works with the methods that label an embeddings table "
+                              "(zero-shot, zmap, wmap, logreg, centroid); setfit self-trains on its own "
+                              "fine-tuned embeddings: set co_training to none")
         if not self.head:
             sets.check_label_inputs(self.method, sets.read_label_set(self.labels), bool(self.examples))
+
+    def _require_input(self, name: str, needed_by: str) -> None:
+        """ConfigError unless input key `name` is set, exists and is not the output."""
+        if not getattr(self, name):
+            raise ConfigError(f"key '{name}' is required by {needed_by}")
+        check_input_exists(name, getattr(self, name))
+        check_output_not_input(getattr(self, name), self.output)
 
     @property
     def scores_texts(self) -> bool:
@@ -117,6 +129,16 @@ class Config(JobConfig):
             return self.method == "setfit"
         try:
             return bool(heads.read_manifest(fitting.local_head(self.head))["params"].get("encoder"))
+        except ValueError as exc:
+            raise ConfigError(f"key 'head': {exc}") from None
+
+    @property
+    def reads_texts(self) -> bool:
+        """co_training tfidf, or a saved co-trained head: each embeddings row's text is joined by id."""
+        if not self.head:
+            return self.co_training != "none"
+        try:
+            return heads.read_manifest(fitting.local_head(self.head))["params"].get("co_training") == "tfidf"
         except ValueError as exc:
             raise ConfigError(f"key 'head': {exc}") from None
 
@@ -144,7 +166,24 @@ def read_source(spark, cfg: Config) -> tuple["object", str]:
             texts.DEFAULT_TEXT_MODEL
     table = contracts.read_embeddings(spark, cfg.embeddings, contracts.EmbeddingsCheck(
         purpose="to label", hint="label one model at a time"))
-    return table.rows.select("id", "embedding", "status", "error"), table.model
+    rows = table.rows.select("id", "embedding", "status", "error")
+    if cfg.reads_texts:
+        rows = rows.join(read_texts(spark, cfg), "id", "left")
+    return rows, table.model
+
+
+def read_texts(spark, cfg: Config):
+    """(id, text) of the `texts` rows read well, one per id (ids.mark keeps an id's first row): what a
+    left join adds to each embeddings row, so that it neither drops nor repeats any."""
+    from pyspark.sql import functions as F
+
+    columns = items.TextColumns(cfg.id_column, cfg.text_column, [], cfg.encoding, cfg.delimiter, key="texts")
+    fmt = inputs.detect_format(cfg.texts, "auto")
+    if fmt == "text-dir":
+        raise ConfigError(f"key 'texts': co_training reads a table or file with id and text columns; "
+                          f"{cfg.texts!r} is a folder of .txt files")
+    found = ids.mark(items.read_items(spark, cfg.texts, fmt, columns), cfg.id_column)
+    return found.filter(F.col("status").isNull()).select("id", "text")
 
 
 def run(spark, cfg: Config, summary: RunSummary) -> None:
@@ -154,7 +193,8 @@ def run(spark, cfg: Config, summary: RunSummary) -> None:
         summary.rows_in = source.count()
     folder = cfg.head or cfg.head_output or os.path.join(cfg.warehouse, "label_heads", f"{cfg.method}-{summary.run_id}")
     options = scoring.ScoringOptions(cfg.top_k, cfg.min_score, cfg.batch_size,
-                                     max(1, min(summary.rows_in, 2 * spark.sparkContext.defaultParallelism)))
+                                     max(1, min(summary.rows_in, 2 * spark.sparkContext.defaultParallelism)),
+                                     cfg.encoding)
     with summary.timed("fit head"):
         scored = scoring.assign_labels(source, model, cfg.request(), head=cfg.head, head_output=folder,
                                        scoring=options, stats=summary.stats)

@@ -48,9 +48,12 @@ def test_the_api_gives_the_cli_jobs_rows_in_the_callers_session(spark, inputs, t
                 ["search", "--index", str(out / "index"), "--queries", str(out / "img"), "--output", str(out / "nb"),
                  "--k", "5", "--exclude-self"],
                 ["assign-labels", "--embeddings", str(out / "txt"), "--labels", labels, "--top-k", "2",
-                 "--output", str(out / "labels")]):
+                 "--output", str(out / "labels")],
+                ["assign-labels", "--embeddings", str(out / "txt"), "--texts", str(folder / "fortunes.jsonl"),
+                 "--labels", labels, "--set", "self_training=3", "--set", "co_training=tfidf",
+                 "--output", str(out / "cot")]):
         assert cli.main([*job, *common_args(tmp_path)]) == 0, job[0]
-    cli_rows = {name: spark.read.parquet(str(out / name)) for name in ("img", "txt", "nb", "labels")}
+    cli_rows = {name: spark.read.parquet(str(out / name)) for name in ("img", "txt", "nb", "labels", "cot")}
 
     before, handlers = settings(spark), list(logging.getLogger().handlers)
     paths = [(str(p.relative_to(folder / "images")), str(p)) for p in sorted((folder / "images").rglob("*.png"))]
@@ -59,6 +62,9 @@ def test_the_api_gives_the_cli_jobs_rows_in_the_callers_session(spark, inputs, t
     info = sparkamp.build_index(images, str(tmp_path / "index"))
     found = sparkamp.search(images, str(tmp_path / "index"), k=5, exclude_self=True)
     labelled = sparkamp.assign_labels(docs, labels, top_k=2)
+    words = spark.createDataFrame(pd.DataFrame(texts)).withColumnRenamed("text", "words")
+    cot = sparkamp.assign_labels(docs.join(words, "id", "left"), labels, self_training=3, co_training="tfidf",
+                                 text_column="words")
 
     for api, cli_name in ((images, "img"), (docs, "txt")):
         assert tuple(api.columns) == contracts.EMBEDDINGS.columns
@@ -74,7 +80,8 @@ def test_the_api_gives_the_cli_jobs_rows_in_the_callers_session(spark, inputs, t
     assert (info.ntotal, info.dim, info.factory, info.model) == (50, 1280, manifest["factory"], manifest["model"])
     assert info.statuses == {"ok": 50, "decode_error": 1} and info.recall_at_10 == 1.0
 
-    for api, cli_name, key in ((found, "nb", ["query_id", "rank"]), (labelled, "labels", ["id", "rank"])):
+    for api, cli_name, key in ((found, "nb", ["query_id", "rank"]), (labelled, "labels", ["id", "rank"]),
+                               (cot, "cot", ["id", "rank"])):
         contract = contracts.NEIGHBOURS if cli_name == "nb" else contracts.LABELS
         assert tuple(api.columns) == contract.columns
         a, c = rows_of(api, key), rows_of(cli_rows[cli_name], key)

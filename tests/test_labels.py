@@ -151,6 +151,71 @@ def test_self_training_stops_when_its_pseudo_labels_hold_one_label(caplog):
     assert np.array_equal(head.scores(both).argmax(axis=1), [0] * 5 + [1] * 5)
 
 
+WORDS = {0: "goal match team season coach league", 1: "shares market profit bank stocks earnings",
+         2: "court judge trial law lawyer verdict"}
+
+
+def worded(rng, n: int) -> tuple[list[str], np.ndarray]:
+    """n short texts, each 4 words of one of WORDS' 3 topics plus 2 shared filler words, and their topics."""
+    y = rng.integers(0, 3, n)
+    return [" ".join(rng.choice(WORDS[int(c)].split(), 4).tolist() + ["today", "news"]) for c in y], y
+
+
+def test_the_tfidf_view_is_sklearns_classifier_and_survives_a_save(tmp_path):
+    """LexicalView.probabilities equals scikit-learn's own TfidfVectorizer + LogisticRegression
+    predict_proba on new texts (an empty one and one of unseen words included); a head saved with the
+    view and loaded scores the same, the mean of its two views for rows with text."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from udfs import lexical
+
+    rng = np.random.default_rng(3)
+    train, y = worded(rng, 60)
+    view = lexical.fit(lexical.vocabulary(train), train, y, 4, seed=0)  # label 3 has no row: never predicted
+    new = worded(rng, 5)[0] + ["", "zebra quantum"]
+    vectorizer = TfidfVectorizer(min_df=2, max_features=lexical.MAX_TERMS, **lexical.VECTORIZER).fit(train)
+    model = LogisticRegression(C=lexical.C, max_iter=2000, random_state=0, class_weight="balanced")
+    model.fit(vectorizer.transform(train), y)
+    p = view.probabilities(new)
+    assert np.allclose(p[:, :3], model.predict_proba(vectorizer.transform(new)), atol=1e-5)
+    assert np.allclose(p[:, 3], 0) and (p[:5].argmax(axis=1) < 3).all()
+
+    x = heads.normalise(rng.normal(size=(7, 4))).astype(np.float32)
+    head = Head("centroid+self-training", ["a", "b", "c", "d"], rng.normal(size=(4, 4)).astype(np.float32),
+                bias=np.zeros(4, np.float32), params={"co_training": "tfidf"}, lexical=view)
+    heads.save(head, str(tmp_path / "h"))
+    back = heads.load(str(tmp_path / "h"))
+    alone = Head(head.method, head.labels, head.classes, bias=head.bias).scores(x)
+    written = new[:6] + [None]  # the last row has no text: its embedding alone
+    assert np.allclose(back.scores(x, written), head.scores(x, written), atol=1e-6)
+    assert np.allclose(back.scores(x, written)[:6], (alone[:6] + p[:6]) / 2, atol=1e-5)
+    assert np.allclose(back.scores(x, written)[6], alone[6]) and np.allclose(back.scores(x), alone)
+
+
+def test_co_training_lifts_a_weak_embedding_head_with_the_words(caplog):
+    """Embeddings that hardly separate 3 topics, texts whose words do: self-training with co_training tfidf
+    labels the table better than self-training alone, and its head carries the view; with no texts it warns
+    and self-trains on the embeddings alone."""
+    rng = np.random.default_rng(5)
+    written, y = worded(rng, 300)
+    centres = heads.normalise(rng.normal(size=(3, 8)))
+    table = heads.normalise(centres[y] + 1.2 * rng.normal(size=(300, 8))).astype(np.float32)
+    start = Head("zero-shot", ["a", "b", "c"], centres.astype(np.float32))
+    none = Examples(np.zeros(0, np.int64), np.zeros((0, 8), np.float32), None)
+    plain = self_train(table, methods.FitOptions(self_training=3), start, none, {})
+    stats = {}
+    cot = self_train(table, methods.FitOptions(self_training=3, co_training="tfidf"), start, none, stats, written)
+    accuracy = {name: float((h.scores(table, written).argmax(axis=1) == y).mean())
+                for name, h in (("plain", plain), ("cot", cot))}
+    assert accuracy["cot"] > accuracy["plain"] + 0.1, accuracy
+    assert cot.lexical is not None and cot.params["co_training"] == "tfidf" and stats["co_training_terms"] > 10
+    blind = self_train(table, methods.FitOptions(self_training=3, co_training="tfidf"), start, none, stats,
+                       [None] * 300)
+    assert blind.lexical is None and stats["co_training_terms"] == 0
+    assert "co_training: the 0 texts" in caplog.text
+
+
 def test_scarce_classes_are_those_under_half_the_median():
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 3, 3])  # counts 4, 4, 1, 2 and class 4 has none
     assert heads.scarce_classes(y, 5) == ([(2, 1)], 3.0)  # 2 examples is not under 1.5; 0 is not scarce

@@ -1,4 +1,5 @@
-"""Label heads: zero-shot, Zmap, Wmap, logistic and centroid scorers over embeddings, as plain arrays."""
+"""Label heads: zero-shot, Zmap, Wmap, logistic and centroid scorers over embeddings (with co-training's TF-IDF
+view of the texts), as plain arrays."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from udfs.hashing import file_sha256
+from udfs.lexical import LexicalView
 
 FORMAT_VERSION = 1
 COSINE, SOFTMAX = "cosine", "softmax"
+LEXICAL_ARRAYS = ("terms", "idf", "weights", "bias")  # LexicalView's fields, saved as lexical_<name>
 
 
 @dataclass
@@ -20,7 +23,8 @@ class Head:
 
     Documents [n, d] are multiplied by `projection` [d, m] (when set) and L2-normalised; scores are
     `docs @ classes.T` [n, c], plus `bias` and a softmax for logistic heads (probabilities), or
-    cosines for the others.
+    cosines for the others. A co-trained head (`lexical` set, always a softmax head) averages those
+    probabilities with its TF-IDF view's of each row's text.
     """
 
     method: str
@@ -30,6 +34,7 @@ class Head:
     bias: np.ndarray | None = None        # [c] float32; set for softmax heads
     embedding_model: str = ""
     params: dict = field(default_factory=dict)
+    lexical: LexicalView | None = None    # co-training's TF-IDF view of the texts
 
     @property
     def kind(self) -> str:
@@ -39,8 +44,10 @@ class Head:
     def dim(self) -> int:
         return int(self.projection.shape[0] if self.projection is not None else self.classes.shape[1])
 
-    def scores(self, docs: np.ndarray) -> np.ndarray:
-        """[n, d] embeddings → [n, c] scores (cosines, or probabilities for softmax heads)."""
+    def scores(self, docs: np.ndarray, texts: list[str | None] | None = None) -> np.ndarray:
+        """[n, d] embeddings → [n, c] scores (cosines, or probabilities for softmax heads). With a TF-IDF
+        view, each row whose text is given (`texts` [n], None for a row without one) scores the mean of
+        the two views' probabilities; the other rows, the embeddings' alone."""
         x = np.asarray(docs, dtype=np.float32)
         if self.projection is not None:
             x = x @ self.projection
@@ -51,7 +58,12 @@ class Head:
         logits = logits + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        p /= p.sum(axis=1, keepdims=True)
+        if self.lexical is not None and texts is not None:
+            rows = [i for i, text in enumerate(texts) if text is not None]
+            if rows:
+                p[rows] = (p[rows] + self.lexical.probabilities([texts[i] for i in rows])) / 2
+        return p
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -103,16 +115,20 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, seed: int
 
     model = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight="balanced")
     model.fit(normalise(x), y, sample_weight=sample_weight)
-    weights = np.zeros((n_classes, x.shape[1]), dtype=np.float32)
-    bias = np.full(n_classes, -1e4, dtype=np.float32)  # a class with no example is never chosen
-    if len(model.classes_) == 2:  # sklearn keeps one row for two classes: p1 = sigmoid(w·x + b)
-        w, b = model.coef_[0], model.intercept_[0]
-        rows, signs = model.classes_, (-0.5, 0.5)
-        for row, sign in zip(rows, signs):
-            weights[row], bias[row] = sign * w, sign * b
+    return class_rows(model, n_classes)
+
+
+def class_rows(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weights [n_classes, d], bias [n_classes]) float32 of a fitted scikit-learn LogisticRegression whose
+    classes are ints in 0..n_classes-1, softmax-ready: a class it never saw gets bias -1e4 (never chosen);
+    two classes, kept by scikit-learn as one row (p1 = sigmoid(w·x + b)), become ±(w, b) / 2."""
+    weights = np.zeros((n_classes, model.coef_.shape[1]), dtype=np.float32)
+    bias = np.full(n_classes, -1e4, dtype=np.float32)
+    if len(model.classes_) == 2:
+        for row, sign in zip(model.classes_, (-0.5, 0.5)):
+            weights[row], bias[row] = sign * model.coef_[0], sign * model.intercept_[0]
     else:
-        weights[model.classes_] = model.coef_
-        bias[model.classes_] = model.intercept_
+        weights[model.classes_], bias[model.classes_] = model.coef_, model.intercept_
     return weights, bias
 
 
@@ -140,6 +156,8 @@ def save(head: Head, folder: str, extra_files: tuple[str, ...] = ()) -> None:
         arrays["projection"] = head.projection
     if head.bias is not None:
         arrays["bias"] = head.bias
+    if head.lexical is not None:
+        arrays.update({f"lexical_{name}": getattr(head.lexical, name) for name in LEXICAL_ARRAYS})
     np.savez(os.path.join(folder, "head.npz"), **arrays)
     files = {name: file_sha256(os.path.join(folder, name)) for name in ("head.npz", *extra_files)}
     manifest = {"format_version": FORMAT_VERSION, "method": head.method, "labels": head.labels,
@@ -167,8 +185,10 @@ def load(folder: str) -> Head:
         if file_sha256(os.path.join(folder, name)) != digest:
             raise ValueError(f"{folder!r}: {name} does not match the manifest's sha256; refit the head")
     with np.load(os.path.join(folder, "head.npz"), allow_pickle=False) as arrays:
+        lexical = LexicalView(*(arrays[f"lexical_{name}"] for name in LEXICAL_ARRAYS)) \
+            if "lexical_terms" in arrays else None
         return Head(manifest["method"], list(manifest["labels"]), arrays["classes"],
                     arrays["projection"] if "projection" in arrays else None,
                     arrays["bias"] if "bias" in arrays else None,
-                    manifest["embedding_model"], dict(manifest["params"]))
+                    manifest["embedding_model"], dict(manifest["params"]), lexical)
 

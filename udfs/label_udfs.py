@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from udfs import texts
+from udfs import lexical, texts
 from udfs.batches import rebatch
 from udfs.embed_udfs import TextJobOptions, embed_text_block, with_preset_rows, worker_text_model
 from udfs.heads import Head, top_k
@@ -25,12 +25,15 @@ class ScoreOptions:
     min_score: float | None = None  # best score below it → one row labelled `unknown`
     method: str = ""                # goes into the `method` column
     block_rows: int = 4096          # embeddings scored per block
+    encoding: str = "utf-8"         # texts given as bytes (a co-trained head's TF-IDF view)
 
 
 def label_rows(ids: np.ndarray, vectors: list, statuses: list, errors: list, head: Head,
-               opts: ScoreOptions) -> pd.DataFrame:
+               opts: ScoreOptions, texts_: list | None = None) -> pd.DataFrame:
     """One block of items → labels rows: `top_k` rows per scored item, one `unknown` row for a
-    low-confidence item, one row with its status and error (label null) for an item not scored."""
+    low-confidence item, one row with its status and error (label null) for an item not scored.
+    `texts_` [n] (str, bytes in opts.encoding, or None): each item's text, for a co-trained head's TF-IDF
+    view; a row without a readable one is scored by its embedding alone."""
     ok = [i for i, s in enumerate(statuses) if s == OK and vectors[i] is not None]
     out = {name: [] for name in LABEL_COLUMNS}
 
@@ -40,7 +43,9 @@ def label_rows(ids: np.ndarray, vectors: list, statuses: list, errors: list, hea
 
     best: dict[int, tuple] = {}
     if ok:
-        order, scores = top_k(head.scores(np.stack([np.asarray(vectors[i], np.float32) for i in ok])),
+        words = [lexical.readable(texts_[i], opts.encoding) for i in ok] \
+            if texts_ is not None and head.lexical is not None else None
+        order, scores = top_k(head.scores(np.stack([np.asarray(vectors[i], np.float32) for i in ok]), words),
                               opts.top_k)
         best = {i: (order[row], scores[row]) for row, i in enumerate(ok)}
     for i, status in enumerate(statuses):
@@ -60,13 +65,14 @@ def label_rows(ids: np.ndarray, vectors: list, statuses: list, errors: list, hea
 
 
 def embedding_scorer(head: Any, opts: ScoreOptions) -> Callable[[Frames], Frames]:
-    """A mapInPandas function: blocks of (id, embedding, status, error) → labels rows.
-    `head` is a Spark broadcast of a Head (or a Head)."""
+    """A mapInPandas function: blocks of (id, embedding, status, error[, text]) → labels rows.
+    `head` is a Spark broadcast of a Head (or a Head); `text` feeds a co-trained head's TF-IDF view."""
     def score_partition(blocks: Frames) -> Frames:
         h = head.value if hasattr(head, "value") else head
         for block in rebatch(blocks, opts.block_rows):
             yield label_rows(block["id"].to_numpy(), block["embedding"].tolist(), block["status"].tolist(),
-                             block["error"].tolist(), h, opts)
+                             block["error"].tolist(), h, opts,
+                             block["text"].tolist() if "text" in block else None)
     return score_partition
 
 

@@ -18,7 +18,7 @@ from jobs.core.config import ConfigError
 from jobs.labelling import methods
 from jobs.labelling.examples import ExampleOptions, Examples, ExampleSource, read_examples
 from jobs.labelling.methods import FitOptions
-from jobs.labelling.self_training import corpus_sample, self_train, text_sample
+from jobs.labelling.self_training import corpus_sample, corpus_text_sample, self_train, text_sample
 from jobs.labelling.sets import NEEDS_LABEL_TEXT
 from udfs import cnn, heads, texts
 from udfs.heads import Head
@@ -82,20 +82,23 @@ def load_head(folder: str, model: str) -> Head:
 
 
 def self_training_inputs(request: LabelRequest, model: str, tables: tuple, staging: str,
-                         examples: Examples) -> tuple[np.ndarray, Examples]:
-    """(the [m, d] corpus sample self-training labels, the examples with vectors in the same
-    space). `tables` = (the embeddings table's ok rows, the text items). setfit: a sample of the items'
-    texts and the examples embedded on the driver with the fine-tuned encoder saved in `staging`
-    (self_training_sample bounds the driver's work: ~60 texts/s on 2 cores)."""
-    fit = request.fit
+                         examples: Examples) -> tuple[np.ndarray, list | None, Examples]:
+    """(the [m, d] corpus sample self-training labels, its m texts for co-training (None when co_training is
+    none, and for setfit; None for a row without one), the examples with vectors in the same space). `tables` = (the
+    embeddings table's ok rows, the text items; with co-training, the ok rows carry a text column).
+    setfit: a sample of the items' texts and the examples embedded on the driver with the fine-tuned
+    encoder saved in `staging` (self_training_sample bounds the driver's work: ~60 texts/s on 2 cores)."""
+    fit, encoding = request.fit, request.columns.encoding
     if request.method != "setfit":
-        return corpus_sample(tables[0], fit.self_training_sample, fit.seed), examples
+        if fit.co_training == "none":
+            return corpus_sample(tables[0], fit.self_training_sample, fit.seed), None, examples
+        return (*corpus_text_sample(tables[0], fit.self_training_sample, fit.seed, encoding), examples)
     tuned = texts.load_text_model(texts.spec_from_label(model, os.path.join(staging, "encoder")))
-    sample = text_sample(tables[1], fit.self_training_sample, fit.seed, request.columns.encoding)
+    sample = text_sample(tables[1], fit.self_training_sample, fit.seed, encoding)
     with methods.all_cores():
         vectors = texts.embed_texts(tuned, examples.texts, 32).embeddings
         embedded = texts.embed_texts(tuned, sample, 32).embeddings if sample else vectors[:0]
-    return embedded, dataclasses.replace(examples, vectors=vectors)
+    return embedded, None, dataclasses.replace(examples, vectors=vectors)
 
 
 def fit_head(request: LabelRequest, model: str, source, folder: str, stats: dict[str, float]) -> Head:
@@ -106,8 +109,11 @@ def fit_head(request: LabelRequest, model: str, source, folder: str, stats: dict
     from pyspark.sql import functions as F
 
     method, fit = request.method, request.fit
-    embedded = source.filter(F.col("status") == "ok").select("id", "embedding") \
-        if "embedding" in source.columns else None
+    if fit.co_training != "none" and "text" not in source.columns:
+        raise ConfigError("key 'co_training': tfidf reads each row's text beside its embedding; the table has "
+                          "no text column (assign-labels: set key texts; a notebook: give the DataFrame one)")
+    ok = source.filter(F.col("status") == "ok") if "embedding" in source.columns else None
+    embedded = ok.select("id", "embedding") if ok is not None else None
     spec = text_spec(model, fit) if method != "setfit" else texts.spec_from_label(model, fit.model_path)
     if spec is None and method in NEEDS_LABEL_TEXT:
         raise ConfigError(f"key 'method': {method} compares texts with label names; {model!r} is an "
@@ -122,8 +128,8 @@ def fit_head(request: LabelRequest, model: str, source, folder: str, stats: dict
     head, extra = methods.fit(method, methods.Inputs(request.label_set, names, examples, encoder, model),
                               staging, fit, stats)
     if fit.self_training:
-        sample, in_space = self_training_inputs(request, model, (embedded, source), staging, examples)
-        head = self_train(sample, fit, head, in_space, stats)
+        sample, sample_texts, in_space = self_training_inputs(request, model, (ok, source), staging, examples)
+        head = self_train(sample, fit, head, in_space, stats, sample_texts)
     heads.save(head, staging, extra)
     if local:
         shutil.rmtree(local, ignore_errors=True)

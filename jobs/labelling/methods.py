@@ -17,6 +17,7 @@ from udfs.heads import Head
 from udfs.label_sets import LabelSet
 
 log = logging.getLogger(__name__)
+CO_TRAINING = ("none", "tfidf")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class FitOptions:
     self_training_sample: int = 20_000
     label_spreading: int = 0         # self-training: neighbours of each row in the k-NN graph; 0 = off
     label_spreading_alpha: float = 0.8
+    co_training: str = "none"        # self-training: none | tfidf (a TF-IDF view of the texts beside the embeddings)
     setfit_pairs: int = 20
     setfit_sampling: str = "random"  # udfs.finetune.SAMPLINGS
     setfit_epochs: int = 1
@@ -58,6 +60,12 @@ class FitOptions:
             raise ConfigError("key 'self_training_fraction' must be in (0, 1]")
         if not 0 < self.label_spreading_alpha < 1:
             raise ConfigError(f"key 'label_spreading_alpha' must be in (0, 1), got {self.label_spreading_alpha!r}")
+        if self.co_training not in CO_TRAINING:
+            raise ConfigError(f"key 'co_training' expects one of {', '.join(CO_TRAINING)}, got {self.co_training!r}")
+        if self.co_training != "none" and not self.self_training:
+            raise ConfigError("key 'co_training' refits its TF-IDF view on self-training's pseudo-labels; set "
+                              "self_training to 1 or more rounds (3 or more: the view first labels in round 2), "
+                              "or co_training to none")
         if self.label_spreading and not self.self_training:
             raise ConfigError("key 'label_spreading' spreads self-training's labels over the table's k-NN graph; "
                               "set self_training to 1 or more rounds, or label_spreading to 0")

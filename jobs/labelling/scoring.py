@@ -22,6 +22,7 @@ class ScoringOptions:
     min_score: float = -1.0         # an item whose best score is below it gets one row `unknown`; -1 = off
     batch_size: int = 8             # setfit: texts per model call
     partitions: int = 0             # Spark partitions scored in; 0 = 2 x the cluster's cores
+    encoding: str = "utf-8"         # co-training: texts given as bytes are decoded with it
 
     def check(self) -> None:
         require_positive(self, "top_k", "batch_size")
@@ -50,7 +51,8 @@ def assign_labels(source, model: str, request: LabelRequest, *, head: str = "", 
 
 
 def score(source, head: Head, folder: str, opts: ScoringOptions):
-    """Every row of `source` scored by `head` (saved in the local `folder`) on the workers: the labels table."""
+    """Every row of `source` scored by `head` (saved in the local `folder`) on the workers: the labels table.
+    A co-trained head reads `source`'s text column too (read_source joins it)."""
     spark = source.sparkSession
     shared = spark.sparkContext.broadcast(head)
     min_score = opts.min_score if opts.min_score > -1 else None
@@ -59,6 +61,6 @@ def score(source, head: Head, folder: str, opts: ScoringOptions):
         scorer = text_scorer(shared, spec, TextJobOptions(opts.batch_size),
                              ScoreOptions(opts.top_k, min_score, head.method))
     else:
-        scorer = embedding_scorer(shared, ScoreOptions(opts.top_k, min_score, head.method))
+        scorer = embedding_scorer(shared, ScoreOptions(opts.top_k, min_score, head.method, encoding=opts.encoding))
     partitions = opts.partitions or 2 * spark.sparkContext.defaultParallelism
     return source.repartition(partitions).mapInPandas(scorer, contracts.LABELS.schema)

@@ -7,30 +7,39 @@ import warnings
 
 import numpy as np
 
+from jobs.labelling.co_training import TextView
 from jobs.labelling.examples import Examples
 from jobs.labelling.methods import FitOptions
-from udfs import heads, texts
+from udfs import heads, lexical, texts
 from udfs.heads import Head
 from udfs.status import RowError
 
 log = logging.getLogger(__name__)
 
 
-def self_train(sample: np.ndarray, cfg: FitOptions, head: Head, ex: Examples, stats: dict[str, float]) -> Head:
+def self_train(sample: np.ndarray, cfg: FitOptions, head: Head, ex: Examples, stats: dict[str, float],
+               sample_texts: list[str | None] | None = None) -> Head:
     """Rounds of: label `sample` ([m, d] embeddings of the table's rows, corpus_sample or text_sample), with
     `cfg.label_spreading` > 0 spread those labels over the sample's k-NN graph (`spread`), keep each label's
     most confident share, refit a logistic head on those (plus the real examples, when `ex.vectors` holds
     them in the same space). Transductive: it uses the table, never the gold (Yarowsky-style
     self-training, Yarowsky 1995; the head is heads.fit_logreg). A round whose pseudo-labels (with the
     examples) hold one label only is not fitted: self-training stops there, with a warning, and
-    `stats["self_training_rounds"]` says how many rounds were fitted."""
+    `stats["self_training_rounds"]` says how many rounds were fitted.
+
+    With `cfg.co_training` "tfidf" (`sample_texts` [m]: each sample row's text, None where it has none),
+    each round also refits a TF-IDF view of the texts (udfs.lexical) on the same pseudo-labels, and the
+    next round labels with the mean of both views' probabilities: co-training (Blum & Mitchell 1998) with
+    the views agreeing through averaged probabilities. The head returned carries the view; it scores the
+    same mean. A sample without two texts sharing a term gets no view (a warning)."""
     n = len(head.labels)
     if not len(sample):
         log.warning("self-training skipped: the table has no rows to learn from")
         return head
-    rounds = 0
+    view = TextView.of(sample_texts, ex, cfg.seed) if cfg.co_training == "tfidf" else None
+    rounds, words = 0, None
     for round_ in range(cfg.self_training):
-        scores = head.scores(sample)
+        scores = head.scores(sample, sample_texts)
         if cfg.label_spreading:
             scores = spread(sample, scores.argmax(axis=1), n, cfg.label_spreading, cfg.label_spreading_alpha)
         predicted, confidence = scores.argmax(axis=1), scores.max(axis=1)
@@ -48,15 +57,22 @@ def self_train(sample: np.ndarray, cfg: FitOptions, head: Head, ex: Examples, st
                         "the head of the round before is kept", round_ + 1, len(y), head.labels[int(y[0])])
             break
         weights, bias = heads.fit_logreg(x, y, n, cfg.logreg_c, cfg.seed)
+        if view is not None:
+            words = view.fit(keep, predicted, n)
         log.info("self-training round %d: %d pseudo-labelled rows", round_ + 1, int(keep.sum()))
-        head = Head(f"{head.method.split('+')[0]}+self-training", head.labels, weights, bias=bias,
+        kind = "co-training" if words is not None else "self-training"
+        head = Head(f"{head.method.split('+')[0]}+{kind}", head.labels, weights, bias=bias,
                     embedding_model=head.embedding_model,
                     params={**head.params, "self_training": cfg.self_training,
                             "self_training_fraction": cfg.self_training_fraction,
-                            "self_training_rows": int(len(sample)), **spreading_params(cfg)})
+                            "self_training_rows": int(len(sample)), **spreading_params(cfg),
+                            **({"co_training": "tfidf", "tfidf_terms": len(words.terms)} if words else {})},
+                    lexical=words)
         rounds += 1
     stats["self_training_rows"] = int(len(sample))
     stats["self_training_rounds"] = rounds
+    if cfg.co_training == "tfidf":
+        stats["co_training_terms"] = len(words.terms) if words is not None else 0
     return head
 
 
@@ -95,6 +111,17 @@ def corpus_sample(embedded, limit: int, seed: int) -> np.ndarray:
 
     rows = embedded.select("embedding").orderBy(F.rand(seed)).limit(limit).collect()
     return np.array([r[0] for r in rows], dtype=np.float32)
+
+
+def corpus_text_sample(rows, limit: int, seed: int, encoding: str = "utf-8") -> tuple[np.ndarray, list]:
+    """([<= limit, d] embeddings, their texts: cleaned as the scoring UDF cleans them, None where a row has
+    none or it cannot be read) of `rows` (DataFrame with embedding and text columns: the table's ok rows
+    joined to their texts), drawn uniformly with `seed`; never the whole big table."""
+    from pyspark.sql import functions as F
+
+    drawn = rows.select("embedding", "text").orderBy(F.rand(seed)).limit(limit).collect()
+    return np.array([r[0] for r in drawn], dtype=np.float32).reshape(len(drawn), -1), \
+        [lexical.readable(r[1], encoding) for r in drawn]
 
 
 def text_sample(items, limit: int, seed: int, encoding: str = "utf-8") -> list[str]:
