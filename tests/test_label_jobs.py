@@ -151,9 +151,11 @@ def test_co_training_with_a_tfidf_view_saves_reloads_and_scores_rows_without_tex
     assert len(table.id.unique()) == 201 and table.set_index("id").status["blank"] == "empty"
     assert set(table.dropna(subset=["label"]).method) == {"zero-shot+co-training"}
 
-    # half the texts: the other rows are scored by their embeddings alone, exactly as the head's own
+    # half the texts, one id repeated later (its first text counts) and one without an id: the other rows
+    # are scored by their embeddings alone, exactly as the head's own; no row is lost or repeated
     texts = pd.read_parquet(fortunes / "texts.parquet")
-    texts.iloc[::2].to_parquet(tmp_path / "half.parquet")
+    extra = pd.DataFrame({"id": [texts.id.iloc[0], None], "text": ["court judge law verdict", "stray text"]})
+    pd.concat([texts.iloc[::2], extra]).to_parquet(tmp_path / "half.parquet")
     again = pd.read_parquet(label(fortunes, tmp_path, "cot-half", "--embeddings", str(fortunes / "emb"),
                                   "--texts", str(tmp_path / "half.parquet"), "--head", str(head_dir)))
     head = heads.load(str(head_dir))
@@ -163,6 +165,7 @@ def test_co_training_with_a_tfidf_view_saves_reloads_and_scores_rows_without_tex
     alone = head.scores(np.stack(ok.embedding.to_numpy())).max(axis=1)
     both = head.scores(np.stack(ok.embedding.to_numpy()),
                        [texts.set_index("id").text[i] for i in ok.index]).max(axis=1)
+    assert len(again) == 201 and again.id.is_unique
     got = again[again["rank"] == 1].set_index("id").score.reindex(ok.index).to_numpy()
     expected = np.where([i in with_text for i in ok.index], both, alone)
     assert np.allclose(got, expected, atol=1e-5)
