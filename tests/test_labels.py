@@ -213,7 +213,8 @@ def test_co_training_lifts_a_weak_embedding_head_with_the_words(caplog):
     blind = self_train(table, methods.FitOptions(self_training=3, co_training="tfidf"), start, none, stats,
                        [None] * 300)
     assert blind.lexical is None and stats["co_training_terms"] == 0
-    assert "co_training: the 0 texts" in caplog.text
+    assert "co_training: the 0 texts" in caplog.text and "300 of the 300 sampled rows have no readable text" \
+        in caplog.text
 
 
 def test_scarce_classes_are_those_under_half_the_median():

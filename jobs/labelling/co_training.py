@@ -28,6 +28,10 @@ class TextView:
         """The view's inputs, or None (with a warning) when the texts share no term in two of them."""
         rows = np.array([i for i, t in enumerate(sample_texts or []) if t is not None], dtype=np.int64)
         written = [sample_texts[i] for i in rows]
+        if sample_texts and len(rows) < len(sample_texts):
+            log.warning("co_training: %d of the %d sampled rows have no readable text (no row of key texts with "
+                        "their id, or an empty or unreadable one); the TF-IDF view learns without them and they "
+                        "are scored by their embeddings alone", len(sample_texts) - len(rows), len(sample_texts))
         examples = (list(ex.texts), np.asarray(ex.labels)) if ex.texts else ([], np.zeros(0, np.int64))
         try:
             vectorizer = lexical.vocabulary(written + examples[0])
