@@ -11,6 +11,7 @@ import numpy as np
 
 from udfs.hashing import file_sha256
 from udfs.lexical import LexicalView
+from udfs.logistic import class_rows
 
 FORMAT_VERSION = 1
 COSINE, SOFTMAX = "cosine", "softmax"
@@ -116,20 +117,6 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, n_classes: int, c: float, seed: int
     model = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight="balanced")
     model.fit(normalise(x), y, sample_weight=sample_weight)
     return class_rows(model, n_classes)
-
-
-def class_rows(model, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(weights [n_classes, d], bias [n_classes]) float32 of a fitted scikit-learn LogisticRegression whose
-    classes are ints in 0..n_classes-1, softmax-ready: a class it never saw gets bias -1e4 (never chosen);
-    two classes, kept by scikit-learn as one row (p1 = sigmoid(w·x + b)), become ±(w, b) / 2."""
-    weights = np.zeros((n_classes, model.coef_.shape[1]), dtype=np.float32)
-    bias = np.full(n_classes, -1e4, dtype=np.float32)
-    if len(model.classes_) == 2:
-        for row, sign in zip(model.classes_, (-0.5, 0.5)):
-            weights[row], bias[row] = sign * model.coef_[0], sign * model.intercept_[0]
-    else:
-        weights[model.classes_], bias[model.classes_] = model.coef_, model.intercept_
-    return weights, bias
 
 
 def scarce_classes(y: np.ndarray, n_classes: int, share: float = 0.5) -> tuple[list[tuple[int, int]], float]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from udfs import texts as text_cleaning
+from udfs.logistic import class_rows
 from udfs.status import RowError
 
 # TfidfVectorizer's settings, saved with the view so that scoring tokenises exactly as fitting did
@@ -65,8 +66,6 @@ def fit(vectorizer, texts: list[str], labels: np.ndarray, n_classes: int, seed: 
     """The view fitted on `texts` (n strings) with int `labels` [n] in 0..n_classes-1, class-balanced
     (scikit-learn's LogisticRegression, C = C). A label absent from `labels` is never predicted."""
     from sklearn.linear_model import LogisticRegression
-
-    from udfs.heads import class_rows  # heads imports this module
 
     model = LogisticRegression(C=C, max_iter=2000, random_state=seed, class_weight="balanced")
     model.fit(vectorizer.transform(texts), labels)
