@@ -109,9 +109,7 @@ class Config(JobConfig):
         self.fit.check()
         inputs.check_text_keys(self.encoding, self.delimiter)
         if self.method == "setfit" and self.co_training != "none" and not self.head:
-            raise ConfigError("key 'co_training': tfidf works with the methods that label an embeddings table "
-                              "(zero-shot, zmap, wmap, logreg, centroid); setfit self-trains on its own "
-                              "fine-tuned embeddings: set co_training to none")
+            raise ConfigError(methods.SETFIT_CO_TRAINING)
         if not self.head:
             sets.check_label_inputs(self.method, sets.read_label_set(self.labels), bool(self.examples))
 

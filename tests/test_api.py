@@ -126,6 +126,10 @@ def test_bad_arguments_raise_config_errors_naming_them(spark, inputs, tmp_path):
     with pytest.raises(sparkamp.ConfigError, match="key 'embeddings \\(embedding\\)': column 'embedding' is not in"):
         sparkamp.build_index(df, str(tmp_path / "i"))
     assert not (tmp_path / "i").exists()
+    texts = spark.createDataFrame([("a", "x")], "id string, text string")
+    with pytest.raises(sparkamp.ConfigError, match="key 'co_training': tfidf works with the methods that label"):
+        sparkamp.assign_labels(texts, ["p", "q"], method="setfit", examples=texts, self_training=3,
+                               co_training="tfidf")
 
 
 def test_the_example_runs(tmp_path):

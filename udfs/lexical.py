@@ -10,7 +10,8 @@ from udfs import texts as text_cleaning
 from udfs.logistic import class_rows
 from udfs.status import RowError
 
-# TfidfVectorizer's settings, saved with the view so that scoring tokenises exactly as fitting did
+# TfidfVectorizer's settings, the same when fitting and scoring (not saved with a view: these constants
+# are what a saved view is read with, so changing them means refitting co-trained heads)
 VECTORIZER = {"sublinear_tf": True, "stop_words": "english", "lowercase": True}
 MIN_DF = 2               # a term in one text only says nothing about the others
 MAX_TERMS = 50_000       # bounds the view: [labels, terms] weights broadcast to every worker

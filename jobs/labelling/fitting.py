@@ -109,6 +109,8 @@ def fit_head(request: LabelRequest, model: str, source, folder: str, stats: dict
     from pyspark.sql import functions as F
 
     method, fit = request.method, request.fit
+    if fit.co_training != "none" and method == "setfit":  # the CLI refuses it earlier; a notebook call here
+        raise ConfigError(methods.SETFIT_CO_TRAINING)
     if fit.co_training != "none" and "text" not in source.columns:
         raise ConfigError("key 'co_training': tfidf reads each row's text beside its embedding; the table has "
                           "no text column (assign-labels: set key texts; a notebook: give the DataFrame one)")

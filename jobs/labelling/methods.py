@@ -18,6 +18,9 @@ from udfs.label_sets import LabelSet
 
 log = logging.getLogger(__name__)
 CO_TRAINING = ("none", "tfidf")
+SETFIT_CO_TRAINING = ("key 'co_training': tfidf works with the methods that label an embeddings table (zero-shot, "
+                      "zmap, wmap, logreg, centroid); setfit self-trains on its own fine-tuned embeddings: set "
+                      "co_training to none")
 
 
 @dataclass(frozen=True)
